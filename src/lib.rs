@@ -1,0 +1,7 @@
+//! workspace-gate: login and authorization for cloud development workspaces,
+//! answering the auth checks of ingress-nginx, Traefik and Envoy.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod session;
+pub mod workspaces;

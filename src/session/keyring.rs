@@ -1,0 +1,170 @@
+//! Signing keys. Keys come from one or more files: the first signs, all
+//! verify, so a new key can be rolled out before the old one is retired.
+//! HKDF derives a separate subkey per token kind, so a token of one kind can
+//! never be accepted as another.
+
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+
+/// The kinds of token the gate issues. Each gets its own subkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// Per-host pass cookie on a workspace host.
+    Pass,
+    /// Short-lived hand-over from the auth host to one workspace host.
+    Transfer,
+    /// Login cookie on the auth host (sealed).
+    Login,
+    /// OAuth `state` parameter (sealed).
+    State,
+    /// Chain of hosts to visit when signing out (signed).
+    SignOut,
+}
+
+impl TokenKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            TokenKind::Pass => "pass",
+            TokenKind::Transfer => "transfer",
+            TokenKind::Login => "login",
+            TokenKind::State => "state",
+            TokenKind::SignOut => "signout",
+        }
+    }
+
+    const ALL: [TokenKind; 5] = [
+        TokenKind::Pass,
+        TokenKind::Transfer,
+        TokenKind::Login,
+        TokenKind::State,
+        TokenKind::SignOut,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Smallest accepted key: 32 bytes of randomness.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// Reads a key file's text: base64 (standard or URL-safe) or hex, at least 32 bytes.
+pub fn parse_key(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("the key file is empty".into());
+    }
+    let decoded = if t.len() % 2 == 0 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(t).map_err(|e| e.to_string())?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(t))
+            .map_err(|_| "the key is neither base64 nor hex".to_string())?
+    };
+    if decoded.len() < MIN_KEY_LEN {
+        return Err(format!(
+            "the key has {} bytes; at least {MIN_KEY_LEN} are required",
+            decoded.len()
+        ));
+    }
+    Ok(decoded)
+}
+
+/// A fresh random key, base64-encoded, as `workspace-gate keygen` prints it.
+pub fn generate_key() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// One key with its derived subkeys.
+pub struct Key {
+    /// Public identifier: a hash prefix of the key, safe to show.
+    pub kid: String,
+    subkeys: [[u8; 32]; 5],
+}
+
+impl Key {
+    pub fn new(material: &[u8]) -> Self {
+        let hk = Hkdf::<Sha256>::new(Some(b"workspace-gate v1"), material);
+        let mut subkeys = [[0u8; 32]; 5];
+        for kind in TokenKind::ALL {
+            hk.expand(kind.label().as_bytes(), &mut subkeys[kind.index()])
+                .expect("32 bytes is a valid HKDF-SHA256 length");
+        }
+        let digest = Sha256::digest([b"kid:".as_slice(), material].concat());
+        Key {
+            kid: hex::encode(&digest[..6]),
+            subkeys,
+        }
+    }
+
+    pub fn subkey(&self, kind: TokenKind) -> &[u8; 32] {
+        &self.subkeys[kind.index()]
+    }
+}
+
+/// All keys in order: the first signs, all verify.
+pub struct Keyring {
+    keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&str> = self.keys.iter().map(|k| k.kid.as_str()).collect();
+        f.debug_struct("Keyring").field("kids", &kids).finish()
+    }
+}
+
+impl Keyring {
+    /// # Panics
+    /// Never: an empty list is refused with an error instead.
+    pub fn new(materials: &[Vec<u8>]) -> Result<Self, &'static str> {
+        if materials.is_empty() {
+            return Err("at least one key is required");
+        }
+        Ok(Keyring {
+            keys: materials.iter().map(|m| Key::new(m)).collect(),
+        })
+    }
+
+    pub fn signing(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    pub fn find(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subkeys_differ_per_kind_and_key() {
+        let a = Key::new(&[1u8; 32]);
+        let b = Key::new(&[2u8; 32]);
+        assert_ne!(a.subkey(TokenKind::Pass), a.subkey(TokenKind::Transfer));
+        assert_ne!(a.subkey(TokenKind::Pass), b.subkey(TokenKind::Pass));
+        assert_ne!(a.kid, b.kid);
+    }
+
+    #[test]
+    fn short_or_garbage_keys_are_refused() {
+        assert!(parse_key("").is_err());
+        assert!(parse_key("c2hvcnQ=").is_err());
+        assert!(parse_key("!!!not a key!!!").is_err());
+        assert_eq!(parse_key(&generate_key()).unwrap().len(), 32);
+        assert_eq!(parse_key(&"ab".repeat(32)).unwrap().len(), 32);
+    }
+}

@@ -1,0 +1,1 @@
+//! Static workspaces file (see `load`), reloaded on change.
