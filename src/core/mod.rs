@@ -17,3 +17,5 @@ pub use decide::decide;
 pub use decision::{Allow, Decision, Page};
 pub use request::CheckRequest;
 pub use settings::Settings;
+#[cfg(test)]
+mod tests;

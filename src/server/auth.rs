@@ -238,10 +238,10 @@ pub async fn callback(
     let mut claims = claims;
     if !claims.contains_key(state.provider.username_claim()) {
         // Some providers put the username only into userinfo.
-        if let Ok(info) = state.provider.userinfo(&tokens.access_token).await {
-            if info.get("sub") == claims.get("sub") {
-                claims.extend(info);
-            }
+        if let Ok(info) = state.provider.userinfo(&tokens.access_token).await
+            && info.get("sub") == claims.get("sub")
+        {
+            claims.extend(info);
         }
     }
     let Some(who) = state.provider.identity(&claims) else {

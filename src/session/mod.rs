@@ -15,3 +15,5 @@ pub mod signed;
 pub use claims::{Identity, LoginClaims, PassClaims, SignOutClaims, StateClaims, TransferClaims};
 pub use keyring::{Keyring, TokenKind};
 pub use signed::TokenError;
+#[cfg(test)]
+mod tests;
