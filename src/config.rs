@@ -346,8 +346,8 @@ struct Reader<'a> {
     base: PathBuf,
 }
 
-impl Reader<'_> {
-    fn raw(&self, key: &str) -> Option<&Value> {
+impl<'a> Reader<'a> {
+    fn raw(&self, key: &str) -> Option<&'a Value> {
         let mut cur = self.root;
         for part in key.split('.') {
             cur = cur.as_mapping()?.get(part)?;
