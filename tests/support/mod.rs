@@ -28,6 +28,7 @@ pub mod scenarios;
 pub mod stack;
 pub mod tls;
 pub mod workspaces;
+pub mod ws;
 
 /// reqwest and rustls are built without a default crypto provider here.
 pub fn install_crypto_provider() {
