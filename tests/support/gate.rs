@@ -159,4 +159,3 @@ async fn wait_ready(proc: &mut Proc, admin: SocketAddr) -> anyhow::Result<()> {
         proc.output()
     )
 }
-
