@@ -9,6 +9,8 @@ venv="$root/.venv"
 
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+# ingress-nginx's auth-signin redirect uses set_escape_uri (set-misc module).
+[ -f /usr/lib/nginx/modules/ngx_http_set_misc_module.so ] || need_apt+=(libnginx-mod-http-ndk libnginx-mod-http-set-misc)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
@@ -31,7 +33,7 @@ fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/requirements.txt" >/dev/null
 
 oidc="$root/tests/support/oidc"
-if [ ! -d "$oidc/node_modules/oidc-provider" ]; then
+if [ ! -d "$oidc/node_modules/oidc-provider" ] || [ ! -d "$oidc/node_modules/playwright-core" ]; then
   echo "install-deps: npm ci in tests/support/oidc" >&2
   (cd "$oidc" && npm ci --no-audit --no-fund --silent)
 fi

@@ -15,29 +15,122 @@ use serde_yaml::Value;
 /// Every configuration key, its default and its meaning. The README's
 /// configuration reference is this table.
 pub const KEYS: &[KeyDoc] = &[
-    k("auth_host", "", "Host of the login pages (`/auth/*`); the identity provider's redirect URI is `<public_scheme>://<auth_host>/auth/callback`."),
-    k("workspace_domain", "", "Workspaces live on `<label>.<workspace_domain>`; `rd` targets must be such a host."),
-    k("public_scheme", "https", "`https`, or `http` only when every listener is on loopback (local try-out)."),
-    k("listen.http", "0.0.0.0:8080", "Login pages, the reserved `/.workspace-gate/` paths and the `/check/*` endpoints."),
-    k("listen.admin", "0.0.0.0:9090", "`/healthz`, `/readyz`, `/metrics`."),
-    k("listen.grpc", "", "Envoy ext_authz gRPC (`envoy.service.auth.v3.Authorization`); empty disables it."),
-    k("oidc.issuer", "", "OpenID provider issuer URL (e.g. `https://gitlab.example.com`); discovery reads `<issuer>/.well-known/openid-configuration`."),
-    k("oidc.client_id", "", "OAuth client id registered at the provider."),
-    k("oidc.client_secret_file", "", "File holding the OAuth client secret."),
-    k("oidc.scopes", "openid,profile,read_api", "Scopes requested (comma-separated in the environment). `read_api` lets the `gitlab` authorizer call GraphQL."),
-    k("oidc.username_claim", "preferred_username", "ID-token or userinfo claim used as the username (`X-Workspace-User`)."),
-    k("keys.files", "", "Files holding signing keys (`workspace-gate keygen`); the first signs, all verify. Comma-separated in the environment."),
-    k("session.pass_ttl", "12h", "Lifetime of a workspace host's pass cookie."),
-    k("session.login_ttl", "7d", "Lifetime of the login cookie on the auth host."),
-    k("session.transfer_ttl", "60s", "Lifetime of a transfer token (at most 60s)."),
-    k("session.transfer", "form_post", "How the auth host hands a pass to a workspace host: `form_post` (token in a POST body; ingress-nginx) or `query` (token in the callback URL; needed behind Traefik and Envoy, whose checks carry no body)."),
-    k("workspaces.source", "file", "`file` (a YAML list, reloaded on change) or `kubernetes` (discovery)."),
-    k("workspaces.file", "", "Path of the workspaces file when `workspaces.source` is `file`."),
-    k("authorization.mode", "gitlab", "`gitlab` (GraphQL: the workspace's user must be the current user) or `owner-annotation` (owner from the workspace's annotation or file entry)."),
-    k("authorization.gitlab_url", "", "GitLab base URL for GraphQL (`<gitlab_url>/api/graphql`); defaults to `oidc.issuer`."),
-    k("authorization.cache_ttl", "60s", "How long an authorization decision is cached (at most 60s for bearer tokens)."),
+    k(
+        "auth_host",
+        "",
+        "Host of the login pages (`/auth/*`); the identity provider's redirect URI is `<public_scheme>://<auth_host>/auth/callback`.",
+    ),
+    k(
+        "workspace_domain",
+        "",
+        "Workspaces live on `<label>.<workspace_domain>`; `rd` targets must be such a host.",
+    ),
+    k(
+        "public_scheme",
+        "https",
+        "`https`, or `http` only when every listener is on loopback (local try-out).",
+    ),
+    k(
+        "public_port",
+        "",
+        "Port browsers use on the ingress controller when it is not 443 (or 80 for http); empty for the default. `rd` targets and redirects carry it.",
+    ),
+    k(
+        "listen.http",
+        "0.0.0.0:8080",
+        "Login pages, the reserved `/.workspace-gate/` paths and the `/check/*` endpoints.",
+    ),
+    k(
+        "listen.admin",
+        "0.0.0.0:9090",
+        "`/healthz`, `/readyz`, `/metrics`.",
+    ),
+    k(
+        "listen.grpc",
+        "",
+        "Envoy ext_authz gRPC (`envoy.service.auth.v3.Authorization`); empty disables it.",
+    ),
+    k(
+        "oidc.issuer",
+        "",
+        "OpenID provider issuer URL (e.g. `https://gitlab.example.com`); discovery reads `<issuer>/.well-known/openid-configuration`.",
+    ),
+    k(
+        "oidc.client_id",
+        "",
+        "OAuth client id registered at the provider.",
+    ),
+    k(
+        "oidc.client_secret_file",
+        "",
+        "File holding the OAuth client secret.",
+    ),
+    k(
+        "oidc.scopes",
+        "openid,profile,read_api",
+        "Scopes requested (comma-separated in the environment). `read_api` lets the `gitlab` authorizer call GraphQL.",
+    ),
+    k(
+        "oidc.username_claim",
+        "preferred_username",
+        "ID-token or userinfo claim used as the username (`X-Workspace-User`).",
+    ),
+    k(
+        "keys.files",
+        "",
+        "Files holding signing keys (`workspace-gate keygen`); the first signs, all verify. Comma-separated in the environment.",
+    ),
+    k(
+        "session.pass_ttl",
+        "12h",
+        "Lifetime of a workspace host's pass cookie.",
+    ),
+    k(
+        "session.login_ttl",
+        "7d",
+        "Lifetime of the login cookie on the auth host.",
+    ),
+    k(
+        "session.transfer_ttl",
+        "60s",
+        "Lifetime of a transfer token (at most 60s).",
+    ),
+    k(
+        "session.transfer",
+        "form_post",
+        "How the auth host hands a pass to a workspace host: `form_post` (token in a POST body; ingress-nginx) or `query` (token in the callback URL; needed behind Traefik and Envoy, whose checks carry no body).",
+    ),
+    k(
+        "workspaces.source",
+        "file",
+        "`file` (a YAML list, reloaded on change) or `kubernetes` (discovery).",
+    ),
+    k(
+        "workspaces.file",
+        "",
+        "Path of the workspaces file when `workspaces.source` is `file`.",
+    ),
+    k(
+        "authorization.mode",
+        "gitlab",
+        "`gitlab` (GraphQL: the workspace's user must be the current user) or `owner-annotation` (owner from the workspace's annotation or file entry).",
+    ),
+    k(
+        "authorization.gitlab_url",
+        "",
+        "GitLab base URL for GraphQL (`<gitlab_url>/api/graphql`); defaults to `oidc.issuer`.",
+    ),
+    k(
+        "authorization.cache_ttl",
+        "60s",
+        "How long an authorization decision is cached (at most 60s for bearer tokens).",
+    ),
     k("log.format", "json", "`json` or `text`."),
-    k("log.level", "info", "tracing filter, e.g. `info,workspace_gate=debug`."),
+    k(
+        "log.level",
+        "info",
+        "tracing filter, e.g. `info,workspace_gate=debug`.",
+    ),
 ];
 
 const fn k(key: &'static str, default: &'static str, doc: &'static str) -> KeyDoc {
@@ -150,6 +243,7 @@ pub struct Config {
     pub auth_host: String,
     pub workspace_domain: String,
     pub public_scheme: Scheme,
+    pub public_port: Option<u16>,
     pub listen: Listen,
     pub oidc: Oidc,
     pub keys: Vec<Vec<u8>>,
@@ -234,7 +328,10 @@ impl Config {
                     }
                 },
                 Err(e) => {
-                    problems.push(problem("(file)", format!("cannot read {}: {e}", p.display())));
+                    problems.push(problem(
+                        "(file)",
+                        format!("cannot read {}: {e}", p.display()),
+                    ));
                     (Value::Mapping(Default::default()), PathBuf::from("."))
                 }
             },
@@ -346,8 +443,8 @@ struct Reader<'a> {
     base: PathBuf,
 }
 
-impl Reader<'_> {
-    fn raw(&self, key: &str) -> Option<&Value> {
+impl<'a> Reader<'a> {
+    fn raw(&self, key: &str) -> Option<&'a Value> {
         let mut cur = self.root;
         for part in key.split('.') {
             cur = cur.as_mapping()?.get(part)?;
@@ -416,7 +513,11 @@ impl Reader<'_> {
 
     fn path(&self, s: &str) -> PathBuf {
         let p = PathBuf::from(s);
-        if p.is_absolute() { p } else { self.base.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
     }
 
     fn duration(&mut self, key: &str) -> Duration {
@@ -536,6 +637,19 @@ impl Reader<'_> {
                 Scheme::Https
             }
         };
+        let public_port = match self.string("public_port").as_str() {
+            "" => None,
+            p => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.problems.push(problem(
+                        "public_port",
+                        format!("'{p}' is not a port number"),
+                    ));
+                    None
+                }
+            },
+        };
         let http = self.addr("listen.http", false);
         let admin = self.addr("listen.admin", false);
         let grpc = self.addr("listen.grpc", true);
@@ -562,9 +676,10 @@ impl Reader<'_> {
                     "oidc.issuer",
                     "must be an https URL (http only for a provider on loopback)",
                 )),
-                Err(e) => self
-                    .problems
-                    .push(problem("oidc.issuer", format!("'{issuer}' is not a URL: {e}"))),
+                Err(e) => self.problems.push(problem(
+                    "oidc.issuer",
+                    format!("'{issuer}' is not a URL: {e}"),
+                )),
             }
         }
         let client_id = self.required("oidc.client_id");
@@ -657,6 +772,7 @@ impl Reader<'_> {
             auth_host,
             workspace_domain,
             public_scheme: scheme,
+            public_port,
             listen: Listen {
                 http: http.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
                 admin: admin.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),

@@ -1,1 +1,121 @@
-fn main(){}
+//! The `workspace-gate` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use workspace_gate::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "workspace-gate",
+    version,
+    about = "Login and authorization for cloud development workspaces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the login pages, the checks and the admin endpoints.
+    Serve {
+        /// YAML configuration (every key can also be set as WORKSPACE_GATE_<KEY>).
+        #[arg(long, env = "WORKSPACE_GATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and exit (non-zero with every problem).
+    CheckConfig {
+        #[arg(long, env = "WORKSPACE_GATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print a new random signing key (base64, 32 bytes).
+    Keygen,
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(path, &|k| std::env::var(k).ok()).map_err(|e| {
+        eprint!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match cfg.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen => {
+            println!("{}", workspace_gate::session::keyring::generate_key());
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match load(config.as_deref()) {
+            Ok(_) => {
+                println!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let cfg = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            // Only ring is compiled in; install it before any TLS client.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            init_logging(&cfg);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(workspace_gate::server::start::run(
+                cfg,
+                shutdown_signal(),
+                |_| {},
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "workspace-gate stopped");
+                    eprintln!("workspace-gate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

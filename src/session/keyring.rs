@@ -55,7 +55,7 @@ pub fn parse_key(text: &str) -> Result<Vec<u8>, String> {
     if t.is_empty() {
         return Err("the key file is empty".into());
     }
-    let decoded = if t.len() % 2 == 0 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let decoded = if t.len().is_multiple_of(2) && t.bytes().all(|b| b.is_ascii_hexdigit()) {
         hex::decode(t).map_err(|e| e.to_string())?
     } else {
         base64::engine::general_purpose::STANDARD

@@ -1,2 +1,19 @@
-//! Token formats and keys: pass, transfer, login, state and sign-out tokens.
+//! Token formats and keys.
+//!
+//! | token | form | lives | bound to |
+//! |---|---|---|---|
+//! | pass | signed | cookie on one workspace host | that host (`aud`) |
+//! | transfer | signed | one redirect, <= 60 s | the target host |
+//! | login | sealed | cookie on the auth host | the auth host (host-only cookie) |
+//! | state | sealed | OAuth `state` | the browser's CSRF cookie |
+//! | sign-out | signed | one redirect chain | the hosts it lists |
+pub mod claims;
 pub mod keyring;
+pub mod sealed;
+pub mod signed;
+
+pub use claims::{Identity, LoginClaims, PassClaims, SignOutClaims, StateClaims, TransferClaims};
+pub use keyring::{Keyring, TokenKind};
+pub use signed::TokenError;
+#[cfg(test)]
+mod tests;

@@ -98,14 +98,14 @@ impl Snapshot {
             let ws = Arc::new(ws);
             for hp in &ws.hosts {
                 let host = hp.host.to_ascii_lowercase();
-                if let Some(prev) = by_host.get(&host) {
-                    if prev.id != ws.id {
-                        return Err(IndexError::DuplicateHost {
-                            host,
-                            first: prev.id.clone(),
-                            second: ws.id.clone(),
-                        });
-                    }
+                if let Some(prev) = by_host.get(&host)
+                    && prev.id != ws.id
+                {
+                    return Err(IndexError::DuplicateHost {
+                        host,
+                        first: prev.id.clone(),
+                        second: ws.id.clone(),
+                    });
                 }
                 by_host.insert(host, ws.clone());
             }

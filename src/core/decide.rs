@@ -1,0 +1,98 @@
+//! `decide()`: one request, one answer, no I/O.
+
+use base64::Engine;
+
+use super::cookies;
+use super::decision::{Allow, Decision, Page};
+use super::request::CheckRequest;
+use super::reserved::{self, RESERVED_PREFIX};
+use super::settings::Settings;
+use crate::session::signed::verify;
+use crate::session::{Keyring, PassClaims, TokenKind};
+use crate::workspaces::Snapshot;
+
+/// Decides about one request to a workspace host.
+pub fn decide(
+    snapshot: &Snapshot,
+    keyring: &Keyring,
+    settings: &Settings,
+    now: u64,
+    req: &CheckRequest<'_>,
+) -> Decision {
+    let Some(host) = settings.normalize_host(req.host) else {
+        return Decision::Deny(Page::WorkspaceNotFound);
+    };
+    if req.path.starts_with(RESERVED_PREFIX) {
+        return reserved::answer(keyring, settings, now, &host, req);
+    }
+    let Some(workspace) = snapshot.by_host(&host) else {
+        return Decision::Deny(Page::WorkspaceNotFound);
+    };
+    let cookie = req.cookie.unwrap_or("");
+    let upstream_cookie = || {
+        req.cookie
+            .and_then(|c| cookies::strip_prefixed(c, settings.cookie_prefix))
+    };
+    for value in cookies::values(cookie, &settings.pass_cookie) {
+        let Ok(pass) = verify::<PassClaims>(keyring, TokenKind::Pass, value, now) else {
+            continue;
+        };
+        if pass.aud != host {
+            continue;
+        }
+        // The workspace must still be the one the pass was issued for, with
+        // the same owner when the source knows it.
+        let owner_ok = workspace
+            .owner
+            .as_ref()
+            .is_none_or(|o| o.id == pass.who.user_id);
+        if pass.wid != workspace.id || !owner_ok {
+            return Decision::Deny(Page::NotAllowed);
+        }
+        return Decision::Allow(Allow {
+            who: pass.who,
+            workspace_id: workspace.id.clone(),
+            upstream_cookie: upstream_cookie(),
+            upstream_authorization: req.authorization.map(str::to_string),
+        });
+    }
+    if let Some(token) = req.authorization.and_then(credential) {
+        return Decision::Bearer {
+            token,
+            workspace: workspace.clone(),
+            upstream_cookie: upstream_cookie(),
+        };
+    }
+    if req.is_navigation() {
+        let rd = format!("{}{}", settings.origin(&host), req.path);
+        return Decision::SignIn {
+            location: sign_in_url(settings, &rd),
+        };
+    }
+    Decision::Deny(Page::SignInRequired)
+}
+
+/// `<auth origin>/auth/start?rd=<url-encoded rd>`
+pub fn sign_in_url(settings: &Settings, rd: &str) -> String {
+    let mut url = format!("{}/auth/start?rd=", settings.auth_origin());
+    url.extend(url::form_urlencoded::byte_serialize(rd.as_bytes()));
+    url
+}
+
+/// The token in `Authorization: Bearer <t>` or `Basic base64(<any>:<t>)`.
+pub fn credential(header: &str) -> Option<String> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return (!rest.is_empty()).then(|| rest.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (_, password) = text.split_once(':')?;
+        return (!password.is_empty()).then(|| password.to_string());
+    }
+    None
+}

@@ -1,0 +1,127 @@
+//! The part of the configuration the core needs, precomputed once.
+
+use crate::config::{Config, Scheme};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub auth_host: String,
+    pub workspace_domain: String,
+    pub scheme: Scheme,
+    /// Port browsers use, when not the scheme's default.
+    pub public_port: Option<u16>,
+    pub pass_ttl: u64,
+    pub transfer_ttl: u64,
+    /// Every gate cookie starts with this; it is stripped before upstreams.
+    pub cookie_prefix: &'static str,
+    pub pass_cookie: String,
+    pub login_cookie: String,
+    pub csrf_cookie: String,
+}
+
+impl Settings {
+    pub fn new(
+        auth_host: &str,
+        workspace_domain: &str,
+        scheme: Scheme,
+        public_port: Option<u16>,
+        pass_ttl: u64,
+        transfer_ttl: u64,
+    ) -> Self {
+        // `__Host-` makes browsers refuse the cookie unless it is Secure,
+        // host-only and Path=/, so a sibling workspace cannot plant or
+        // shadow it. Plain http (loopback only) cannot use the prefix.
+        let cookie_prefix = match scheme {
+            Scheme::Https => "__Host-workspace-gate-",
+            Scheme::Http => "workspace-gate-",
+        };
+        Settings {
+            auth_host: auth_host.to_ascii_lowercase(),
+            workspace_domain: workspace_domain.to_ascii_lowercase(),
+            scheme,
+            public_port: public_port
+                .filter(|p| !matches!((scheme, p), (Scheme::Https, 443) | (Scheme::Http, 80))),
+            pass_ttl,
+            transfer_ttl,
+            cookie_prefix,
+            pass_cookie: format!("{cookie_prefix}pass"),
+            login_cookie: format!("{cookie_prefix}login"),
+            csrf_cookie: format!("{cookie_prefix}csrf"),
+        }
+    }
+
+    pub fn from_config(cfg: &Config) -> Self {
+        Settings::new(
+            &cfg.auth_host,
+            &cfg.workspace_domain,
+            cfg.public_scheme,
+            cfg.public_port,
+            cfg.session.pass_ttl.as_secs(),
+            cfg.session.transfer_ttl.as_secs(),
+        )
+    }
+
+    /// `scheme://host[:port]` as browsers see it.
+    pub fn origin(&self, host: &str) -> String {
+        match self.public_port {
+            Some(p) => format!("{}://{host}:{p}", self.scheme.as_str()),
+            None => format!("{}://{host}", self.scheme.as_str()),
+        }
+    }
+
+    pub fn auth_origin(&self) -> String {
+        self.origin(&self.auth_host)
+    }
+
+    /// True for `<one label>.<workspace_domain>`.
+    pub fn is_workspace_host(&self, host: &str) -> bool {
+        match host.strip_suffix(&self.workspace_domain) {
+            Some(label) => match label.strip_suffix('.') {
+                Some(label) => {
+                    !label.is_empty()
+                        && !label.contains('.')
+                        && crate::workspaces::template::is_dns_name(label)
+                }
+                None => false,
+            },
+            None => false,
+        }
+    }
+
+    /// Lower-cases `raw` (a Host header or authority) and removes the port,
+    /// refusing ports other than the public one.
+    pub fn normalize_host(&self, raw: &str) -> Option<String> {
+        let (host, port) = match raw.rsplit_once(':') {
+            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h, Some(p)),
+            _ => (raw, None),
+        };
+        if let Some(p) = port {
+            let p: u16 = p.parse().ok()?;
+            let default = match self.scheme {
+                Scheme::Https => 443,
+                Scheme::Http => 80,
+            };
+            if Some(p) != self.public_port && p != default {
+                return None;
+            }
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if host.is_empty() {
+            return None;
+        }
+        Some(host)
+    }
+
+    /// Attributes of a gate cookie: host-only, Secure on https, HttpOnly, Lax.
+    pub fn cookie(&self, name: &str, value: &str, max_age: u64) -> String {
+        let secure = if self.scheme == Scheme::Https {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+    }
+
+    pub fn clear_cookie(&self, name: &str) -> String {
+        self.cookie(name, "", 0)
+    }
+}

@@ -1,0 +1,192 @@
+//! Prometheus metrics, served on the admin port at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    controller: &'static str,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabel {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthzLabels {
+    mode: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabel {
+    mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs .. ~5 s
+    Histogram::new(exponential_buckets(0.00001, 3.0, 13))
+}
+
+pub struct Metrics {
+    checks: Family<CheckLabels, Counter>,
+    check_seconds: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+    logins: Family<StageLabels, Counter>,
+    authz_calls: Family<AuthzLabels, Counter>,
+    authz_cache_hits: Family<ModeLabel, Counter>,
+    refreshes: Family<ResultLabel, Counter>,
+    index_workspaces: Gauge,
+    index_reloads: Family<ResultLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            checks: Family::default(),
+            check_seconds: Family::new_with_constructor(latency_histogram),
+            logins: Family::default(),
+            authz_calls: Family::default(),
+            authz_cache_hits: Family::default(),
+            refreshes: Family::default(),
+            index_workspaces: Gauge::default(),
+            index_reloads: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn register(&self, r: &mut Registry) {
+        let r = r.sub_registry_with_prefix("workspace_gate");
+        r.register(
+            "checks",
+            "Auth checks answered, by controller and decision",
+            self.checks.clone(),
+        );
+        r.register(
+            "check_duration_seconds",
+            "Time to answer an auth check, by controller",
+            self.check_seconds.clone(),
+        );
+        r.register(
+            "logins",
+            "Login flow events: started, completed, failed (with a reason)",
+            self.logins.clone(),
+        );
+        r.register(
+            "authorizer_calls",
+            "Authorizer calls that missed the cache, by mode and result",
+            self.authz_calls.clone(),
+        );
+        r.register(
+            "authorizer_cache_hits",
+            "Authorization decisions answered from the cache",
+            self.authz_cache_hits.clone(),
+        );
+        r.register(
+            "token_refreshes",
+            "Provider token refreshes, by result",
+            self.refreshes.clone(),
+        );
+        r.register(
+            "index_workspaces",
+            "Workspaces in the current index",
+            self.index_workspaces.clone(),
+        );
+        r.register(
+            "index_reloads",
+            "Workspace file loads, by result",
+            self.index_reloads.clone(),
+        );
+    }
+
+    pub fn check(&self, controller: &'static str, decision: &'static str, seconds: f64) {
+        self.checks
+            .get_or_create(&CheckLabels {
+                controller,
+                decision,
+            })
+            .inc();
+        self.check_seconds
+            .get_or_create(&ControllerLabel { controller })
+            .observe(seconds);
+    }
+
+    pub fn login(&self, stage: &'static str, reason: &'static str) {
+        self.logins
+            .get_or_create(&StageLabels { stage, reason })
+            .inc();
+    }
+
+    pub fn authz_call<T, E: AuthzLabel>(&self, mode: &'static str, result: &Result<T, E>)
+    where
+        T: OutcomeLabel,
+    {
+        let result = match result {
+            Ok(o) => o.outcome_label(),
+            Err(e) => e.error_label(),
+        };
+        self.authz_calls
+            .get_or_create(&AuthzLabels { mode, result })
+            .inc();
+    }
+
+    pub fn authz_cache_hit(&self, mode: &'static str) {
+        self.authz_cache_hits
+            .get_or_create(&ModeLabel { mode })
+            .inc();
+    }
+
+    pub fn token_refresh(&self, result: &'static str) {
+        self.refreshes.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn index(&self, workspaces: usize, result: &'static str) {
+        self.index_workspaces.set(workspaces as i64);
+        self.index_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+}
+
+/// Metric label of an authorization outcome.
+pub trait OutcomeLabel {
+    fn outcome_label(&self) -> &'static str;
+}
+
+/// Metric label of an authorization error.
+pub trait AuthzLabel {
+    fn error_label(&self) -> &'static str;
+}
+
+impl OutcomeLabel for crate::authz::Outcome {
+    fn outcome_label(&self) -> &'static str {
+        match self {
+            crate::authz::Outcome::Allowed(_) => "allowed",
+            crate::authz::Outcome::Denied => "denied",
+            crate::authz::Outcome::InvalidToken => "invalid_token",
+        }
+    }
+}
+
+impl AuthzLabel for crate::authz::AuthzError {
+    fn error_label(&self) -> &'static str {
+        self.metric_label()
+    }
+}

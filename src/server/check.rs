@@ -1,0 +1,52 @@
+//! The asynchronous half of a check: runs `decide()` and, when it asks for
+//! it, the authorizer for bearer tokens. Every adapter calls [`run`].
+
+use std::time::Instant;
+
+use crate::authz::Outcome;
+use crate::core::{Allow, CheckRequest, Decision, Page, decide};
+
+use super::{AppState, now};
+
+/// Decides about `req`, consulting the authorizer for bearer credentials,
+/// and records the metric for `controller`.
+pub async fn run(state: &AppState, controller: &'static str, req: &CheckRequest<'_>) -> Decision {
+    let started = Instant::now();
+    let snapshot = state.index.current();
+    let decision = decide(&snapshot, &state.keyring, &state.settings, now(), req);
+    drop(snapshot);
+    let decision = match decision {
+        Decision::Bearer {
+            token,
+            workspace,
+            upstream_cookie,
+        } => match state.authz.bearer(&token, &workspace).await {
+            Ok(Outcome::Allowed(who)) => Decision::Allow(Allow {
+                who,
+                workspace_id: workspace.id.clone(),
+                upstream_cookie,
+                // The header carried the credential: never pass it on.
+                upstream_authorization: None,
+            }),
+            Ok(Outcome::Denied) => Decision::Deny(Page::NotAllowed),
+            Ok(Outcome::InvalidToken) => Decision::Deny(Page::SignInRequired),
+            Err(e) => {
+                tracing::warn!(error = %e, "authorizer failed for a bearer token; refusing");
+                Decision::Deny(Page::SignInRequired)
+            }
+        },
+        Decision::Redirect {
+            redeems: Some(jti), ..
+        } if !state.first_redemption(&jti) => {
+            tracing::warn!("transfer token presented twice; refusing");
+            Decision::Deny(Page::SignInFailed)
+        }
+        other => other,
+    };
+    state.metrics.check(
+        controller,
+        decision.label(),
+        started.elapsed().as_secs_f64(),
+    );
+    decision
+}

@@ -1,0 +1,53 @@
+//! Request ids and access logs. The id comes from the controller's
+//! `X-Request-ID` when it is a plain token, otherwise a new one; it is the
+//! reference shown on error pages. Logs carry the path without its query:
+//! queries carry codes, states and transfer tokens.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+fn valid(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub async fn layer(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let _enter = span.enter();
+    let status = resp.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    // Checks run on every proxied request and the controller logs those
+    // already; they are counted in metrics and logged at debug level.
+    if path.starts_with("/check/") {
+        tracing::debug!(method = %method, path = %path, status, micros, "check");
+    } else {
+        tracing::info!(method = %method, path = %path, status, micros, "request");
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

@@ -1,0 +1,122 @@
+//! Start-up: bind every listener (so a taken port fails before anything
+//! runs), start the workspace source and OIDC discovery, serve until
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::{AppState, admin, app, serve};
+use crate::config::{Config, WorkspaceSource};
+use crate::metrics::Metrics;
+use crate::oidc::Provider;
+use crate::session::Keyring;
+use crate::workspaces;
+
+/// Addresses actually bound (ports chosen by the OS when 0 was asked).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub grpc: Option<SocketAddr>,
+}
+
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("workspace-gate/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Runs the gate until `shutdown` resolves. `on_bound` learns the bound
+/// addresses (tests and logs).
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(&Bound),
+) -> anyhow::Result<()> {
+    let http_listener = TcpListener::bind(cfg.listen.http)
+        .await
+        .with_context(|| format!("listen.http: cannot bind {}", cfg.listen.http))?;
+    let admin_listener = TcpListener::bind(cfg.listen.admin)
+        .await
+        .with_context(|| format!("listen.admin: cannot bind {}", cfg.listen.admin))?;
+    let grpc_listener = match cfg.listen.grpc {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("listen.grpc: cannot bind {a}"))?,
+        ),
+        None => None,
+    };
+    let bound = Bound {
+        http: http_listener.local_addr()?,
+        admin: admin_listener.local_addr()?,
+        grpc: grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?,
+    };
+    on_bound(&bound);
+
+    let keyring = Keyring::new(&cfg.keys).map_err(anyhow::Error::msg)?;
+    let http = http_client()?;
+    let metrics = Arc::new(Metrics::default());
+    let registry = Registry::default();
+    let (publisher, reader) = workspaces::index();
+    let provider = Arc::new(Provider::new(
+        http.clone(),
+        cfg.oidc.clone(),
+        cfg.redirect_uri(),
+    ));
+    tokio::spawn(provider.clone().discover_until_ready());
+
+    match &cfg.workspaces {
+        WorkspaceSource::File(path) => {
+            tokio::spawn(workspaces::file::watch(
+                path.clone(),
+                publisher,
+                metrics.clone(),
+            ));
+        }
+        WorkspaceSource::Kubernetes => {
+            anyhow::bail!("workspaces.source: kubernetes is not available in this build; use file");
+        }
+    }
+
+    let state = AppState::new(cfg, keyring, reader, provider, http, metrics, registry);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let public = tokio::spawn(serve(http_listener, app(state.clone()), stopped()));
+    let admin = tokio::spawn(serve(
+        admin_listener,
+        admin::router(state.clone()),
+        stopped(),
+    ));
+    let grpc = grpc_listener.map(|l| {
+        let state = state.clone();
+        let stop = stopped();
+        tokio::spawn(async move { crate::adapters::serve_grpc(l, state, stop).await })
+    });
+    tracing::info!(http = %bound.http, admin = %bound.admin, grpc = ?bound.grpc, "workspace-gate listening");
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    public.await??;
+    admin.await??;
+    if let Some(g) = grpc {
+        g.await??;
+    }
+    Ok(())
+}

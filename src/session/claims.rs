@@ -1,0 +1,115 @@
+//! What each token says. Field names are short because passes travel on
+//! every request.
+
+use serde::{Deserialize, Serialize};
+
+use super::signed::Timed;
+
+/// Who the user is, as established at login and carried in every token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Provider user id (GitLab's numeric id, or the OIDC subject).
+    #[serde(rename = "sub")]
+    pub user_id: String,
+    /// Username shown to the workspace (`X-Workspace-User`).
+    #[serde(rename = "name")]
+    pub username: String,
+}
+
+/// The per-host pass cookie.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PassClaims {
+    /// The one host this pass is valid on.
+    pub aud: String,
+    #[serde(flatten)]
+    pub who: Identity,
+    /// Workspace id the pass was issued for.
+    pub wid: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The hand-over from the auth host to one workspace host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferClaims {
+    pub aud: String,
+    #[serde(flatten)]
+    pub who: Identity,
+    pub wid: String,
+    /// Same-host path (and query) to land on after the callback.
+    pub path: String,
+    pub iat: u64,
+    pub exp: u64,
+    /// Unique id, remembered by the replica that redeems it.
+    pub jti: String,
+}
+
+/// The login cookie on the auth host (sealed: holds provider tokens).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LoginClaims {
+    #[serde(flatten)]
+    pub who: Identity,
+    /// Provider access token, used for authorization at transfer time.
+    pub at: String,
+    /// When the access token expires (0: unknown).
+    pub at_exp: u64,
+    /// Refresh token, if the provider gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rt: Option<String>,
+    /// Workspace hosts this login handed a pass to, newest last, so that
+    /// signing out can visit them.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+impl std::fmt::Debug for LoginClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginClaims")
+            .field("who", &self.who)
+            .field("hosts", &self.hosts)
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OAuth `state` (sealed: holds the PKCE verifier and nonce).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StateClaims {
+    /// Validated URL to return to.
+    pub rd: String,
+    pub pkce: String,
+    pub nonce: String,
+    /// Must equal the CSRF cookie of the browser that started the login.
+    pub csrf: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// Remaining hosts to visit while signing out, then where to end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignOutClaims {
+    pub hosts: Vec<String>,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+macro_rules! timed {
+    ($($t:ty),*) => {$(
+        impl Timed for $t {
+            fn iat(&self) -> u64 { self.iat }
+            fn exp(&self) -> u64 { self.exp }
+        }
+    )*};
+}
+timed!(
+    PassClaims,
+    TransferClaims,
+    LoginClaims,
+    StateClaims,
+    SignOutClaims
+);
+
+/// At most this many hosts are remembered in the login cookie.
+pub const MAX_REMEMBERED_HOSTS: usize = 24;

@@ -1,0 +1,130 @@
+//! Signed tokens (pass, transfer, sign-out): compact JWS with HS256 over a
+//! per-kind subkey. The header names the kind in `typ` and the key in `kid`;
+//! verification accepts exactly `alg: HS256`, the expected `typ` and a `kid`
+//! in the keyring, so `alg: none`, algorithm swaps, injected key ids and
+//! tokens of another kind all fail before any claim is read.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::Sha256;
+
+use super::keyring::{Keyring, TokenKind};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a token was refused. Deliberately coarse towards clients; the label
+/// goes to metrics and logs, never the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unsupported algorithm")]
+    Algorithm,
+    #[error("token of another kind")]
+    WrongKind,
+    #[error("unknown key")]
+    UnknownKey,
+    #[error("bad signature")]
+    Signature,
+    #[error("expired")]
+    Expired,
+    #[error("issued in the future")]
+    NotYetValid,
+    #[error("issued for another host")]
+    Audience,
+}
+
+impl TokenError {
+    pub fn label(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::Algorithm => "algorithm",
+            TokenError::WrongKind => "wrong_kind",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::Signature => "signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::Audience => "audience",
+        }
+    }
+}
+
+/// Tolerated clock difference between replicas, in seconds.
+pub const CLOCK_SKEW: u64 = 30;
+
+/// Claims every signed token carries.
+pub trait Timed {
+    fn iat(&self) -> u64;
+    fn exp(&self) -> u64;
+}
+
+#[derive(serde::Deserialize)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+fn typ(kind: TokenKind) -> String {
+    format!("wg-{}", kind.label())
+}
+
+/// Signs `claims` with the keyring's signing key.
+pub fn sign<C: Serialize>(keyring: &Keyring, kind: TokenKind, claims: &C) -> String {
+    let key = keyring.signing();
+    let header = serde_json::json!({"alg": "HS256", "typ": typ(kind), "kid": key.kid});
+    let mut out = String::with_capacity(256);
+    B64.encode_string(header.to_string(), &mut out);
+    out.push('.');
+    B64.encode_string(
+        serde_json::to_vec(claims).expect("claims serialize"),
+        &mut out,
+    );
+    let mut mac = HmacSha256::new_from_slice(key.subkey(kind)).expect("any key length");
+    mac.update(out.as_bytes());
+    out.push('.');
+    B64.encode_string(mac.finalize().into_bytes(), &mut out);
+    out
+}
+
+/// Verifies signature, kind and time; the caller checks the audience.
+pub fn verify<C: DeserializeOwned + Timed>(
+    keyring: &Keyring,
+    kind: TokenKind,
+    token: &str,
+    now: u64,
+) -> Result<C, TokenError> {
+    if token.len() > 8192 {
+        return Err(TokenError::Malformed);
+    }
+    let mut parts = token.splitn(3, '.');
+    let (Some(h64), Some(p64), Some(s64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed);
+    };
+    let header_bytes = B64.decode(h64).map_err(|_| TokenError::Malformed)?;
+    let header: Header<'_> =
+        serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Malformed)?;
+    if header.alg != "HS256" {
+        return Err(TokenError::Algorithm);
+    }
+    if header.typ != typ(kind) {
+        return Err(TokenError::WrongKind);
+    }
+    let key = keyring.find(header.kid).ok_or(TokenError::UnknownKey)?;
+    let sig = B64.decode(s64).map_err(|_| TokenError::Malformed)?;
+    let mut mac = HmacSha256::new_from_slice(key.subkey(kind)).expect("any key length");
+    mac.update(&token.as_bytes()[..h64.len() + 1 + p64.len()]);
+    mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
+    let payload = B64.decode(p64).map_err(|_| TokenError::Malformed)?;
+    let claims: C = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    if claims.exp() <= now {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat() > now + CLOCK_SKEW {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(claims)
+}

@@ -1,0 +1,92 @@
+//! Headless Chromium completes the whole login through nginx (as
+//! ingress-nginx) with TLS from the test CA and `__Host-` cookies, lands on
+//! the original workspace URL and sees its identity and a WebSocket.
+//!
+//! Needs /usr/bin/chromium and playwright-core (scripts/install-deps.sh);
+//! when either is missing the test fails saying what to install.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::controller::ControllerKind;
+use support::provider::{oidc_dir, which};
+use support::stack::{DOMAIN, Stack, StackOptions, WS1};
+
+async fn chromium_logs_in_through(kind: ControllerKind) {
+    let chromium = which("chromium")
+        .or_else(|| which("chromium-browser"))
+        .expect(
+            "chromium is not installed: run scripts/install-deps.sh (apt-get install -y chromium)",
+        );
+    assert!(
+        oidc_dir().join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run scripts/install-deps.sh (npm ci in tests/support/oidc)"
+    );
+    let node = which("node").expect("node is not installed: run scripts/install-deps.sh");
+    let s = Stack::start(StackOptions::new(kind, "browser"))
+        .await
+        .expect("stack");
+    let url = s.url(WS1, "/src/index.html?tab=2&q=a%20b");
+    let opts = serde_json::json!({
+        "chromium": chromium,
+        "url": url,
+        "user": "alice",
+        "domain": DOMAIN,
+        "spki": s.ca.spki_sha256,
+        "profile": s.dir().join("chromium-profile"),
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/login.mjs");
+    let mut cmd = tokio::process::Command::from(Command::new(node));
+    cmd.arg(script).arg(opts.to_string()).kill_on_drop(true);
+    // Bounded only against hangs.
+    let out = tokio::time::timeout(Duration::from_secs(150), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("chromium run hung\n{}", s.diagnostics()))
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("result "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from the browser script\nstdout:{stdout}\nstderr:{stderr}\n{}",
+                s.diagnostics()
+            )
+        });
+    let r: serde_json::Value = serde_json::from_str(line).expect("result JSON");
+    let ctx = || {
+        format!(
+            "browser result: {}\n{}",
+            serde_json::to_string_pretty(&r).unwrap(),
+            s.diagnostics()
+        )
+    };
+    assert_eq!(r["ok"], true, "{}", ctx());
+    assert_eq!(r["finalUrl"], url.as_str(), "{}", ctx());
+    assert_eq!(r["user"], "alice", "{}", ctx());
+    assert_eq!(r["ws"], "hello alice", "WebSocket from the page: {}", ctx());
+    let cookies = r["cookies"].as_array().cloned().unwrap_or_default();
+    let pass = cookies
+        .iter()
+        .find(|c| c["name"] == "__Host-workspace-gate-pass" && c["domain"] == WS1)
+        .unwrap_or_else(|| panic!("Chromium holds no pass cookie for {WS1}: {}", ctx()));
+    assert_eq!(pass["secure"], true);
+    assert_eq!(pass["httpOnly"], true);
+    assert_eq!(pass["sameSite"], "Lax");
+    assert_eq!(pass["path"], "/");
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c["name"] == "__Host-workspace-gate-login" && c["domain"] == DOMAIN),
+        "Chromium holds no login cookie on the auth host: {}",
+        ctx()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_completes_login_through_nginx_with_tls_and_host_cookies() {
+    chromium_logs_in_through(ControllerKind::Nginx).await;
+}

@@ -1,0 +1,70 @@
+//! The controller fixture: which ingress controller sits in front of the
+//! gate. Scenarios take a [`ControllerKind`] and never know more about the
+//! controller than this trait; adding Traefik or Envoy means one more
+//! variant and one more `start` arm, not new scenarios.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything a controller needs to route to the gate and the workspace.
+#[derive(Debug, Clone)]
+pub struct ControllerSetup {
+    pub dir: PathBuf,
+    /// The one TLS port browsers use for the auth host and every workspace host.
+    pub port: u16,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub auth_host: String,
+    pub workspace_domain: String,
+    pub gate_http: SocketAddr,
+    pub gate_grpc: Option<SocketAddr>,
+    /// The sample workspace (every workspace host routes to it).
+    pub upstream: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControllerKind {
+    /// nginx configured as ingress-nginx renders `auth-url` / `auth-signin`.
+    Nginx,
+    // Traefik (forwardAuth), EnvoyGrpc (ext_authz gRPC), EnvoyHttp: issue 3.
+}
+
+impl ControllerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ControllerKind::Nginx => "ingress-nginx",
+        }
+    }
+
+    /// How the gate must hand the pass to workspace hosts behind this
+    /// controller (`form_post` needs a check that sees the body's POST to
+    /// the reserved path routed to the gate itself).
+    pub fn transfer(self) -> &'static str {
+        match self {
+            ControllerKind::Nginx => "form_post",
+        }
+    }
+
+    /// Whether the gate must listen for gRPC (Envoy ext_authz).
+    pub fn needs_grpc(self) -> bool {
+        match self {
+            ControllerKind::Nginx => false,
+        }
+    }
+
+    pub async fn start(
+        self,
+        setup: &ControllerSetup,
+    ) -> anyhow::Result<Box<dyn ControllerFixture>> {
+        match self {
+            ControllerKind::Nginx => Ok(Box::new(super::nginx::Nginx::start(setup).await?)),
+        }
+    }
+}
+
+pub trait ControllerFixture: Send + Sync {
+    fn kind(&self) -> ControllerKind;
+    fn public_port(&self) -> u16;
+    /// The controller's own logs, for failure messages.
+    fn logs(&self) -> String;
+}

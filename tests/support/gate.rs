@@ -1,0 +1,161 @@
+//! workspace-gate itself: a config file, key and secret files under the test
+//! directory, the binary started with JSON logs captured to
+//! `<dir>/gate.stdout`, and `/readyz` polled before any test request.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+
+use super::process::{Proc, free_port};
+
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    pub auth_host: String,
+    pub workspace_domain: String,
+    pub public_port: u16,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub workspaces_file: PathBuf,
+    /// `gitlab` (with `gitlab_url`) or `owner-annotation`.
+    pub authorization_mode: String,
+    pub gitlab_url: Option<String>,
+    /// `form_post` or `query`.
+    pub transfer: String,
+    pub grpc: bool,
+}
+
+pub struct Gate {
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub grpc: Option<SocketAddr>,
+    pub config_file: PathBuf,
+    pub proc: Proc,
+}
+
+/// Where the gate binary is: the integration test's own
+/// `CARGO_BIN_EXE_workspace-gate`, or next to the running example.
+pub fn default_binary() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_workspace-gate") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/examples/local -> target/<profile>/workspace-gate
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("workspace-gate"))
+        .expect("target dir")
+}
+
+impl Gate {
+    pub async fn start(dir: &Path, binary: &Path, cfg: &GateConfig) -> anyhow::Result<Gate> {
+        if !binary.is_file() {
+            bail!("workspace-gate binary not found at {}", binary.display());
+        }
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let grpc: Option<SocketAddr> = cfg
+            .grpc
+            .then(|| format!("127.0.0.1:{}", free_port()).parse())
+            .transpose()?;
+        let key = dir.join("gate-key-1");
+        let mut raw = [0u8; 32];
+        rand::fill(&mut raw[..]);
+        std::fs::write(&key, base64::engine::general_purpose::STANDARD.encode(raw))?;
+        let secret = dir.join("gate-client-secret");
+        std::fs::write(&secret, &cfg.client_secret)?;
+        let authz = match (&cfg.authorization_mode[..], &cfg.gitlab_url) {
+            ("gitlab", Some(url)) => format!("  mode: gitlab\n  gitlab_url: {url}\n"),
+            (mode, _) => format!("  mode: {mode}\n"),
+        };
+        let grpc_line = grpc.map(|g| format!("  grpc: {g}\n")).unwrap_or_default();
+        let yaml = format!(
+            "# written by tests/support/gate.rs\n\
+auth_host: {auth}\n\
+workspace_domain: {domain}\n\
+public_scheme: https\n\
+public_port: {port}\n\
+listen:\n  http: {http}\n  admin: {admin}\n{grpc_line}\
+oidc:\n  issuer: {issuer}\n  client_id: {client_id}\n  client_secret_file: {secret}\n  scopes: [openid, profile, offline_access, read_api]\n  username_claim: preferred_username\n\
+keys:\n  files: [{key}]\n\
+session:\n  pass_ttl: 12h\n  login_ttl: 7d\n  transfer: {transfer}\n\
+workspaces:\n  source: file\n  file: {wsfile}\n\
+authorization:\n{authz}\
+log:\n  format: json\n  level: info,workspace_gate=debug\n",
+            auth = cfg.auth_host,
+            domain = cfg.workspace_domain,
+            port = cfg.public_port,
+            issuer = cfg.issuer,
+            client_id = cfg.client_id,
+            secret = secret.display(),
+            key = key.display(),
+            transfer = cfg.transfer,
+            wsfile = cfg.workspaces_file.display(),
+        );
+        let config_file = dir.join("gate.yaml");
+        std::fs::write(&config_file, yaml)?;
+
+        let mut cmd = Command::new(binary);
+        cmd.arg("serve").arg("--config").arg(&config_file);
+        // Only what we configure counts: no stray WORKSPACE_GATE_* from the caller.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WORKSPACE_GATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut proc = Proc::spawn("gate", dir, cmd)?;
+        wait_ready(&mut proc, admin).await?;
+        Ok(Gate {
+            http,
+            admin,
+            grpc,
+            config_file,
+            proc,
+        })
+    }
+
+    /// stdout and stderr of the gate so far (its JSON logs).
+    pub fn logs(&self) -> String {
+        let out = std::fs::read_to_string(&self.proc.stdout).unwrap_or_default();
+        let err = std::fs::read_to_string(&self.proc.stderr).unwrap_or_default();
+        format!("{out}{err}")
+    }
+
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        Ok(http
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+}
+
+async fn wait_ready(proc: &mut Proc, admin: SocketAddr) -> anyhow::Result<()> {
+    super::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let url = format!("http://{admin}/readyz");
+    let mut last = String::new();
+    for _ in 0..600 {
+        proc.ensure_running()
+            .context("workspace-gate exited before it was ready")?;
+        match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!(
+        "workspace-gate not ready within 30 s (last /readyz: {last})\n{}",
+        proc.output()
+    )
+}

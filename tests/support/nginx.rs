@@ -1,0 +1,134 @@
+//! Real nginx configured as ingress-nginx renders the `auth-url`,
+//! `auth-signin` and `auth-response-headers` annotations
+//! (`tests/fixtures/nginx/nginx.conf.tmpl`), terminating TLS with the test CA's
+//! certificate on one random port for the auth host and every workspace host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::controller::{ControllerFixture, ControllerKind, ControllerSetup};
+use super::process::Proc;
+
+pub const MODULES_DIR: &str = "/usr/lib/nginx/modules";
+
+pub struct Nginx {
+    pub port: u16,
+    pub prefix: PathBuf,
+    pub proc: Proc,
+}
+
+pub fn template() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nginx/nginx.conf.tmpl")
+}
+
+pub fn binary() -> anyhow::Result<PathBuf> {
+    let bin = super::provider::which("nginx")
+        .context("nginx is not installed: run scripts/install-deps.sh (apt-get install -y nginx-light libnginx-mod-http-set-misc)")?;
+    for m in ["ndk_http_module.so", "ngx_http_set_misc_module.so"] {
+        if !Path::new(MODULES_DIR).join(m).is_file() {
+            bail!(
+                "nginx module {MODULES_DIR}/{m} is missing (ingress-nginx's set_escape_uri): \
+                 run scripts/install-deps.sh (apt-get install -y libnginx-mod-http-set-misc)"
+            );
+        }
+    }
+    Ok(bin)
+}
+
+/// Renders the fixture for `setup`.
+pub fn render(setup: &ControllerSetup, prefix: &Path) -> anyhow::Result<String> {
+    let tmpl = std::fs::read_to_string(template())?;
+    let out = tmpl
+        .replace("{{MODULES}}", MODULES_DIR)
+        .replace("{{PREFIX}}", &prefix.display().to_string())
+        .replace("{{PORT}}", &setup.port.to_string())
+        .replace("{{CERT}}", &setup.cert_file.display().to_string())
+        .replace("{{KEY}}", &setup.key_file.display().to_string())
+        .replace("{{GATE_HTTP}}", &setup.gate_http.to_string())
+        .replace("{{UPSTREAM}}", &setup.upstream.to_string())
+        .replace("{{AUTH_HOST}}", &setup.auth_host)
+        .replace("{{WORKSPACE_DOMAIN}}", &setup.workspace_domain);
+    if let Some(i) = out.find("{{") {
+        bail!(
+            "unfilled placeholder in nginx template near {:?}",
+            &out[i..i + 30]
+        );
+    }
+    Ok(out)
+}
+
+impl Nginx {
+    pub async fn start(setup: &ControllerSetup) -> anyhow::Result<Nginx> {
+        let bin = binary()?;
+        let prefix = setup.dir.join("nginx");
+        for d in [
+            "tmp/body",
+            "tmp/proxy",
+            "tmp/fastcgi",
+            "tmp/uwsgi",
+            "tmp/scgi",
+        ] {
+            std::fs::create_dir_all(prefix.join(d))?;
+        }
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, render(setup, &prefix)?)?;
+        // Validate first: a config error is reported as such.
+        let test = Command::new(&bin)
+            .arg("-t")
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf)
+            .output()?;
+        if !test.status.success() {
+            bail!(
+                "nginx -t rejected {}:\n{}",
+                conf.display(),
+                String::from_utf8_lossy(&test.stderr)
+            );
+        }
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-p").arg(&prefix).arg("-c").arg(&conf);
+        let mut proc = Proc::spawn("nginx", &setup.dir, cmd)?;
+        // Ready when the port accepts connections.
+        for _ in 0..600 {
+            proc.ensure_running()?;
+            if tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+                .await
+                .is_ok()
+            {
+                return Ok(Nginx {
+                    port: setup.port,
+                    prefix,
+                    proc,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "nginx did not listen on {} within 30 s\n{}",
+            setup.port,
+            proc.output()
+        )
+    }
+}
+
+impl ControllerFixture for Nginx {
+    fn kind(&self) -> ControllerKind {
+        ControllerKind::Nginx
+    }
+    fn public_port(&self) -> u16 {
+        self.port
+    }
+    fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.prefix.join(f)).unwrap_or_default();
+        format!(
+            "--- nginx access.log ---\n{}\n--- nginx error.log ---\n{}",
+            read("access.log"),
+            read("error.log")
+        )
+    }
+}

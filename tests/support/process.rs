@@ -1,0 +1,144 @@
+//! Child processes that die with the test: killed (and reaped) on drop, their
+//! output captured to files under the test directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout/stderr to `<dir>/<name>.stdout|.stderr` and
+    /// stdin a pipe we hold (a child that watches stdin stops when we die).
+    pub fn spawn(name: &str, dir: &Path, mut cmd: Command) -> anyhow::Result<Proc> {
+        let stdout = dir.join(format!("{name}.stdout"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        cmd.stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&stdout)?)
+            .stderr(std::fs::File::create(&stderr)?);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the process has exited, with its output.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}).\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                self.name,
+                tail(&self.stdout),
+                tail(&self.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn output(&self) -> String {
+        format!(
+            "--- {} stdout ---\n{}\n--- {} stderr ---\n{}",
+            self.name,
+            tail(&self.stdout),
+            self.name,
+            tail(&self.stderr)
+        )
+    }
+
+    /// Waits (polling, bounded only to avoid hangs) for a line of stdout
+    /// starting with `prefix`; returns the line.
+    pub fn wait_for_line(&mut self, prefix: &str, limit: Duration) -> anyhow::Result<String> {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.starts_with(prefix)) {
+                return Ok(line.to_string());
+            }
+            self.ensure_running()?;
+            if start.elapsed() > limit {
+                bail!(
+                    "{} printed no `{prefix}` line.\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last 8 KiB of a file, for error messages.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(8192);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    text[start..].to_string()
+}
+
+/// A free TCP port on 127.0.0.1 (bind 0, read, release).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// A per-test directory under the system temp dir, removed on drop unless
+/// `WORKSPACE_GATE_KEEP_TEST_DIRS` is set (its path is printed either way).
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(label: &str) -> anyhow::Result<TestDir> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "workspace-gate-{label}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        eprintln!("test dir: {}", path.display());
+        Ok(TestDir { path })
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::env::var_os("WORKSPACE_GATE_KEEP_TEST_DIRS").is_none() && !std::thread::panicking()
+        {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
