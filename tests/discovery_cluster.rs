@@ -15,6 +15,11 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube_api::KubeApi;
 use serde_json::{Value, json};
+use workspace_gate::authz::Outcome;
+use workspace_gate::authz::owner::check_identity;
+use workspace_gate::core::{CheckRequest, Decision, Settings, decide};
+use workspace_gate::session::signed::sign;
+use workspace_gate::session::{Identity, Keyring, PassClaims, TokenKind};
 
 const NET: &str = "networking.k8s.io";
 
@@ -53,7 +58,8 @@ async fn new_workspace_service_gets_its_index_entry_and_routing_objects() {
     })
     .await;
     let snap = gate.reader.current();
-    let ws = snap.by_host("60001-ws-1.workspaces.test").unwrap();
+    let ws: &workspace_gate::workspaces::Workspace =
+        snap.by_host("60001-ws-1.workspaces.test").unwrap();
     assert_eq!(ws.id, "42");
     let owner = ws.owner.clone().expect("owner from the annotation");
     assert_eq!(
@@ -78,6 +84,69 @@ async fn new_workspace_service_gets_its_index_entry_and_routing_objects() {
         api.managers(NET, "ingresses", "team", "ws-1-wg"),
         ["workspace-gate"]
     );
+
+    // End to end: the owner is authorized for the discovered workspace, and
+    // the pass they then hold is allowed by decide() against the index.
+    let owner = Identity {
+        user_id: "1001".into(),
+        username: "alice".into(),
+    };
+    let stranger = Identity {
+        user_id: "2002".into(),
+        username: "mallory".into(),
+    };
+    assert!(matches!(check_identity(&owner, ws), Outcome::Allowed(_)));
+    assert!(matches!(check_identity(&stranger, ws), Outcome::Denied));
+    let keyring = Keyring::new(&cfg.keys).unwrap();
+    let settings = Settings::from_config(&cfg);
+    let check = |who: &Identity| {
+        let now = 1_900_000_000;
+        let pass = sign(
+            &keyring,
+            TokenKind::Pass,
+            &PassClaims {
+                aud: "60001-ws-1.workspaces.test".into(),
+                who: who.clone(),
+                wid: "42".into(),
+                iat: now,
+                exp: now + 600,
+            },
+        );
+        let cookie = format!("{}={pass}", settings.pass_cookie);
+        let req = CheckRequest {
+            method: "GET",
+            host: "60001-ws-1.workspaces.test",
+            path: "/",
+            cookie: Some(&cookie),
+            ..Default::default()
+        };
+        decide(&gate.reader.current(), &keyring, &settings, now, &req)
+    };
+    match check(&owner) {
+        Decision::Allow(a) => assert_eq!(
+            (a.workspace_id.as_str(), a.who.user_id.as_str()),
+            ("42", "1001")
+        ),
+        other => panic!("owner not allowed: {other:?}"),
+    }
+    assert!(
+        matches!(check(&stranger), Decision::Deny(_)),
+        "a pass for another user must not pass"
+    );
+    // A new owner on the Service revokes the old owner's pass at once.
+    let reassign = json!({"metadata": {"annotations": {"workspace-gate.dev/owner-id": "3003"}}});
+    Api::<Service>::namespaced(tester.clone(), "team")
+        .patch("ws-1", &PatchParams::default(), &Patch::Merge(&reassign))
+        .await
+        .unwrap();
+    eventually("owner change indexed", || {
+        gate.reader
+            .current()
+            .by_id("42")
+            .is_some_and(|w| w.owner.as_ref().is_some_and(|o| o.id == "3003"))
+    })
+    .await;
+    assert!(matches!(check(&owner), Decision::Deny(_)));
     gate.stop().await;
 }
 
