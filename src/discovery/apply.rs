@@ -428,21 +428,22 @@ impl Reconciler {
     }
 
     /// Every object of `kind` labelled as managed by the gate, in the
-    /// watched namespaces and the gate's own. A kind whose API is not
+    /// watched namespaces (ReferenceGrants: in the gate's namespace). A kind whose API is not
     /// installed (404) or not granted (403) has nothing the gate could have
     /// written, so it yields nothing.
     async fn list_managed(&self, kind: ObjectKind) -> Result<Vec<DynamicObject>, ApplyError> {
         let ar = kind.api_resource();
+        let gate_ns = &self.ctx.routing.gate.namespace;
         let apis: Vec<Api<DynamicObject>> = match &self.scope {
-            NamespaceScope::List(nss) => {
-                let mut nss: Vec<&str> = nss.iter().map(String::as_str).collect();
-                if !nss.contains(&self.ctx.routing.gate.namespace.as_str()) {
-                    nss.push(&self.ctx.routing.gate.namespace);
-                }
-                nss.iter()
-                    .map(|ns| Api::namespaced_with(self.client.clone(), ns, &ar))
-                    .collect()
+            // Grants live only in the gate's namespace, so a Role there is
+            // all the RBAC they need.
+            _ if kind == ObjectKind::ReferenceGrant => {
+                vec![Api::namespaced_with(self.client.clone(), gate_ns, &ar)]
             }
+            NamespaceScope::List(nss) => nss
+                .iter()
+                .map(|ns| Api::namespaced_with(self.client.clone(), ns, &ar))
+                .collect(),
             _ => vec![Api::all_with(self.client.clone(), &ar)],
         };
         let mut out = Vec::new();

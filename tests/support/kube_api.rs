@@ -70,9 +70,26 @@ struct Store {
     log: VecDeque<Event>,
 }
 
+/// One request, as an authorizer would see it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub client: String,
+    /// RBAC verb: get, list, watch, create, update, patch, delete. A
+    /// server-side apply that creates its object is logged twice, as
+    /// `patch` and `create`, because Kubernetes authorizes both.
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    /// None for a cluster-wide request.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
 /// Requests seen, by verb, and writes by client name.
 #[derive(Default, Debug, Clone)]
 pub struct RequestCounts {
+    /// Every request, in order.
+    pub log: Vec<Access>,
     pub by_verb: BTreeMap<String, u64>,
     /// (client, verb, kind plural, namespace/name) of every write.
     pub writes: Vec<(String, String, String, String)>,
@@ -232,6 +249,7 @@ fn ok_json(code: StatusCode, v: &Value) -> Response {
 }
 
 /// A parsed request path.
+#[derive(Clone)]
 struct Target {
     client: String,
     group: String,
@@ -359,14 +377,38 @@ async fn handle(
             ));
         }
     }
+    let access = |verb: &str| Access {
+        client: t.client.clone(),
+        verb: verb.to_string(),
+        group: t.group.clone(),
+        resource: t.plural.clone(),
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+    };
+    s.requests.lock().unwrap().log.push(access(verb));
+    let response = answer(&s, &t, &q, &headers, body, verb).await;
+    if verb == "patch" && response.status() == StatusCode::CREATED {
+        s.requests.lock().unwrap().log.push(access("create"));
+    }
+    response
+}
+
+async fn answer(
+    s: &Arc<Shared>,
+    t: &Target,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Bytes,
+    verb: &str,
+) -> Response {
     match verb {
-        "watch" => watch_stream(s, t, q),
+        "watch" => watch_stream(s.clone(), t.clone(), q.clone()),
         "list" => {
             let delay = *s.list_delay.lock().unwrap();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            list(&s, &t, &q)
+            list(s, t, q)
         }
         "get" => {
             let st = s.store.lock().unwrap();
@@ -384,10 +426,10 @@ async fn handle(
                 ),
             }
         }
-        "create" => write(&s, &t, &q, &headers, body, Write::Create),
-        "update" => write(&s, &t, &q, &headers, body, Write::Replace),
-        "patch" => write(&s, &t, &q, &headers, body, Write::Patch),
-        "delete" => delete(&s, &t),
+        "create" => write(s, t, q, headers, body, Write::Create),
+        "update" => write(s, t, q, headers, body, Write::Replace),
+        "patch" => write(s, t, q, headers, body, Write::Patch),
+        "delete" => delete(s, t),
         _ => status(405, "MethodNotAllowed", "unsupported"),
     }
 }
