@@ -13,7 +13,7 @@
 //! them and leaves other fields alone. Only hashes of what was applied are
 //! kept in memory, never the bodies (10,000 workspaces would cost ~100 MB).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -190,70 +190,61 @@ impl Reconciler {
             .cloned()
             .collect();
         let mut failures = 0;
-        for owner in gone {
-            if let Some(o) = self.owned.remove(&owner) {
-                failures += self.delete_all(o.keys).await;
-            }
+        let stale_owned: Vec<ObjectKey> = gone
+            .iter()
+            .filter_map(|o| self.owned.remove(o))
+            .flat_map(|o| o.keys)
+            .collect();
+        for k in &stale_owned {
+            self.applied.remove(k);
         }
-        // Render and write owner by owner, a bounded number at a time.
-        let mut plans = Vec::with_capacity(work.len());
-        for (owner, ws) in work {
-            let objs = self.render(&owner, ws.as_deref());
-            let new_keys: HashSet<ObjectKey> = objs.iter().map(RoutingObject::key).collect();
-            let stale: Vec<ObjectKey> = self
-                .owned
-                .get(&owner)
-                .map(|o| {
-                    o.keys
-                        .iter()
-                        .filter(|k| !new_keys.contains(*k))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            let to_apply: Vec<(RoutingObject, u64)> = objs
-                .into_iter()
-                .map(|o| {
-                    let h = hash(&o.body);
-                    (o, h)
-                })
-                .filter(|(o, h)| self.applied.get(&o.key()) != Some(h))
-                .collect();
-            plans.push((
-                owner,
-                ws,
-                new_keys.into_iter().collect::<Vec<_>>(),
-                stale,
-                to_apply,
-            ));
-        }
-        let results: Vec<_> =
-            futures::stream::iter(plans.into_iter().map(|(owner, ws, keys, stale, to_apply)| {
-                let this = &*self;
-                async move {
-                    let mut ok = true;
-                    let mut applied = Vec::new();
-                    for (obj, h) in to_apply {
-                        match this.apply(&obj).await {
-                            Ok(()) => applied.push((obj.key(), h)),
-                            Err(e) => {
-                                tracing::warn!("{e}");
-                                ok = false;
-                            }
-                        }
+        failures += self.delete_many(stale_owned).await;
+        // Render, compare and write owner by owner, a bounded number at a
+        // time: only those owners' bodies are in memory at once.
+        let results: Vec<_> = futures::stream::iter(work.into_iter().map(|(owner, ws)| {
+            let this = &*self;
+            async move {
+                let objs = this.render(&owner, ws.as_deref());
+                let keys: Vec<ObjectKey> = objs.iter().map(RoutingObject::key).collect();
+                let stale: Vec<ObjectKey> = this
+                    .owned
+                    .get(&owner)
+                    .map(|o| {
+                        o.keys
+                            .iter()
+                            .filter(|k| !keys.contains(k))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut ok = true;
+                let mut applied = Vec::new();
+                for obj in objs {
+                    let h = hash(&obj.body);
+                    let key = obj.key();
+                    if this.applied.get(&key) == Some(&h) {
+                        continue;
                     }
-                    for k in stale {
-                        if let Err(e) = this.delete(&k).await {
+                    match this.apply(&obj).await {
+                        Ok(()) => applied.push((key, h)),
+                        Err(e) => {
                             tracing::warn!("{e}");
                             ok = false;
                         }
                     }
-                    (owner, ws, keys, applied, ok)
                 }
-            }))
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+                for k in stale {
+                    if let Err(e) = this.delete(&k).await {
+                        tracing::warn!("{e}");
+                        ok = false;
+                    }
+                }
+                (owner, ws, keys, applied, ok)
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
         for (owner, ws, keys, applied, ok) in results {
             if !ok {
                 failures += 1;
@@ -301,65 +292,82 @@ impl Reconciler {
         let mut failures = 0;
         let mut orphans: Vec<ObjectKey> = Vec::new();
         let mut rendered: Option<(Owner, Vec<RoutingObject>)> = None;
+        // Page by page: only one page of existing objects is held at a time.
         for kind in ObjectKind::ALL {
-            let existing = match self.list_managed(kind).await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    self.metrics.reconcile_errors.inc();
-                    failures += 1;
-                    continue;
-                }
-            };
-            for obj in existing {
-                let key = ObjectKey {
-                    kind,
-                    namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-                    name: obj.metadata.name.clone().unwrap_or_default(),
-                };
-                let Some(owner) = key_owner.get(&key) else {
-                    if is_ours(&obj) {
-                        orphans.push(key);
+            for api in self.list_apis(kind) {
+                let mut lp = ListParams::default().labels(MANAGED_SELECTOR).limit(PAGE);
+                loop {
+                    let page = match api.list(&lp).await {
+                        Ok(page) => page,
+                        // Not installed (404) or not granted (403): nothing
+                        // of this kind can have been written by the gate.
+                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
+                            tracing::debug!(
+                                kind = kind.kind(),
+                                code = s.code,
+                                "cannot list; skipping"
+                            );
+                            break;
+                        }
+                        Err(source) => {
+                            tracing::warn!(
+                                "{}",
+                                ApplyError::List {
+                                    kind: kind.kind(),
+                                    source
+                                }
+                            );
+                            self.metrics.reconcile_errors.inc();
+                            failures += 1;
+                            break;
+                        }
+                    };
+                    for obj in page.items {
+                        let key = ObjectKey {
+                            kind,
+                            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+                            name: obj.metadata.name.clone().unwrap_or_default(),
+                        };
+                        let Some(owner) = key_owner.get(&key) else {
+                            if is_ours(&obj) {
+                                orphans.push(key);
+                            }
+                            continue;
+                        };
+                        // Lists come sorted by namespace/name, so consecutive
+                        // objects usually share an owner: render once per owner.
+                        if rendered.as_ref().is_none_or(|(o, _)| o != owner) {
+                            let ws = wanted.get(owner).cloned().flatten();
+                            rendered = Some((owner.clone(), self.render(owner, ws.as_deref())));
+                        }
+                        let want = rendered
+                            .as_ref()
+                            .and_then(|(_, objs)| objs.iter().find(|o| o.key() == key));
+                        if let Some(want) = want {
+                            let have = serde_json::to_value(&obj).unwrap_or(Value::Null);
+                            if is_subset(&want.body, &have) {
+                                self.applied.insert(key, hash(&want.body));
+                            }
+                        }
                     }
-                    continue;
-                };
-                // Lists come sorted by namespace/name, so consecutive
-                // objects usually share an owner: render once per owner.
-                if rendered.as_ref().is_none_or(|(o, _)| o != owner) {
-                    let ws = wanted.get(owner).cloned().flatten();
-                    rendered = Some((owner.clone(), self.render(owner, ws.as_deref())));
-                }
-                let want = rendered
-                    .as_ref()
-                    .and_then(|(_, objs)| objs.iter().find(|o| o.key() == key));
-                if let Some(want) = want {
-                    let have = serde_json::to_value(&obj).unwrap_or(Value::Null);
-                    if is_subset(&want.body, &have) {
-                        self.applied.insert(key, hash(&want.body));
+                    match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                        Some(c) => lp = lp.continue_token(&c),
+                        None => break,
                     }
                 }
             }
         }
-        let deletes = futures::stream::iter(orphans.into_iter().map(|k| {
-            let this = &*self;
-            async move { this.delete(&k).await }
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-        for r in deletes {
-            if let Err(e) = r {
-                tracing::warn!("{e}");
-                failures += 1;
-            }
-        }
+        drop(rendered);
+        failures += self.delete_many(orphans).await;
         // Everything not found matching in the cluster is (re)applied.
         for o in self.owned.values_mut() {
             if o.keys.iter().any(|k| !self.applied.contains_key(k)) {
                 o.ok = false;
             }
         }
-        failures + self.incremental(snap).await
+        let failures = failures + self.incremental(snap).await;
+        self.metrics.full_syncs.inc();
+        failures
     }
 
     async fn apply(&self, obj: &RoutingObject) -> Result<(), ApplyError> {
@@ -415,65 +423,36 @@ impl Reconciler {
         }
     }
 
-    async fn delete_all(&mut self, keys: Vec<ObjectKey>) -> usize {
-        let mut failures = 0;
-        for k in keys {
-            self.applied.remove(&k);
-            if let Err(e) = self.delete(&k).await {
-                tracing::warn!("{e}");
-                failures += 1;
-            }
-        }
-        failures
+    /// Deletes objects concurrently; returns the number that failed.
+    async fn delete_many(&self, keys: Vec<ObjectKey>) -> usize {
+        futures::stream::iter(
+            keys.into_iter()
+                .map(|k| async move { self.delete(&k).await }),
+        )
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|r| async move { r.err().map(|e| tracing::warn!("{e}")) })
+        .count()
+        .await
     }
 
-    /// Every object of `kind` labelled as managed by the gate, in the
-    /// watched namespaces (ReferenceGrants: in the gate's namespace). A kind whose API is not
-    /// installed (404) or not granted (403) has nothing the gate could have
-    /// written, so it yields nothing.
-    async fn list_managed(&self, kind: ObjectKind) -> Result<Vec<DynamicObject>, ApplyError> {
+    /// Where to list objects of `kind` the gate may have written: the
+    /// watched namespaces (ReferenceGrants: the gate's namespace).
+    fn list_apis(&self, kind: ObjectKind) -> Vec<Api<DynamicObject>> {
         let ar = kind.api_resource();
-        let gate_ns = &self.ctx.routing.gate.namespace;
-        let apis: Vec<Api<DynamicObject>> = match &self.scope {
+        match &self.scope {
             // Grants live only in the gate's namespace, so a Role there is
             // all the RBAC they need.
-            _ if kind == ObjectKind::ReferenceGrant => {
-                vec![Api::namespaced_with(self.client.clone(), gate_ns, &ar)]
-            }
+            _ if kind == ObjectKind::ReferenceGrant => vec![Api::namespaced_with(
+                self.client.clone(),
+                &self.ctx.routing.gate.namespace,
+                &ar,
+            )],
             NamespaceScope::List(nss) => nss
                 .iter()
                 .map(|ns| Api::namespaced_with(self.client.clone(), ns, &ar))
                 .collect(),
             _ => vec![Api::all_with(self.client.clone(), &ar)],
-        };
-        let mut out = Vec::new();
-        for api in apis {
-            let mut lp = ListParams::default().labels(MANAGED_SELECTOR).limit(PAGE);
-            loop {
-                match api.list(&lp).await {
-                    Ok(list) => {
-                        out.extend(list.items);
-                        match list.metadata.continue_.filter(|c| !c.is_empty()) {
-                            Some(c) => lp = lp.continue_token(&c),
-                            None => break,
-                        }
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
-                        if s.code == 403 {
-                            tracing::debug!(kind = kind.kind(), "not allowed to list; skipping");
-                        }
-                        break;
-                    }
-                    Err(source) => {
-                        return Err(ApplyError::List {
-                            kind: kind.kind(),
-                            source,
-                        });
-                    }
-                }
-            }
         }
-        Ok(out)
     }
 }
 
