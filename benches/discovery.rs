@@ -73,7 +73,8 @@ fn api_server(services: usize) {
             .map(|i| {
                 let client = client.clone();
                 async move {
-                    let svc = workspace_service(&ns_of(i), &name_of(i), i as u64 + 1, &[60001], "1001");
+                    let svc =
+                        workspace_service(&ns_of(i), &name_of(i), i as u64 + 1, &[60001], "1001");
                     create_service(&client, &svc).await;
                 }
             })
@@ -96,7 +97,10 @@ async fn stats(http: &reqwest::Client, addr: &str) -> serde_json::Value {
 }
 
 async fn reset(http: &reqwest::Client, addr: &str) {
-    http.post(format!("http://{addr}/_reset")).send().await.expect("reset");
+    http.post(format!("http://{addr}/_reset"))
+        .send()
+        .await
+        .expect("reset");
 }
 
 fn client(addr: &str, name: &str) -> kube::Client {
@@ -108,7 +112,10 @@ fn client(addr: &str, name: &str) -> kube::Client {
 async fn wait(mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(600);
     while !cond() {
-        assert!(Instant::now() < deadline, "benchmark step did not finish in 10 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "benchmark step did not finish in 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -145,7 +152,10 @@ fn main() {
     let addr = line.trim().to_string();
     // Stop the double however this process ends (a panic included).
     let _child = KillOnDrop(child);
-    eprintln!("double at {addr}: {services} Services created in {:?}", seed_start.elapsed());
+    eprintln!(
+        "double at {addr}: {services} Services created in {:?}",
+        seed_start.elapsed()
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
