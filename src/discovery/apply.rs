@@ -13,11 +13,11 @@
 //! them and leaves other fields alone. Only hashes of what was applied are
 //! kept in memory, never the bodies (10,000 workspaces would cost ~100 MB).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -28,7 +28,7 @@ use super::render::{
     FIELD_MANAGER, FOR_NAMESPACE_LABEL, MANAGED_SELECTOR, ObjectKey, ObjectKind, RenderContext,
     RoutingObject, WORKSPACE_ID_LABEL, namespace_objects, workspace_objects,
 };
-use crate::workspaces::{Snapshot, Workspace};
+use crate::workspaces::{IndexReader, Snapshot, Workspace};
 
 /// Concurrent API requests during a sync.
 const CONCURRENCY: usize = 16;
@@ -265,38 +265,55 @@ impl Reconciler {
         failures
     }
 
-    /// Compares the cluster with the snapshot: deletes orphans, re-applies
-    /// drifted or missing objects. Returns the number of failed writes.
-    pub(crate) async fn full_sync(&mut self, snap: &Snapshot) -> usize {
-        let wanted = Self::wanted(snap);
-        // Which owner wants each object key (bodies are rendered again when
-        // needed, so memory stays proportional to the number of keys).
-        let mut key_owner: HashMap<ObjectKey, Owner> = HashMap::new();
-        self.owned.clear();
-        for (owner, ws) in &wanted {
-            let objs = self.render(owner, ws.as_deref());
-            let keys: Vec<ObjectKey> = objs.iter().map(RoutingObject::key).collect();
-            for k in &keys {
-                key_owner.insert(k.clone(), owner.clone());
+    /// Which owner wants each object key, from what `incremental` keeps.
+    fn key_owners(&self) -> HashMap<ObjectKey, Owner> {
+        let mut m = HashMap::with_capacity(self.owned.len() * 3);
+        for (owner, o) in &self.owned {
+            for k in &o.keys {
+                m.insert(k.clone(), owner.clone());
             }
-            self.owned.insert(
-                owner.clone(),
-                Owned {
-                    ws: ws.clone(),
-                    keys,
-                    ok: true,
-                },
-            );
         }
-        self.applied.clear();
+        m
+    }
+
+    /// Adopts a snapshot without writing: what each owner wants is
+    /// recorded, and nothing counts as applied until seen in the cluster.
+    fn adopt(&mut self, snap: &Snapshot) {
+        for (owner, ws) in Self::wanted(snap) {
+            let keys = self
+                .render(&owner, ws.as_deref())
+                .iter()
+                .map(RoutingObject::key)
+                .collect();
+            self.owned.insert(owner, Owned { ws, keys, ok: true });
+        }
+    }
+
+    /// Compares the cluster with the index: deletes orphans, re-applies
+    /// drifted or missing objects. At the start of a leadership term
+    /// (nothing known yet) objects already in place are not rewritten.
+    /// Index changes that arrive meanwhile are handled between list pages,
+    /// so a sweep of a large cluster does not hold them up. Returns the
+    /// number of failed writes.
+    pub(crate) async fn full_sync(&mut self, reader: &mut IndexReader) -> usize {
+        if self.owned.is_empty() {
+            self.adopt(&reader.current());
+        }
+        let mut key_owner = self.key_owners();
         let mut failures = 0;
         let mut orphans: Vec<ObjectKey> = Vec::new();
+        let mut seen: HashSet<ObjectKey> = HashSet::with_capacity(key_owner.len());
         let mut rendered: Option<(Owner, Vec<RoutingObject>)> = None;
         // Page by page: only one page of existing objects is held at a time.
         for kind in ObjectKind::ALL {
             for api in self.list_apis(kind) {
                 let mut lp = ListParams::default().labels(MANAGED_SELECTOR).limit(PAGE);
                 loop {
+                    if let Some(true) = reader.changed().now_or_never() {
+                        failures += self.incremental(&reader.current()).await;
+                        key_owner = self.key_owners();
+                        rendered = None;
+                    }
                     let page = match api.list(&lp).await {
                         Ok(page) => page,
                         // Not installed (404) or not granted (403): nothing
@@ -337,7 +354,7 @@ impl Reconciler {
                         // Lists come sorted by namespace/name, so consecutive
                         // objects usually share an owner: render once per owner.
                         if rendered.as_ref().is_none_or(|(o, _)| o != owner) {
-                            let ws = wanted.get(owner).cloned().flatten();
+                            let ws = self.owned.get(owner).and_then(|o| o.ws.clone());
                             rendered = Some((owner.clone(), self.render(owner, ws.as_deref())));
                         }
                         let want = rendered
@@ -346,7 +363,8 @@ impl Reconciler {
                         if let Some(want) = want {
                             let have = serde_json::to_value(&obj).unwrap_or(Value::Null);
                             if is_subset(&want.body, &have) {
-                                self.applied.insert(key, hash(&want.body));
+                                self.applied.insert(key.clone(), hash(&want.body));
+                                seen.insert(key);
                             }
                         }
                     }
@@ -358,14 +376,22 @@ impl Reconciler {
             }
         }
         drop(rendered);
+        // Orphans: only what nothing wants now (a workspace may have been
+        // added while the sweep ran).
+        let key_owner = self.key_owners();
+        orphans.retain(|k| !key_owner.contains_key(k));
         failures += self.delete_many(orphans).await;
-        // Everything not found matching in the cluster is (re)applied.
+        // Whatever was not found in place (missing, or changed by hand) is
+        // written again.
         for o in self.owned.values_mut() {
-            if o.keys.iter().any(|k| !self.applied.contains_key(k)) {
-                o.ok = false;
+            for k in &o.keys {
+                if !seen.contains(k) {
+                    self.applied.remove(k);
+                    o.ok = false;
+                }
             }
         }
-        let failures = failures + self.incremental(snap).await;
+        failures += self.incremental(&reader.current()).await;
         self.metrics.full_syncs.inc();
         failures
     }
