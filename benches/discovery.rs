@@ -229,13 +229,39 @@ fn main() {
         // Restart with everything in place.
         reset(&http, &addr).await;
         let t1 = Instant::now();
-        let again = Gate::start(client(&addr, "gate"), &cfg);
+        // This time with back-to-back resyncs, to measure changes during them.
+        let cfg_resync = gate_config(
+            &dir,
+            "discovery:\n  identity: bench\n  lease_namespace: gate\n  lease_duration: 15s\n  resync_interval: 1s\n\
+             routing:\n  mode: ingress-nginx\n  tls_secret: wildcard-tls\n\
+             \x20 gate_service: {name: workspace-gate, namespace: gate}\n",
+        );
+        let again = Gate::start(client(&addr, "gate"), &cfg_resync);
         wait(|| again.reader.current().len() == remaining).await;
         let r_index = t1.elapsed();
         wait(|| again.metrics.full_syncs_total() >= 1).await;
         let r_synced = t1.elapsed();
         let restart = stats(&http, &addr).await;
         let restart_writes = again.metrics.applied_total() + again.metrics.deleted_total();
+        // Changes while full comparisons run back to back (interval 1 s).
+        let mut during_sweep = Vec::new();
+        for c in 0..changes.min(20) {
+            let i = (c * 15_485_863 + 3) % services;
+            let api: Api<Service> = Api::namespaced(tester.clone(), &ns_of(i));
+            if api.get_opt(&name_of(i)).await.ok().flatten().is_none() {
+                continue;
+            }
+            let applied = again.metrics.applied_total();
+            let patch = serde_json::json!({"metadata": {"annotations": {
+                "workspaces.gitlab.com/host-template": format!("{{{{.port}}}}-moved-{i}.{DOMAIN}")}}});
+            let t = Instant::now();
+            api.patch(&name_of(i), &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("patch");
+            wait(|| again.metrics.applied_total() >= applied + 2).await;
+            during_sweep.push(t.elapsed());
+        }
+        let sweeps_during = again.metrics.full_syncs_total();
         again.stop().await;
         let peak_all = proc_status("VmHWM:");
 
@@ -276,6 +302,13 @@ fn main() {
         println!("| restart, objects in place: start -> complete index | {} |", ms(r_index));
         println!("| restart: start -> full comparison done | {} |", ms(r_synced));
         println!("| restart: API requests / objects written | {} ({}) / {} |", restart["total"], verbs(&restart), restart_writes);
+        println!(
+            "| change -> objects applied while resyncs run back to back, median / max of {} ({} full comparisons done) | {} / {} |",
+            during_sweep.len(),
+            sweeps_during,
+            ms(percentile(&mut during_sweep, 0.5)),
+            ms(*during_sweep.iter().max().unwrap())
+        );
     });
 }
 
