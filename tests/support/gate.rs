@@ -37,9 +37,18 @@ pub struct Gate {
     pub proc: Proc,
 }
 
-/// Where the gate binary is: the integration test's own
-/// `CARGO_BIN_EXE_workspace-gate`, or next to the running example.
+/// Where the gate binary is: `WORKSPACE_GATE_BIN` when set, else the
+/// integration test's own `CARGO_BIN_EXE_workspace-gate`, else next to the
+/// running example.
+///
+/// `WORKSPACE_GATE_BIN` exists because several git worktrees sharing one
+/// CARGO_TARGET_DIR overwrite each other's `target/debug/workspace-gate`;
+/// point it at this worktree's `target/debug/deps/workspace_gate-<hash>`
+/// (the hard link `target/debug/workspace-gate` had right after the build).
 pub fn default_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WORKSPACE_GATE_BIN") {
+        return PathBuf::from(p);
+    }
     if let Some(p) = option_env!("CARGO_BIN_EXE_workspace-gate") {
         return PathBuf::from(p);
     }
@@ -108,7 +117,12 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
             }
         }
         let mut proc = Proc::spawn("gate", dir, cmd)?;
-        wait_ready(&mut proc, admin).await?;
+        wait_ready(&mut proc, admin).await.with_context(|| {
+            format!(
+                "binary {} (if it is another worktree's build in a shared target dir, set WORKSPACE_GATE_BIN)",
+                binary.display()
+            )
+        })?;
         Ok(Gate {
             http,
             admin,

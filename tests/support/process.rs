@@ -78,7 +78,29 @@ impl Proc {
         }
     }
 
+    /// Stops the process: SIGTERM first (nginx's master then stops its
+    /// workers; a SIGKILLed master would leave them running and holding the
+    /// port), SIGKILL if it is still there after 5 s.
     pub fn kill(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let termed = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if termed {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

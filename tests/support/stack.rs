@@ -36,6 +36,8 @@ pub struct StackOptions {
     pub workspaces: Vec<WorkspaceSpec>,
     /// Directory label (test name).
     pub label: String,
+    /// The controller's TLS port; None picks a free one.
+    pub port: Option<u16>,
 }
 
 impl StackOptions {
@@ -46,6 +48,7 @@ impl StackOptions {
             transfer: None,
             workspaces: default_workspaces(DOMAIN),
             label: label.into(),
+            port: None,
         }
     }
 }
@@ -76,7 +79,7 @@ impl Stack {
         super::install_crypto_provider();
         let dir = TestDir::new(&options.label)?;
         let ca = TestCa::create(&dir.path, DOMAIN).context("creating the test CA")?;
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let provider = Provider::start(
             &dir.path,
             &[format!("https://{AUTH_HOST}:{port}/auth/callback")],
