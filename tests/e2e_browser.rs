@@ -17,13 +17,17 @@ use support::stack::{DOMAIN, Stack, StackOptions, WS1};
 async fn chromium_logs_in_through(kind: ControllerKind) {
     let chromium = which("chromium")
         .or_else(|| which("chromium-browser"))
-        .expect("chromium is not installed: run scripts/install-deps.sh (apt-get install -y chromium)");
+        .expect(
+            "chromium is not installed: run scripts/install-deps.sh (apt-get install -y chromium)",
+        );
     assert!(
         oidc_dir().join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: run scripts/install-deps.sh (npm ci in tests/support/oidc)"
     );
     let node = which("node").expect("node is not installed: run scripts/install-deps.sh");
-    let s = Stack::start(StackOptions::new(kind, "browser")).await.expect("stack");
+    let s = Stack::start(StackOptions::new(kind, "browser"))
+        .await
+        .expect("stack");
     let url = s.url(WS1, "/src/index.html?tab=2&q=a%20b");
     let opts = serde_json::json!({
         "chromium": chromium,
@@ -46,9 +50,20 @@ async fn chromium_logs_in_through(kind: ControllerKind) {
     let line = stdout
         .lines()
         .find_map(|l| l.strip_prefix("result "))
-        .unwrap_or_else(|| panic!("no result from the browser script\nstdout:{stdout}\nstderr:{stderr}\n{}", s.diagnostics()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from the browser script\nstdout:{stdout}\nstderr:{stderr}\n{}",
+                s.diagnostics()
+            )
+        });
     let r: serde_json::Value = serde_json::from_str(line).expect("result JSON");
-    let ctx = || format!("browser result: {}\n{}", serde_json::to_string_pretty(&r).unwrap(), s.diagnostics());
+    let ctx = || {
+        format!(
+            "browser result: {}\n{}",
+            serde_json::to_string_pretty(&r).unwrap(),
+            s.diagnostics()
+        )
+    };
     assert_eq!(r["ok"], true, "{}", ctx());
     assert_eq!(r["finalUrl"], url.as_str(), "{}", ctx());
     assert_eq!(r["user"], "alice", "{}", ctx());
@@ -63,7 +78,9 @@ async fn chromium_logs_in_through(kind: ControllerKind) {
     assert_eq!(pass["sameSite"], "Lax");
     assert_eq!(pass["path"], "/");
     assert!(
-        cookies.iter().any(|c| c["name"] == "__Host-workspace-gate-login" && c["domain"] == DOMAIN),
+        cookies
+            .iter()
+            .any(|c| c["name"] == "__Host-workspace-gate-login" && c["domain"] == DOMAIN),
         "Chromium holds no login cookie on the auth host: {}",
         ctx()
     );

@@ -3,7 +3,10 @@
 //! [`Decision`](crate::core::Decision) into its controller's answer.
 //! No decision logic lives here.
 
+pub mod envoy_grpc;
+pub mod envoy_http;
 pub mod nginx;
+pub mod traefik;
 
 use crate::core::Allow;
 
@@ -33,14 +36,116 @@ fn header_safe(v: &str) -> String {
         .replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "")
 }
 
-/// Serves Envoy's ext_authz gRPC API on `listener` (see `envoy_grpc`).
+/// A refusal or redirect as plain HTTP parts, for controllers that relay
+/// the gate's non-2xx answer to the browser (Traefik, Envoy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// Turns a non-allow decision into the answer the browser should get.
+/// `None` for `Allow` (and the never-returned `Bearer`).
+pub fn relayed(decision: &crate::core::Decision, request_id: &str, json: bool) -> Option<Relayed> {
+    use crate::core::Decision;
+    let no_store = ("cache-control", "no-store".to_string());
+    match decision {
+        Decision::Allow(_) | Decision::Bearer { .. } => None,
+        Decision::SignIn { location } => Some(Relayed {
+            status: 302,
+            headers: vec![("location", location.clone()), no_store],
+            body: String::new(),
+        }),
+        Decision::Redirect {
+            location,
+            set_cookies,
+            ..
+        } => {
+            let mut headers = vec![
+                ("location", location.clone()),
+                no_store,
+                ("referrer-policy", "no-referrer".to_string()),
+            ];
+            headers.extend(set_cookies.iter().map(|c| ("set-cookie", c.clone())));
+            Some(Relayed {
+                status: 302,
+                headers,
+                body: String::new(),
+            })
+        }
+        Decision::Deny(page) => {
+            let (ctype, body) = crate::server::pages::body(*page, request_id, json);
+            let mut headers = vec![("content-type", ctype.to_string()), no_store];
+            if *page == crate::core::Page::SignInRequired {
+                headers.push((
+                    "www-authenticate",
+                    "Bearer realm=\"workspace-gate\"".to_string(),
+                ));
+            }
+            Some(Relayed {
+                status: page.status(),
+                headers,
+                body,
+            })
+        }
+    }
+}
+
+/// An axum response from relayed parts.
+pub fn relayed_response(r: Relayed) -> axum::response::Response {
+    use axum::http::{HeaderName, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    let mut resp = (status, r.body).into_response();
+    for (name, value) in r.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().append(HeaderName::from_static(name), v);
+        }
+    }
+    resp
+}
+
+/// An axum 200 carrying the upstream headers of an allow, for the HTTP
+/// checks whose controller copies listed response headers onto the
+/// upstream request (nginx, Traefik, Envoy HTTP mode).
+pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
+    use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    for (name, value) in identity_headers(&allow) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+    // The controller replaces the request's Cookie/Authorization with what
+    // we send and clears them when we send nothing.
+    if let Some(c) = allow
+        .upstream_cookie
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
+        h.insert(header::COOKIE, c);
+    }
+    if let Some(a) = allow
+        .upstream_authorization
+        .and_then(|a| HeaderValue::from_str(&a).ok())
+    {
+        h.insert(header::AUTHORIZATION, a);
+    }
+    resp
+}
+
+/// Serves Envoy's ext_authz gRPC API on `listener`.
 pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
     state: crate::server::AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let _ = state;
-    drop(listener);
-    shutdown.await;
+) -> anyhow::Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(envoy_grpc::service(state))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
     Ok(())
 }

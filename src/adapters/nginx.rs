@@ -11,7 +11,7 @@
 //! other status becomes a 500. The body never reaches the client.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::core::{CheckRequest, Decision, Page};
@@ -53,30 +53,7 @@ pub fn split_url(url: &str) -> Option<(&str, &str, &str)> {
 
 fn answer(decision: Decision) -> Response {
     match decision {
-        Decision::Allow(allow) => {
-            let mut resp = StatusCode::OK.into_response();
-            let h = resp.headers_mut();
-            for (name, value) in crate::adapters::identity_headers(&allow) {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    h.insert(HeaderName::from_static(name), v);
-                }
-            }
-            // Listed in auth-response-headers: nginx copies what we send
-            // and clears what we omit.
-            if let Some(c) = allow
-                .upstream_cookie
-                .and_then(|c| HeaderValue::from_str(&c).ok())
-            {
-                h.insert(header::COOKIE, c);
-            }
-            if let Some(a) = allow
-                .upstream_authorization
-                .and_then(|a| HeaderValue::from_str(&a).ok())
-            {
-                h.insert(header::AUTHORIZATION, a);
-            }
-            resp
-        }
+        Decision::Allow(allow) => crate::adapters::allow_response(allow),
         Decision::SignIn { .. } | Decision::Deny(Page::SignInRequired) => {
             let mut resp = StatusCode::UNAUTHORIZED.into_response();
             resp.headers_mut().insert(

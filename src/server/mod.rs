@@ -115,6 +115,12 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/check/nginx", get(crate::adapters::nginx::check))
+        .route("/check/traefik", get(crate::adapters::traefik::check))
+        .route("/check/envoy", any(crate::adapters::envoy_http::check))
+        .route(
+            "/check/envoy/{*rest}",
+            any(crate::adapters::envoy_http::check),
+        )
         .route("/auth/start", get(auth::start))
         .route("/auth/callback", get(auth::callback))
         .route("/auth/sign_out", get(auth::sign_out).post(auth::sign_out))

@@ -76,7 +76,10 @@ impl Resp {
     /// One line for assertion messages.
     pub fn describe(&self) -> String {
         let body: String = self.body.chars().take(600).collect();
-        format!("{} {} headers={:?} body={body:?}", self.status, self.url, self.headers)
+        format!(
+            "{} {} headers={:?} body={body:?}",
+            self.status, self.url, self.headers
+        )
     }
 }
 
@@ -160,7 +163,12 @@ impl Browser {
             }
         }
         headers.insert("user-agent", HeaderValue::from_static("workspace-gate-e2e"));
-        if let Some(c) = self.jar.lock().unwrap().header_for(&host, url.path(), secure) {
+        if let Some(c) = self
+            .jar
+            .lock()
+            .unwrap()
+            .header_for(&host, url.path(), secure)
+        {
             headers.insert("cookie", HeaderValue::from_str(&c)?);
         }
         for (k, v) in extra {
@@ -171,7 +179,10 @@ impl Browser {
             headers.insert(name, HeaderValue::from_str(v)?);
         }
         self.note_url_secrets(&url);
-        let mut req = self.http.request(method.clone(), url.clone()).headers(headers);
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .headers(headers);
         if let Some(form) = form {
             for (_, v) in form {
                 self.secret(v);
@@ -240,9 +251,13 @@ impl Browser {
     ) -> anyhow::Result<Resp> {
         let mut url = url.to_string();
         for _ in 0..40 {
-            let resp = self.send(method.clone(), &url, mode, &[], form.as_deref()).await?;
+            let resp = self
+                .send(method.clone(), &url, mode, &[], form.as_deref())
+                .await?;
             if (300..400).contains(&resp.status) {
-                let Some(loc) = resp.location() else { return Ok(resp) };
+                let Some(loc) = resp.location() else {
+                    return Ok(resp);
+                };
                 url = resp.url.join(&loc)?.to_string();
                 if resp.status != 307 && resp.status != 308 {
                     method = Method::GET;
@@ -303,7 +318,10 @@ impl Browser {
 
     fn note_url_secrets(&self, url: &Url) {
         for (k, v) in url.query_pairs() {
-            if matches!(k.as_ref(), "token" | "code" | "state" | "access_token" | "id_token") {
+            if matches!(
+                k.as_ref(),
+                "token" | "code" | "state" | "access_token" | "id_token"
+            ) {
                 self.secret(&v);
             }
         }
@@ -322,7 +340,11 @@ impl Browser {
     }
 
     pub fn cookie(&self, host: &str, name: &str) -> Option<String> {
-        self.jar.lock().unwrap().get(host, name).map(|c| c.value.clone())
+        self.jar
+            .lock()
+            .unwrap()
+            .get(host, name)
+            .map(|c| c.value.clone())
     }
 }
 
@@ -342,7 +364,10 @@ impl Form {
         let rest = &html[start..];
         let tag_end = rest.find('>')?;
         let tag = &rest[..tag_end];
-        let end = rest.to_ascii_lowercase().find("</form>").unwrap_or(rest.len());
+        let end = rest
+            .to_ascii_lowercase()
+            .find("</form>")
+            .unwrap_or(rest.len());
         let inner = &rest[tag_end..end];
         let action = attr(tag, "action").unwrap_or_default();
         let method = attr(tag, "method").unwrap_or_else(|| "get".into());
@@ -354,7 +379,9 @@ impl Form {
             let s = pos + i;
             let e = s + inner[s..].find('>').unwrap_or(inner.len() - s);
             let t = &inner[s..e];
-            let ty = attr(t, "type").unwrap_or_else(|| "text".into()).to_ascii_lowercase();
+            let ty = attr(t, "type")
+                .unwrap_or_else(|| "text".into())
+                .to_ascii_lowercase();
             if let Some(name) = attr(t, "name") {
                 match ty.as_str() {
                     "hidden" => hidden.push((name, attr(t, "value").unwrap_or_default())),
@@ -392,7 +419,9 @@ fn attr(tag: &str, name: &str) -> Option<String> {
         } else if let Some(r) = v.strip_prefix('\'') {
             r.split('\'').next().unwrap_or("")
         } else {
-            v.split(|c: char| c.is_whitespace() || c == '>' || c == '/').next().unwrap_or("")
+            v.split(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                .next()
+                .unwrap_or("")
         };
         return Some(decode_entities(val));
     }

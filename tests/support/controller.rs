@@ -52,7 +52,10 @@ impl ControllerKind {
         }
     }
 
-    pub async fn start(self, setup: &ControllerSetup) -> anyhow::Result<Box<dyn ControllerFixture>> {
+    pub async fn start(
+        self,
+        setup: &ControllerSetup,
+    ) -> anyhow::Result<Box<dyn ControllerFixture>> {
         match self {
             ControllerKind::Nginx => Ok(Box::new(super::nginx::Nginx::start(setup).await?)),
         }

@@ -80,7 +80,12 @@ async fn handle(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response {
         headers: req
             .headers()
             .iter()
-            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
     };
     seen.lock().unwrap().push(record.clone());

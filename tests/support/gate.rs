@@ -173,4 +173,3 @@ async fn wait_ready(proc: &mut Proc, admin: SocketAddr) -> anyhow::Result<()> {
         proc.output()
     )
 }
-

@@ -147,7 +147,10 @@ async fn answer(ctx: &Ctx, authorization: Option<&str>, body: &str) -> (StatusCo
 fn workspace_gid(s: &str) -> Option<String> {
     let marker = "RemoteDevelopment::Workspace/";
     let i = s.find(marker)? + marker.len();
-    let id: String = s[i..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let id: String = s[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     (!id.is_empty()).then_some(id)
 }
 

@@ -33,7 +33,8 @@ impl Jar {
     pub fn store(&mut self, host: &str, request_path: &str, secure: bool, header: &str) {
         let mut parts = header.split(';');
         let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else {
-            self.rejected.push((header.to_string(), "no name=value".into()));
+            self.rejected
+                .push((header.to_string(), "no name=value".into()));
             return;
         };
         let name = name.trim().to_string();
@@ -166,8 +167,18 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
     let mut it = s.split_whitespace().skip(1);
     let day: u64 = it.next()?.parse().ok()?;
     let month = match &it.next()?.to_ascii_lowercase()[..3] {
-        "jan" => 1, "feb" => 2, "mar" => 3, "apr" => 4, "may" => 5, "jun" => 6,
-        "jul" => 7, "aug" => 8, "sep" => 9, "oct" => 10, "nov" => 11, "dec" => 12,
+        "jan" => 1,
+        "feb" => 2,
+        "mar" => 3,
+        "apr" => 4,
+        "may" => 5,
+        "jun" => 6,
+        "jul" => 7,
+        "aug" => 8,
+        "sep" => 9,
+        "oct" => 10,
+        "nov" => 11,
+        "dec" => 12,
         _ => return None,
     };
     let mut year: i64 = it.next()?.parse().ok()?;
@@ -198,12 +209,30 @@ mod tests {
     #[test]
     fn host_cookie_rules_and_deletion() {
         let mut jar = Jar::default();
-        jar.store("a.test", "/x/y", true, "__Host-p=1; Path=/; Secure; HttpOnly");
-        jar.store("a.test", "/", true, "__Host-bad=1; Path=/; Domain=a.test; Secure");
-        assert_eq!(jar.header_for("a.test", "/z", true).as_deref(), Some("__Host-p=1"));
+        jar.store(
+            "a.test",
+            "/x/y",
+            true,
+            "__Host-p=1; Path=/; Secure; HttpOnly",
+        );
+        jar.store(
+            "a.test",
+            "/",
+            true,
+            "__Host-bad=1; Path=/; Domain=a.test; Secure",
+        );
+        assert_eq!(
+            jar.header_for("a.test", "/z", true).as_deref(),
+            Some("__Host-p=1")
+        );
         assert_eq!(jar.rejected.len(), 1);
         assert!(jar.header_for("b.test", "/", true).is_none());
-        jar.store("a.test", "/", true, "__Host-p=; Path=/; Secure; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+        jar.store(
+            "a.test",
+            "/",
+            true,
+            "__Host-p=; Path=/; Secure; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        );
         assert!(jar.header_for("a.test", "/", true).is_none());
     }
 }

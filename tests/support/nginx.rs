@@ -52,7 +52,10 @@ pub fn render(setup: &ControllerSetup, prefix: &Path) -> anyhow::Result<String> 
         .replace("{{AUTH_HOST}}", &setup.auth_host)
         .replace("{{WORKSPACE_DOMAIN}}", &setup.workspace_domain);
     if let Some(i) = out.find("{{") {
-        bail!("unfilled placeholder in nginx template near {:?}", &out[i..i + 30]);
+        bail!(
+            "unfilled placeholder in nginx template near {:?}",
+            &out[i..i + 30]
+        );
     }
     Ok(out)
 }
@@ -61,7 +64,13 @@ impl Nginx {
     pub async fn start(setup: &ControllerSetup) -> anyhow::Result<Nginx> {
         let bin = binary()?;
         let prefix = setup.dir.join("nginx");
-        for d in ["tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"] {
+        for d in [
+            "tmp/body",
+            "tmp/proxy",
+            "tmp/fastcgi",
+            "tmp/uwsgi",
+            "tmp/scgi",
+        ] {
             std::fs::create_dir_all(prefix.join(d))?;
         }
         let conf = prefix.join("nginx.conf");
@@ -87,7 +96,10 @@ impl Nginx {
         // Ready when the port accepts connections.
         for _ in 0..600 {
             proc.ensure_running()?;
-            if tokio::net::TcpStream::connect(("127.0.0.1", setup.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+                .await
+                .is_ok()
+            {
                 return Ok(Nginx {
                     port: setup.port,
                     prefix,
@@ -96,7 +108,11 @@ impl Nginx {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("nginx did not listen on {} within 30 s\n{}", setup.port, proc.output())
+        bail!(
+            "nginx did not listen on {} within 30 s\n{}",
+            setup.port,
+            proc.output()
+        )
     }
 }
 

@@ -72,7 +72,11 @@ impl Proc {
             }
             self.ensure_running()?;
             if start.elapsed() > limit {
-                bail!("{} printed no `{prefix}` line.\n{}", self.name, self.output());
+                bail!(
+                    "{} printed no `{prefix}` line.\n{}",
+                    self.name,
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -73,7 +73,11 @@ impl Provider {
     pub async fn user_tokens(&self, user: &str) -> anyhow::Result<Tokens> {
         // The provider is plain http on an IP literal: the test CA is unused.
         let b = Browser::new(None, "invalid.test")?.as_user(user);
-        let verifier = format!("v{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let verifier = format!(
+            "v{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(sha2::Sha256::digest(verifier.as_bytes()));
         let mut url = reqwest::Url::parse(&format!("{}/auth", self.issuer))?;
@@ -92,8 +96,14 @@ impl Provider {
         let mut form: Option<Vec<(String, String)>> = None;
         let code = 'flow: {
             for _ in 0..20 {
-                let method = if form.is_some() { reqwest::Method::POST } else { reqwest::Method::GET };
-                let r = b.send(method, &next, Mode::Navigate, &[], form.as_deref()).await?;
+                let method = if form.is_some() {
+                    reqwest::Method::POST
+                } else {
+                    reqwest::Method::GET
+                };
+                let r = b
+                    .send(method, &next, Mode::Navigate, &[], form.as_deref())
+                    .await?;
                 form = None;
                 if let Some(loc) = r.location() {
                     let u = r.url.join(&loc)?;
@@ -138,7 +148,10 @@ impl Provider {
             bail!("token endpoint answered {status}: {v}");
         }
         Ok(Tokens {
-            access_token: v["access_token"].as_str().context("no access_token")?.to_string(),
+            access_token: v["access_token"]
+                .as_str()
+                .context("no access_token")?
+                .to_string(),
             refresh_token: v["refresh_token"].as_str().map(str::to_string),
             id_token: v["id_token"].as_str().map(str::to_string),
         })
@@ -154,7 +167,11 @@ pub async fn wait_line(proc: &mut Proc, prefix: &str) -> anyhow::Result<String> 
         proc.ensure_running()?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("{} did not print `{prefix}` within 30 s\n{}", proc.name, proc.output())
+    bail!(
+        "{} did not print `{prefix}` within 30 s\n{}",
+        proc.name,
+        proc.output()
+    )
 }
 
 pub fn which(program: &str) -> Option<PathBuf> {

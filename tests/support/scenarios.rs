@@ -77,8 +77,14 @@ where
     let diagnostics = stack.diagnostics();
     match result {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.context(format!("scenario {label} on {}\n{diagnostics}", kind.name()))),
-        Err(_) => bail!("scenario {label} on {} hung for 120 s\n{diagnostics}", kind.name()),
+        Ok(Err(e)) => Err(e.context(format!(
+            "scenario {label} on {}\n{diagnostics}",
+            kind.name()
+        ))),
+        Err(_) => bail!(
+            "scenario {label} on {} hung for 120 s\n{diagnostics}",
+            kind.name()
+        ),
     }
 }
 
@@ -149,11 +155,15 @@ async fn transfer_token_for(s: &Stack, b: &Browser, host: &str) -> anyhow::Resul
         if let Some((_, t)) = u.query_pairs().find(|(k, _)| k == "token") {
             return Ok(t.to_string());
         }
-        bail!("/auth/start redirected without a transfer token: {}", r.describe());
+        bail!(
+            "/auth/start redirected without a transfer token: {}",
+            r.describe()
+        );
     }
     let f = Form::parse(&r.body).with_context(|| format!("no transfer form: {}", r.describe()))?;
     ensure!(
-        f.action.starts_with(&s.url(host, "/.workspace-gate/callback")),
+        f.action
+            .starts_with(&s.url(host, "/.workspace-gate/callback")),
         "transfer form posts to {} instead of {host}'s callback",
         f.action
     );
@@ -182,30 +192,58 @@ pub async fn login_lands_on_original_url_with_query(kind: ControllerKind) -> any
             hops_text(&b)
         );
         let first = &hops[0];
-        ensure!(first.status == 302 || first.status == 401, "first answer: {first:?}");
+        ensure!(
+            first.status == 302 || first.status == 401,
+            "first answer: {first:?}"
+        );
         // Upstream got the original request target, query intact.
         let seen = last_seen_on(&s, "/src/main.rs")?;
-        ensure!(seen.uri == path, "workspace saw {} instead of {path}", seen.uri);
+        ensure!(
+            seen.uri == path,
+            "workspace saw {} instead of {path}",
+            seen.uri
+        );
         ensure!(seen.header("x-workspace-user") == Some("alice"), "{seen:?}");
         ensure!(seen.header("x-workspace-id") == Some("1"), "{seen:?}");
-        ensure!(seen.header("x-workspace-user-id").is_some_and(|v| !v.is_empty()), "{seen:?}");
+        ensure!(
+            seen.header("x-workspace-user-id")
+                .is_some_and(|v| !v.is_empty()),
+            "{seen:?}"
+        );
         // Cookies where and how the architecture says.
         let jar = b.jar.lock().unwrap().clone();
-        let pass = jar.get(WS1, PASS).with_context(|| format!("no {PASS} on {WS1}: {jar:#?}"))?;
+        let pass = jar
+            .get(WS1, PASS)
+            .with_context(|| format!("no {PASS} on {WS1}: {jar:#?}"))?;
         ensure!(
             pass.secure && pass.http_only && !pass.domain_attr && pass.path == "/",
             "pass cookie attributes: {}",
             pass.raw
         );
         ensure!(
-            pass.same_site.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("lax")),
+            pass.same_site
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case("lax")),
             "pass cookie must be SameSite=Lax: {}",
             pass.raw
         );
-        let login = jar.get(AUTH_HOST, LOGIN).with_context(|| format!("no {LOGIN} on {AUTH_HOST}"))?;
-        ensure!(login.secure && login.http_only && !login.domain_attr, "login cookie: {}", login.raw);
-        ensure!(jar.get(WS1, LOGIN).is_none(), "the login cookie must stay on the auth host");
-        ensure!(jar.rejected.is_empty(), "cookies a browser refuses: {:?}", jar.rejected);
+        let login = jar
+            .get(AUTH_HOST, LOGIN)
+            .with_context(|| format!("no {LOGIN} on {AUTH_HOST}"))?;
+        ensure!(
+            login.secure && login.http_only && !login.domain_attr,
+            "login cookie: {}",
+            login.raw
+        );
+        ensure!(
+            jar.get(WS1, LOGIN).is_none(),
+            "the login cookie must stay on the auth host"
+        );
+        ensure!(
+            jar.rejected.is_empty(),
+            "cookies a browser refuses: {:?}",
+            jar.rejected
+        );
         Ok(())
     })
     .await
@@ -220,10 +258,16 @@ pub async fn second_host_needs_no_new_provider_login_and_gets_its_own_pass(
         b.clear_hops();
         visit(&s, &b, WS2_A, "/second?q=2").await?;
         let p = provider_hops(&s, &b);
-        ensure!(p.is_empty(), "second host went to the provider again: {p:#?}");
+        ensure!(
+            p.is_empty(),
+            "second host went to the provider again: {p:#?}"
+        );
         let pass1 = b.cookie(WS1, PASS).context("pass on ws-1")?;
         let pass2 = b.cookie(WS2_A, PASS).context("pass on the second host")?;
-        ensure!(pass1 != pass2, "the second host got the same pass value as the first");
+        ensure!(
+            pass1 != pass2,
+            "the second host got the same pass value as the first"
+        );
         let seen = last_seen_on(&s, "/second")?;
         ensure!(seen.header("x-workspace-id") == Some("2"), "{seen:?}");
         Ok(())
@@ -239,20 +283,31 @@ pub async fn other_users_workspace_is_refused_with_not_allowed_page(
         visit(&s, &bob, WS3_BOB, "/").await?; // bob's own workspace works
         let before = s.echo.seen().len();
         let r = bob.navigate(&s.url(WS1, "/secret")).await?;
-        ensure!(r.status == 403, "bob on alice's ws-1: {}\nhops:\n{}", r.describe(), hops_text(&bob));
+        ensure!(
+            r.status == 403,
+            "bob on alice's ws-1: {}\nhops:\n{}",
+            r.describe(),
+            hops_text(&bob)
+        );
         ensure!(
             r.body.to_ascii_lowercase().contains("not allowed"),
             "403 without the \"not allowed\" page: {}",
             r.describe()
         );
         ensure!(
-            r.header("content-type").is_some_and(|c| c.contains("text/html")),
+            r.header("content-type")
+                .is_some_and(|c| c.contains("text/html")),
             "not-allowed page is not HTML: {}",
             r.describe()
         );
-        ensure!(bob.cookie(WS1, PASS).is_none(), "bob got a pass for alice's host");
         ensure!(
-            s.echo.seen()[before..].iter().all(|r| !r.uri.starts_with("/secret")),
+            bob.cookie(WS1, PASS).is_none(),
+            "bob got a pass for alice's host"
+        );
+        ensure!(
+            s.echo.seen()[before..]
+                .iter()
+                .all(|r| !r.uri.starts_with("/secret")),
             "bob's request reached alice's workspace"
         );
         Ok(())
@@ -265,8 +320,16 @@ pub async fn unknown_workspace_host_is_refused(kind: ControllerKind) -> anyhow::
         let b = s.browser("alice");
         visit(&s, &b, WS1, "/").await?;
         let r = b.navigate(&s.url(UNKNOWN, "/x")).await?;
-        ensure!(r.status == 403, "unknown host: {}\nhops:\n{}", r.describe(), hops_text(&b));
-        ensure!(s.echo.seen().iter().all(|r| r.uri != "/x"), "reached the upstream");
+        ensure!(
+            r.status == 403,
+            "unknown host: {}\nhops:\n{}",
+            r.describe(),
+            hops_text(&b)
+        );
+        ensure!(
+            s.echo.seen().iter().all(|r| r.uri != "/x"),
+            "reached the upstream"
+        );
         Ok(())
     })
     .await
@@ -279,7 +342,11 @@ pub async fn pass_for_one_host_is_rejected_on_another(kind: ControllerKind) -> a
         let pass = alice.cookie(WS1, PASS).context("pass on ws-1")?;
         // Same user, same cookie name, other hosts: alice's other workspace's
         // host, bob's workspace, a host nobody owns.
-        for (host, allowed) in [(WS2_B, &[401u16][..]), (WS3_BOB, &[401, 403]), (UNKNOWN, &[401, 403])] {
+        for (host, allowed) in [
+            (WS2_B, &[401u16][..]),
+            (WS3_BOB, &[401, 403]),
+            (UNKNOWN, &[401, 403]),
+        ] {
             let thief = s.browser("alice");
             thief.jar.lock().unwrap().plant(host, PASS, &pass);
             let r = thief.fetch(&s.url(host, "/stolen")).await?;
@@ -289,7 +356,10 @@ pub async fn pass_for_one_host_is_rejected_on_another(kind: ControllerKind) -> a
                 r.describe(),
                 hops_text(&thief)
             );
-            ensure!(provider_hops(&s, &thief).is_empty(), "a fetch went to the provider");
+            ensure!(
+                provider_hops(&s, &thief).is_empty(),
+                "a fetch went to the provider"
+            );
         }
         ensure!(
             s.echo.seen().iter().all(|r| r.uri != "/stolen"),
@@ -316,7 +386,11 @@ pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
         let b = s.browser("alice");
         b.jar.lock().unwrap().plant(WS2_A, PASS, &transfer);
         let r = b.fetch(&s.url(WS2_A, "/as-pass")).await?;
-        ensure!(r.status == 401, "transfer token used as pass: {}", r.describe());
+        ensure!(
+            r.status == 401,
+            "transfer token used as pass: {}",
+            r.describe()
+        );
 
         // A pass (audience WS1) handed to WS1's callback as a transfer token.
         let c = s.browser("alice");
@@ -331,7 +405,11 @@ pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
             )
             .await?;
         let q = c
-            .get(&format!("{cb}?token={}", urlencode(&pass)), Mode::Navigate, &[])
+            .get(
+                &format!("{cb}?token={}", urlencode(&pass)),
+                Mode::Navigate,
+                &[],
+            )
             .await?;
         for r in [&r, &q] {
             ensure!(
@@ -341,9 +419,16 @@ pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
             );
         }
         let r = c.fetch(&s.url(WS1, "/as-transfer")).await?;
-        ensure!(r.status == 401, "after posting a pass as transfer token: {}", r.describe());
         ensure!(
-            s.echo.seen().iter().all(|r| r.uri != "/as-pass" && r.uri != "/as-transfer"),
+            r.status == 401,
+            "after posting a pass as transfer token: {}",
+            r.describe()
+        );
+        ensure!(
+            s.echo
+                .seen()
+                .iter()
+                .all(|r| r.uri != "/as-pass" && r.uri != "/as-transfer"),
             "a wrong token kind reached the workspace"
         );
 
@@ -351,15 +436,24 @@ pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
         let d = s.browser("alice");
         let r = d
             .send(
-                if kind.transfer() == "query" { reqwest::Method::GET } else { reqwest::Method::POST },
+                if kind.transfer() == "query" {
+                    reqwest::Method::GET
+                } else {
+                    reqwest::Method::POST
+                },
                 &if kind.transfer() == "query" {
-                    format!("{}?token={}", s.url(WS2_A, "/.workspace-gate/callback"), urlencode(&transfer))
+                    format!(
+                        "{}?token={}",
+                        s.url(WS2_A, "/.workspace-gate/callback"),
+                        urlencode(&transfer)
+                    )
                 } else {
                     s.url(WS2_A, "/.workspace-gate/callback")
                 },
                 Mode::Navigate,
                 &[],
-                (kind.transfer() != "query").then_some(&[("token".to_string(), transfer.clone())][..]),
+                (kind.transfer() != "query")
+                    .then_some(&[("token".to_string(), transfer.clone())][..]),
             )
             .await?;
         ensure!(
@@ -378,7 +472,10 @@ pub async fn upstream_never_sees_gate_cookies_and_gets_real_identity_headers(
     run(kind, "identity-headers", |s| async move {
         let b = s.browser("alice");
         visit(&s, &b, WS1, "/").await?;
-        b.jar.lock().unwrap().store(WS1, "/", true, "app_session=keep-me; Path=/");
+        b.jar
+            .lock()
+            .unwrap()
+            .store(WS1, "/", true, "app_session=keep-me; Path=/");
         let r = b
             .get(
                 &s.url(WS1, "/forged"),
@@ -394,15 +491,24 @@ pub async fn upstream_never_sees_gate_cookies_and_gets_real_identity_headers(
             .await?;
         ensure!(r.status == 200, "{}", r.describe());
         let seen = last_seen_on(&s, "/forged")?;
-        ensure!(seen.headers_named("x-workspace-user") == vec!["alice"], "{seen:?}");
-        ensure!(seen.headers_named("x-workspace-id") == vec!["1"], "{seen:?}");
+        ensure!(
+            seen.headers_named("x-workspace-user") == vec!["alice"],
+            "{seen:?}"
+        );
+        ensure!(
+            seen.headers_named("x-workspace-id") == vec!["1"],
+            "{seen:?}"
+        );
         ensure!(
             seen.headers_named("x-workspace-user-id").len() == 1
                 && seen.header("x-workspace-user-id") != Some("666"),
             "{seen:?}"
         );
         let cookies = seen.headers_named("cookie").join("; ");
-        ensure!(cookies.contains("app_session=keep-me"), "the app's own cookie was lost: {seen:?}");
+        ensure!(
+            cookies.contains("app_session=keep-me"),
+            "the app's own cookie was lost: {seen:?}"
+        );
         // Nothing the gate set, by name or value, ever reached the workspace.
         let secrets = b.secrets();
         for req in s.echo.seen() {
@@ -413,10 +519,17 @@ pub async fn upstream_never_sees_gate_cookies_and_gets_real_identity_headers(
                     req.uri
                 );
                 if let Some(sec) = secrets.iter().find(|sec| v.contains(sec.as_str())) {
-                    bail!("the workspace received a gate secret in {k} on {}: {}…", req.uri, &sec[..12]);
+                    bail!(
+                        "the workspace received a gate secret in {k} on {}: {}…",
+                        req.uri,
+                        &sec[..12]
+                    );
                 }
             }
-            ensure!(req.header("authorization").is_none(), "Authorization reached the workspace: {req:?}");
+            ensure!(
+                req.header("authorization").is_none(),
+                "Authorization reached the workspace: {req:?}"
+            );
         }
         Ok(())
     })
@@ -435,13 +548,16 @@ pub async fn websocket_works_after_login_and_is_refused_before(
                 // ingress-nginx sends every 401 to auth-signin (302 to /auth/start).
                 let ok = status == 401
                     || (status == 302
-                        && location.as_deref().is_some_and(|l| {
-                            l.starts_with(&s.url(AUTH_HOST, "/auth/start"))
-                        }));
+                        && location
+                            .as_deref()
+                            .is_some_and(|l| l.starts_with(&s.url(AUTH_HOST, "/auth/start"))));
                 ensure!(ok, "handshake without pass answered {status} {location:?}");
             }
         }
-        ensure!(s.echo.seen().iter().all(|r| r.uri != "/ws"), "an unauthenticated handshake reached the workspace");
+        ensure!(
+            s.echo.seen().iter().all(|r| r.uri != "/ws"),
+            "an unauthenticated handshake reached the workspace"
+        );
 
         let b = s.browser("alice");
         visit(&s, &b, WS1, "/").await?;
@@ -459,7 +575,10 @@ pub async fn websocket_works_after_login_and_is_refused_before(
         ensure!(back == "ping over nginx", "echoed {back:?}");
         let seen = last_seen_on(&s, "/ws")?;
         ensure!(
-            !seen.headers_named("cookie").join(";").contains(GATE_COOKIE_PREFIX),
+            !seen
+                .headers_named("cookie")
+                .join(";")
+                .contains(GATE_COOKIE_PREFIX),
             "gate cookie on the WebSocket upgrade: {seen:?}"
         );
         Ok(())
@@ -473,18 +592,42 @@ pub async fn unauthenticated_fetch_gets_401_and_never_reaches_the_provider(
     run(kind, "fetch-401", |s| async move {
         let b = s.browser("alice");
         let r = b.fetch(&s.url(WS1, "/api/data")).await?;
-        ensure!(r.status == 401, "fetch without session: {}\nhops:\n{}", r.describe(), hops_text(&b));
+        ensure!(
+            r.status == 401,
+            "fetch without session: {}\nhops:\n{}",
+            r.describe(),
+            hops_text(&b)
+        );
         let p = provider_hops(&s, &b);
         ensure!(p.is_empty(), "a fetch was sent to the provider: {p:#?}");
         ensure!(s.echo.seen().is_empty(), "reached the workspace");
         // Also a plain API client (curl-like: */*, no Sec-Fetch headers, no redirects).
-        let r = b.get(&s.url(WS1, "/api/data"), Mode::Fetch, &[("accept", "*/*"), ("sec-fetch-mode", "no-cors")]).await?;
+        let r = b
+            .get(
+                &s.url(WS1, "/api/data"),
+                Mode::Fetch,
+                &[("accept", "*/*"), ("sec-fetch-mode", "no-cors")],
+            )
+            .await?;
         ensure!(r.status == 401 || r.status == 302, "{}", r.describe());
         if r.status == 302 {
             let loc = r.location().unwrap_or_default();
-            ensure!(loc.starts_with(&s.url(AUTH_HOST, "/auth/start")), "302 not to the auth host: {loc}");
-            let r2 = b.get(&loc, Mode::Fetch, &[("accept", "*/*"), ("sec-fetch-mode", "no-cors")]).await?;
-            ensure!(r2.status == 401, "/auth/start for a non-navigation: {}", r2.describe());
+            ensure!(
+                loc.starts_with(&s.url(AUTH_HOST, "/auth/start")),
+                "302 not to the auth host: {loc}"
+            );
+            let r2 = b
+                .get(
+                    &loc,
+                    Mode::Fetch,
+                    &[("accept", "*/*"), ("sec-fetch-mode", "no-cors")],
+                )
+                .await?;
+            ensure!(
+                r2.status == 401,
+                "/auth/start for a non-navigation: {}",
+                r2.describe()
+            );
         }
         Ok(())
     })
@@ -512,7 +655,11 @@ pub async fn sign_out_on_workspace_host_ends_access_there(
         visit(&s, &b, WS2_A, "/").await?;
         let r = sign_out(&b, &s.url(WS1, "/.workspace-gate/sign_out")).await?;
         ensure!(r.status < 500, "sign-out: {}", r.describe());
-        ensure!(b.cookie(WS1, PASS).is_none(), "ws-1's pass survived its sign-out\nhops:\n{}", hops_text(&b));
+        ensure!(
+            b.cookie(WS1, PASS).is_none(),
+            "ws-1's pass survived its sign-out\nhops:\n{}",
+            hops_text(&b)
+        );
         let r = b.fetch(&s.url(WS1, "/after")).await?;
         ensure!(r.status == 401, "ws-1 after its sign-out: {}", r.describe());
         Ok(())
@@ -528,8 +675,16 @@ pub async fn sign_out_on_auth_host_ends_access_everywhere(
         visit(&s, &b, WS1, "/").await?;
         visit(&s, &b, WS2_A, "/").await?;
         let r = sign_out(&b, &s.url(AUTH_HOST, "/auth/sign_out")).await?;
-        ensure!(r.status < 500, "sign-out: {}\nhops:\n{}", r.describe(), hops_text(&b));
-        ensure!(b.cookie(AUTH_HOST, LOGIN).is_none(), "login cookie survived sign-out");
+        ensure!(
+            r.status < 500,
+            "sign-out: {}\nhops:\n{}",
+            r.describe(),
+            hops_text(&b)
+        );
+        ensure!(
+            b.cookie(AUTH_HOST, LOGIN).is_none(),
+            "login cookie survived sign-out"
+        );
         for host in [WS1, WS2_A] {
             ensure!(
                 b.cookie(host, PASS).is_none(),
@@ -542,7 +697,10 @@ pub async fn sign_out_on_auth_host_ends_access_everywhere(
         // Coming back needs the provider again.
         b.clear_hops();
         visit(&s, &b, WS1, "/back").await?;
-        ensure!(!provider_hops(&s, &b).is_empty(), "signed back in without the provider");
+        ensure!(
+            !provider_hops(&s, &b).is_empty(),
+            "signed back in without the provider"
+        );
         Ok(())
     })
     .await
@@ -556,36 +714,93 @@ pub async fn provider_access_token_works_as_bearer_and_wrong_one_gets_401(
         let bob = s.provider.user_tokens("bob").await?;
         let b = s.browser("nobody");
         let bearer = format!("Bearer {}", alice.access_token);
-        let r = b.get(&s.url(WS1, "/bearer"), Mode::Fetch, &[("authorization", &bearer)]).await?;
-        ensure!(r.status == 200, "alice's bearer token on ws-1: {}", r.describe());
+        let r = b
+            .get(
+                &s.url(WS1, "/bearer"),
+                Mode::Fetch,
+                &[("authorization", &bearer)],
+            )
+            .await?;
+        ensure!(
+            r.status == 200,
+            "alice's bearer token on ws-1: {}",
+            r.describe()
+        );
         let seen = last_seen_on(&s, "/bearer")?;
         ensure!(seen.header("x-workspace-user") == Some("alice"), "{seen:?}");
-        ensure!(seen.header("authorization").is_none(), "Authorization reached the workspace: {seen:?}");
+        ensure!(
+            seen.header("authorization").is_none(),
+            "Authorization reached the workspace: {seen:?}"
+        );
 
         let basic = format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("alice:{}", alice.access_token))
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("alice:{}", alice.access_token))
         );
-        let r = b.get(&s.url(WS1, "/basic"), Mode::Fetch, &[("authorization", &basic)]).await?;
+        let r = b
+            .get(
+                &s.url(WS1, "/basic"),
+                Mode::Fetch,
+                &[("authorization", &basic)],
+            )
+            .await?;
         ensure!(r.status == 200, "token as Basic password: {}", r.describe());
-        ensure!(last_seen_on(&s, "/basic")?.header("authorization").is_none(), "Authorization reached the workspace");
+        ensure!(
+            last_seen_on(&s, "/basic")?
+                .header("authorization")
+                .is_none(),
+            "Authorization reached the workspace"
+        );
 
         let wrong = format!("Bearer {}x", alice.access_token);
-        let r = b.get(&s.url(WS1, "/wrong"), Mode::Fetch, &[("authorization", &wrong)]).await?;
+        let r = b
+            .get(
+                &s.url(WS1, "/wrong"),
+                Mode::Fetch,
+                &[("authorization", &wrong)],
+            )
+            .await?;
         let status = if r.status == 302 {
             // ingress-nginx: every 401 becomes the auth-signin redirect.
-            b.get(&r.url.join(&r.location().unwrap_or_default())?.to_string(), Mode::Fetch, &[]).await?.status
+            b.get(
+                &r.url.join(&r.location().unwrap_or_default())?.to_string(),
+                Mode::Fetch,
+                &[],
+            )
+            .await?
+            .status
         } else {
             r.status
         };
-        ensure!(status == 401, "a wrong bearer token: {} (final {status})", r.describe());
-        ensure!(provider_hops(&s, &b).is_empty(), "a bearer request went to the provider");
+        ensure!(
+            status == 401,
+            "a wrong bearer token: {} (final {status})",
+            r.describe()
+        );
+        ensure!(
+            provider_hops(&s, &b).is_empty(),
+            "a bearer request went to the provider"
+        );
 
         let bob_bearer = format!("Bearer {}", bob.access_token);
-        let r = b.get(&s.url(WS1, "/bob"), Mode::Fetch, &[("authorization", &bob_bearer)]).await?;
-        ensure!(r.status == 403, "bob's token on alice's workspace: {}", r.describe());
+        let r = b
+            .get(
+                &s.url(WS1, "/bob"),
+                Mode::Fetch,
+                &[("authorization", &bob_bearer)],
+            )
+            .await?;
         ensure!(
-            s.echo.seen().iter().all(|r| r.uri != "/wrong" && r.uri != "/bob"),
+            r.status == 403,
+            "bob's token on alice's workspace: {}",
+            r.describe()
+        );
+        ensure!(
+            s.echo
+                .seen()
+                .iter()
+                .all(|r| r.uri != "/wrong" && r.uri != "/bob"),
             "a refused bearer request reached the workspace"
         );
         let calls = s.gitlab.calls();
@@ -621,10 +836,19 @@ pub async fn workspace_removed_from_file_is_refused_with_the_old_pass(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let r = last.context("the removed workspace was still allowed 20 s after the file changed")?;
-        ensure!(r.status == 403, "removed workspace with the old pass: {}", r.describe());
+        let r =
+            last.context("the removed workspace was still allowed 20 s after the file changed")?;
+        ensure!(
+            r.status == 403,
+            "removed workspace with the old pass: {}",
+            r.describe()
+        );
         let r = b.fetch(&s.url(WS1, "/still-there")).await?;
-        ensure!(r.status == 200, "ws-1 after removing ws-2: {}", r.describe());
+        ensure!(
+            r.status == 200,
+            "ws-1 after removing ws-2: {}",
+            r.describe()
+        );
         Ok(())
     })
     .await
@@ -640,8 +864,20 @@ pub async fn logs_contain_no_token_or_cookie_value(kind: ControllerKind) -> anyh
         let _ = bob.navigate(&s.url(WS1, "/")).await?;
         let tokens = s.provider.user_tokens("alice").await?;
         let b = s.browser("nobody");
-        let _ = b.get(&s.url(WS1, "/"), Mode::Fetch, &[("authorization", &format!("Bearer {}", tokens.access_token))]).await?;
-        let _ = b.get(&s.url(WS1, "/"), Mode::Fetch, &[("authorization", "Bearer wrong-token-0123456789abcdef")]).await?;
+        let _ = b
+            .get(
+                &s.url(WS1, "/"),
+                Mode::Fetch,
+                &[("authorization", &format!("Bearer {}", tokens.access_token))],
+            )
+            .await?;
+        let _ = b
+            .get(
+                &s.url(WS1, "/"),
+                Mode::Fetch,
+                &[("authorization", "Bearer wrong-token-0123456789abcdef")],
+            )
+            .await?;
         let _ = sign_out(&alice, &s.url(AUTH_HOST, "/auth/sign_out")).await?;
 
         let mut secrets = alice.secrets();
@@ -652,10 +888,21 @@ pub async fn logs_contain_no_token_or_cookie_value(kind: ControllerKind) -> anyh
         secrets.extend(tokens.id_token.clone());
         secrets.push("wrong-token-0123456789abcdef".into());
         secrets.push(s.provider.client_secret.clone());
-        secrets.push(std::fs::read_to_string(s.dir().join("gate-key-1"))?.trim().to_string());
-        ensure!(secrets.len() > 8, "too few secrets collected: {}", secrets.len());
+        secrets.push(
+            std::fs::read_to_string(s.dir().join("gate-key-1"))?
+                .trim()
+                .to_string(),
+        );
+        ensure!(
+            secrets.len() > 8,
+            "too few secrets collected: {}",
+            secrets.len()
+        );
         s.assert_logs_free_of(&secrets)?;
-        ensure!(!s.gate.logs().trim().is_empty(), "the gate logged nothing at all");
+        ensure!(
+            !s.gate.logs().trim().is_empty(),
+            "the gate logged nothing at all"
+        );
         Ok(())
     })
     .await

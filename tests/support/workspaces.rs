@@ -75,7 +75,8 @@ pub struct WorkspacesFile {
 impl WorkspacesFile {
     /// Rewrites the file in place (the gate reloads it on change).
     pub fn write(&self, list: &[WorkspaceSpec]) -> anyhow::Result<()> {
-        let doc = json!({"workspaces": list.iter().map(WorkspaceSpec::to_value).collect::<Vec<_>>()});
+        let doc =
+            json!({"workspaces": list.iter().map(WorkspaceSpec::to_value).collect::<Vec<_>>()});
         let yaml = serde_yaml::to_string(&doc)?;
         std::fs::write(&self.path, yaml)?;
         Ok(())

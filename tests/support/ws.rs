@@ -12,9 +12,16 @@ use super::tls::TestCa;
 
 pub enum Handshake {
     /// 101: connected; the first message the server sent.
-    Open(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>),
+    Open(
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ),
     /// Refused with this HTTP status and Location.
-    Refused { status: u16, location: Option<String> },
+    Refused {
+        status: u16,
+        location: Option<String>,
+    },
 }
 
 pub async fn connect(

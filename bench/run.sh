@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Load benchmarks of the check path on loopback, each against a baseline
+# measured in the same run:
+#   1. /check/nginx with a valid pass vs. a trivial 200 handler in the same
+#      process (wrk straight at the gate);
+#   2. real nginx, same upstream, with and without auth_request;
+#   3. resident memory of the gate at idle and after the load.
+# Usage: bench/run.sh [seconds-per-run] [connections]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+secs="${1:-10}"
+conns="${2:-64}"
+cd "$root"
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+cargo build --release --example bench_server >/dev/null 2>&1
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true' EXIT
+
+target="${CARGO_TARGET_DIR:-$root/target}"
+"$target/release/examples/bench_server" --seconds 3600 > "$work/server.json" &
+for _ in $(seq 50); do [ -s "$work/server.json" ] && break; sleep 0.1; done
+info="$(head -1 "$work/server.json")"
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$info" "$1"; }
+gate="$(field http)"; pid="$(field pid)"; cookie="$(field cookie)"; host="$(field host)"
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
+hwm() { awk '/^VmHWM/ {print $2}' "/proc/$pid/status"; }
+
+run() { # name, url, extra wrk args...
+  local name="$1" url="$2"; shift 2
+  wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url" > "$work/$name.txt"
+  local rps p99
+  rps="$(awk '/^Requests\/sec/ {print $2}' "$work/$name.txt")"
+  p99="$(awk '$1=="99%" {print $2}' "$work/$name.txt")"
+  non2xx="$(awk '/Non-2xx/ {print $4}' "$work/$name.txt")"
+  echo "$name $rps $p99 ${non2xx:-0}"
+}
+
+idle="$(rss)"
+echo "# gate alone (wrk -t2 -c$conns -d${secs}s)"
+base="$(run trivial "http://$gate/trivial")"
+check="$(run check "http://$gate/check/nginx" -H "X-Original-URL: https://$host/src/main.rs?x=1" -H "X-Original-Method: GET" -H "Cookie: theme=dark; $cookie")"
+echo "$base"; echo "$check"
+loaded="$(rss)"; peak="$(hwm)"
+
+# Real nginx: one server, two locations with the same upstream; /protected
+# has auth_request as ingress-nginx renders it, /open has none.
+mkdir -p "$work/tmp"
+nport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+cat > "$work/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/tmp/body; proxy_temp_path $work/tmp/proxy;
+  fastcgi_temp_path $work/tmp/f; uwsgi_temp_path $work/tmp/u; scgi_temp_path $work/tmp/s;
+  upstream gate { server $gate; keepalive 64; }
+  upstream workspace { server $gate; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nport;
+    location = /_external-auth {
+      internal;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+      proxy_set_header X-Sent-From "nginx-ingress-controller";
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://gate/check/nginx;
+    }
+    location /protected/ {
+      auth_request /_external-auth;
+      auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
+      proxy_set_header X-Workspace-User \$authHeader0;
+      auth_request_set \$authHeader1 \$upstream_http_cookie;
+      proxy_set_header Cookie \$authHeader1;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://workspace/trivial;
+    }
+    location /open/ {
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://workspace/trivial;
+    }
+  }
+}
+NGINX
+nginx -p "$work" -c "$work/nginx.conf" &
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$nport/open/" && break; sleep 0.1; done
+code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$nport/protected/")"
+[ "$code" = 200 ] || { echo "protected location answered $code, expected 200" >&2; exit 1; }
+echo "# through nginx (wrk -t2 -c$conns -d${secs}s)"
+open_="$(run nginx_open "http://127.0.0.1:$nport/open/" -H "Host: $host")"
+prot="$(run nginx_auth "http://127.0.0.1:$nport/protected/" -H "Host: $host" -H "Cookie: $cookie")"
+echo "$open_"; echo "$prot"
+
+python3 - "$base" "$check" "$open_" "$prot" "$idle" "$loaded" "$peak" <<'PY'
+import sys
+def parse(s):
+    n, rps, p99, bad = s.split()
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    for u in ("us", "ms", "s"):
+        if p99.endswith(u):
+            v = float(p99[: -len(u)]) * unit[u]
+            break
+    return n, float(rps), v, int(bad)
+b, c, o, p = (parse(x) for x in sys.argv[1:5])
+idle, loaded, peak = (int(x) for x in sys.argv[5:8])
+for r in (b, c, o, p):
+    if r[3]:
+        sys.exit(f"{r[0]}: {r[3]} non-2xx answers; the run is invalid")
+print()
+print("| measurement | requests/s | p99 (ms) |")
+print("|---|---|---|")
+for r in (b, c, o, p):
+    print(f"| {r[0]} | {r[1]:.0f} | {r[2]:.2f} |")
+print()
+print(f"- check/trivial throughput ratio: {c[1]/b[1]:.2f} (goal >= 0.8)")
+print(f"- nginx with/without auth_request throughput ratio: {p[1]/o[1]:.2f} (goal >= 0.5)")
+print(f"- added p99 through nginx: {p[2]-o[2]:.2f} ms")
+print(f"- gate RSS: idle {idle/1024:.1f} MiB, after load {loaded/1024:.1f} MiB, peak {peak/1024:.1f} MiB")
+PY

@@ -1,0 +1,20 @@
+#!/usr/bin/env python3
+"""Prints the configuration reference table from src/config.rs (KEYS).
+
+The README's table is this output; tests/docs.rs checks that every key is
+documented there.
+"""
+import re
+import sys
+from pathlib import Path
+
+root = Path(__file__).resolve().parent.parent
+src = "\n".join(p.read_text() for p in [root / "src/config.rs"])
+rows = re.findall(r'k\(\s*"([^"]+)",\s*"([^"]*)",\s*"((?:[^"\\]|\\.)*)"\s*,?\s*\)', src)
+print("| key | default | environment | meaning |")
+print("|---|---|---|---|")
+for key, default, doc in rows:
+    env = "WORKSPACE_GATE_" + key.replace(".", "_").replace("-", "_").upper()
+    default = f"`{default}`" if default else "(none)"
+    doc = doc.replace('\\"', '"')
+    print(f"| `{key}` | {default} | `{env}` | {doc} |")

@@ -1,0 +1,76 @@
+//! Envoy `ext_authz` in HTTP mode (`http_service` with
+//! `path_prefix: /check/envoy`).
+//!
+//! Envoy sends the original method and `:authority`, and the original path
+//! behind the prefix; only the headers in `allowed_headers` are forwarded
+//! (`cookie`, `authorization`, `accept`, `upgrade`, `sec-fetch-mode` must
+//! be listed). Only exactly 200 allows. `allowed_upstream_headers`
+//! (`x-workspace-user`, `x-workspace-user-id`, `x-workspace-id`, `cookie`)
+//! overwrite the request's; headers named in
+//! `x-envoy-auth-headers-to-remove` are removed from it.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+
+use super::{allow_response, relayed, relayed_response};
+use crate::core::{CheckRequest, Decision};
+use crate::server::{AppState, check, pages};
+
+pub const PREFIX: &str = "/check/envoy";
+
+pub async fn check(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let headers = &parts.headers;
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let full = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let path = full.strip_prefix(PREFIX).unwrap_or("/");
+    let path = if path.is_empty() { "/" } else { path };
+    let req = CheckRequest {
+        method: parts.method.as_str(),
+        host: get("host").unwrap_or(""),
+        path,
+        cookie: get("cookie"),
+        authorization: get("authorization"),
+        accept: get("accept"),
+        sec_fetch_mode: get("sec-fetch-mode"),
+        upgrade: headers.contains_key(header::UPGRADE),
+    };
+    let had_cookie = req.cookie.is_some();
+    let had_authorization = req.authorization.is_some();
+    let decision = check::run(&state, "envoy_http", &req).await;
+    match decision {
+        Decision::Allow(allow) => {
+            // Envoy cannot clear a header through allowed_upstream_headers;
+            // name the ones to drop instead.
+            let mut remove = Vec::new();
+            if had_cookie && allow.upstream_cookie.is_none() {
+                remove.push("cookie");
+            }
+            if had_authorization && allow.upstream_authorization.is_none() {
+                remove.push("authorization");
+            }
+            let mut resp = allow_response(allow);
+            if !remove.is_empty()
+                && let Ok(v) = HeaderValue::from_str(&remove.join(","))
+            {
+                resp.headers_mut()
+                    .insert("x-envoy-auth-headers-to-remove", v);
+            }
+            resp
+        }
+        other => {
+            let id = get("x-request-id").unwrap_or("-");
+            let r = relayed(&other, id, pages::wants_json(headers)).unwrap_or(super::Relayed {
+                status: 403,
+                headers: vec![],
+                body: String::new(),
+            });
+            relayed_response(r)
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The command line: `check-config` reports every problem at once and exits
+//! non-zero; `keygen` prints a usable key.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_workspace-gate"))
+}
+
+fn clean_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WORKSPACE_GATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn broken_config_names_every_problem_and_exits_non_zero() {
+    let dir = std::env::temp_dir().join(format!("wg-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.yaml");
+    std::fs::write(
+        &cfg,
+        "auth_host: https://workspaces.test\npublic_scheme: http\nlisten:\n  http: 0.0.0.0:8080\n  admin: nonsense\noidc:\n  issuer: http://idp.example\n  client_secret_file: missing-secret\nkeys:\n  files: [missing-key]\nsession:\n  pass_ttl: forever\n  transfer_ttl: 5m\nauthorization:\n  mode: everyone\nunknown_section: 1\n",
+    )
+    .unwrap();
+    let out = clean_env(bin().args(["check-config", "--config"]).arg(&cfg))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "auth_host",
+        "workspace_domain",
+        "public_scheme",
+        "listen.admin",
+        "oidc.issuer",
+        "oidc.client_id",
+        "oidc.client_secret_file",
+        "keys.files",
+        "session.pass_ttl",
+        "session.transfer_ttl",
+        "workspaces.file",
+        "authorization.mode",
+        "unknown_section",
+    ] {
+        assert!(
+            err.contains(&format!("- {key}:")),
+            "no problem reported for {key} in:\n{err}"
+        );
+    }
+    assert_eq!(
+        err.matches("invalid configuration").count(),
+        1,
+        "one message: {err}"
+    );
+}
+
+#[test]
+fn environment_overrides_the_file_and_valid_config_passes() {
+    let dir = std::env::temp_dir().join(format!("wg-cli-ok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = bin().arg("keygen").output().unwrap();
+    assert!(key.status.success());
+    std::fs::write(dir.join("key"), &key.stdout).unwrap();
+    std::fs::write(dir.join("secret"), "s3cret").unwrap();
+    std::fs::write(dir.join("ws.yaml"), "workspaces: []\n").unwrap();
+    let cfg = dir.join("ok.yaml");
+    std::fs::write(
+        &cfg,
+        "auth_host: workspaces.test\nworkspace_domain: workspaces.test\noidc:\n  issuer: https://gitlab.example\n  client_id: wrong-on-purpose\n  client_secret_file: secret\nkeys:\n  files: [key]\nworkspaces:\n  file: ws.yaml\n",
+    )
+    .unwrap();
+    let ok = clean_env(bin().args(["check-config", "--config"]).arg(&cfg))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = clean_env(bin().args(["check-config", "--config"]).arg(&cfg))
+        .env("WORKSPACE_GATE_SESSION_PASS_TTL", "not-a-duration")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("session.pass_ttl"));
+}
