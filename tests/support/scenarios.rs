@@ -48,6 +48,9 @@ macro_rules! scenario_tests {
             provider_access_token_works_as_bearer_and_wrong_one_gets_401,
             workspace_removed_from_file_is_refused_with_the_old_pass,
             logs_contain_no_token_or_cookie_value,
+            owner_change_refuses_the_old_pass,
+            owner_annotation_mode_allows_the_owner_only,
+            query_transfer_mode_completes_the_login,
         );
     };
     (@each $kind:expr; $($name:ident),* $(,)?) => {
@@ -68,7 +71,18 @@ where
     F: FnOnce(Arc<Stack>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let stack = Stack::start(StackOptions::new(kind, label))
+    run_with(StackOptions::new(kind, label), body).await
+}
+
+/// [`run`] with stack options (authorization mode, transfer mode, workspaces).
+async fn run_with<F, Fut>(options: StackOptions, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<Stack>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let kind = options.controller;
+    let label = options.label.clone();
+    let stack = Stack::start(options)
         .await
         .with_context(|| format!("starting the stack for {label} on {}", kind.name()))?;
     let stack = Arc::new(stack);
@@ -903,6 +917,74 @@ pub async fn logs_contain_no_token_or_cookie_value(kind: ControllerKind) -> anyh
             !s.gate.logs().trim().is_empty(),
             "the gate logged nothing at all"
         );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn owner_change_refuses_the_old_pass(kind: ControllerKind) -> anyhow::Result<()> {
+    run(kind, "owner-change", |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS2_A, "/").await?;
+        // ws-2 changes hands: alice's pass for its host must stop working.
+        let mut list = default_workspaces(super::stack::DOMAIN);
+        for w in &mut list {
+            if w.id == "2" {
+                w.owner = "bob".into();
+            }
+        }
+        s.workspaces.write(&list)?;
+        let mut last = None;
+        for _ in 0..200 {
+            let r = b.fetch(&s.url(WS2_A, "/after-change")).await?;
+            if r.status != 200 {
+                last = Some(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = last.context("alice's pass still worked 20 s after ws-2 changed owner")?;
+        ensure!(
+            r.status == 401 || r.status == 403,
+            "old pass after an owner change: {}",
+            r.describe()
+        );
+        // And a fresh transfer is refused: alice no longer owns it.
+        let r = b.navigate(&s.url(WS2_A, "/again")).await?;
+        ensure!(r.status == 403, "alice re-entering bob's ws-2: {}\nhops:\n{}", r.describe(), hops_text(&b));
+        Ok(())
+    })
+    .await
+}
+
+pub async fn owner_annotation_mode_allows_the_owner_only(kind: ControllerKind) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "owner-annotation");
+    options.authorization = "owner-annotation".into();
+    run_with(options, |s| async move {
+        let alice = s.browser("alice");
+        visit(&s, &alice, WS1, "/?mode=owner").await?;
+        let bob = s.browser("bob");
+        let r = bob.navigate(&s.url(WS1, "/")).await?;
+        ensure!(r.status == 403, "bob on alice's ws-1 (owner-annotation): {}", r.describe());
+        ensure!(s.gitlab.calls().is_empty(), "owner-annotation mode called GitLab: {:?}", s.gitlab.calls());
+        Ok(())
+    })
+    .await
+}
+
+pub async fn query_transfer_mode_completes_the_login(kind: ControllerKind) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "query-transfer");
+    options.transfer = Some("query".into());
+    run_with(options, |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/q?x=1").await?;
+        let hops = b.hops();
+        ensure!(
+            hops.iter().any(|h| h.method == "GET" && h.url.starts_with(&s.url(WS1, "/.workspace-gate/callback?"))),
+            "no GET transfer to the callback:\n{}",
+            hops_text(&b)
+        );
+        visit(&s, &b, WS2_A, "/").await?;
         Ok(())
     })
     .await
