@@ -28,7 +28,9 @@ use support::workspaces::WorkspaceSpec;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let port: u16 = match std::env::args().nth(1) {
-        Some(p) => p.parse().map_err(|_| anyhow::anyhow!("usage: cargo run --example local [PORT]"))?,
+        Some(p) => p
+            .parse()
+            .map_err(|_| anyhow::anyhow!("usage: cargo run --example local [PORT]"))?,
         None => 8443,
     };
     if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
@@ -40,7 +42,13 @@ async fn main() -> anyhow::Result<()> {
     options.workspaces = vec![
         WorkspaceSpec::explicit("1", "ws-1", "alice", &[&format!("ws-1.{DOMAIN}")]),
         WorkspaceSpec::explicit("2", "ws-2", "bob", &[&format!("ws-2.{DOMAIN}")]),
-        WorkspaceSpec::templated("3", "ws-3", "bob", &format!("{{{{.port}}}}-ws-3.{DOMAIN}"), &[60001]),
+        WorkspaceSpec::templated(
+            "3",
+            "ws-3",
+            "bob",
+            &format!("{{{{.port}}}}-ws-3.{DOMAIN}"),
+            &[60001],
+        ),
     ];
     let stack = Stack::start(options).await?;
     let dir = stack.dir();

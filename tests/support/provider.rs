@@ -72,7 +72,7 @@ impl Provider {
     /// login and consent on the provider's pages) and redeems the code.
     pub async fn user_tokens(&self, user: &str) -> anyhow::Result<Tokens> {
         // The provider is plain http on an IP literal: the test CA is unused.
-        let b = Browser::new(None, "invalid.test")?.as_user(user);
+        let b = Browser::new(None, "invalid.test")?.with_user(user);
         let verifier = format!(
             "v{}{}",
             uuid::Uuid::new_v4().simple(),

@@ -188,6 +188,30 @@ async fn transfer_token_for(s: &Stack, b: &Browser, host: &str) -> anyhow::Resul
         .with_context(|| format!("transfer form without `token`: {f:?}"))
 }
 
+/// Hands `token` to `host`'s callback the way the stack's transfer mode does.
+async fn redeem_transfer(
+    s: &Stack,
+    b: &Browser,
+    kind: ControllerKind,
+    host: &str,
+    token: &str,
+) -> anyhow::Result<Resp> {
+    let query = s.options.transfer.as_deref().unwrap_or(kind.transfer()) == "query";
+    let cb = s.url(host, "/.workspace-gate/callback");
+    if query {
+        b.get(
+            &format!("{cb}?token={}", urlencode(token)),
+            Mode::Navigate,
+            &[],
+        )
+        .await
+    } else {
+        let form = [("token".to_string(), token.to_string())];
+        b.send(reqwest::Method::POST, &cb, Mode::Navigate, &[], Some(&form))
+            .await
+    }
+}
+
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -446,33 +470,28 @@ pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
             "a wrong token kind reached the workspace"
         );
 
-        // The transfer token itself is good where it belongs.
+        // A transfer token for WS2_A redeemed on another host's callback.
+        let e = s.browser("alice");
+        let r = redeem_transfer(&s, &e, kind, WS2_B, &transfer).await?;
+        ensure!(
+            e.cookie(WS2_B, PASS).is_none(),
+            "a transfer token for {WS2_A} gave a pass on {WS2_B}: {}",
+            r.describe()
+        );
+
+        // The transfer token itself is good where it belongs, once.
         let d = s.browser("alice");
-        let r = d
-            .send(
-                if kind.transfer() == "query" {
-                    reqwest::Method::GET
-                } else {
-                    reqwest::Method::POST
-                },
-                &if kind.transfer() == "query" {
-                    format!(
-                        "{}?token={}",
-                        s.url(WS2_A, "/.workspace-gate/callback"),
-                        urlencode(&transfer)
-                    )
-                } else {
-                    s.url(WS2_A, "/.workspace-gate/callback")
-                },
-                Mode::Navigate,
-                &[],
-                (kind.transfer() != "query")
-                    .then_some(&[("token".to_string(), transfer.clone())][..]),
-            )
-            .await?;
+        let r = redeem_transfer(&s, &d, kind, WS2_A, &transfer).await?;
         ensure!(
             (300..400).contains(&r.status) && d.cookie(WS2_A, PASS).is_some(),
             "the genuine transfer token was refused: {}",
+            r.describe()
+        );
+        let replay = s.browser("alice");
+        let r = redeem_transfer(&s, &replay, kind, WS2_A, &transfer).await?;
+        ensure!(
+            replay.cookie(WS2_A, PASS).is_none(),
+            "a transfer token was redeemed twice: {}",
             r.describe()
         );
         Ok(())
@@ -653,9 +672,9 @@ pub async fn unauthenticated_fetch_gets_401_and_never_reaches_the_provider(
 async fn sign_out(b: &Browser, url: &str) -> anyhow::Result<Resp> {
     let r = b.navigate(url).await?;
     if r.status == 405 {
-        return Ok(b
+        return b
             .send(reqwest::Method::POST, url, Mode::Navigate, &[], Some(&[]))
-            .await?);
+            .await;
     }
     Ok(r)
 }
@@ -778,7 +797,7 @@ pub async fn provider_access_token_works_as_bearer_and_wrong_one_gets_401(
         let status = if r.status == 302 {
             // ingress-nginx: every 401 becomes the auth-signin redirect.
             b.get(
-                &r.url.join(&r.location().unwrap_or_default())?.to_string(),
+                r.url.join(&r.location().unwrap_or_default())?.as_ref(),
                 Mode::Fetch,
                 &[],
             )
@@ -951,13 +970,20 @@ pub async fn owner_change_refuses_the_old_pass(kind: ControllerKind) -> anyhow::
         );
         // And a fresh transfer is refused: alice no longer owns it.
         let r = b.navigate(&s.url(WS2_A, "/again")).await?;
-        ensure!(r.status == 403, "alice re-entering bob's ws-2: {}\nhops:\n{}", r.describe(), hops_text(&b));
+        ensure!(
+            r.status == 403,
+            "alice re-entering bob's ws-2: {}\nhops:\n{}",
+            r.describe(),
+            hops_text(&b)
+        );
         Ok(())
     })
     .await
 }
 
-pub async fn owner_annotation_mode_allows_the_owner_only(kind: ControllerKind) -> anyhow::Result<()> {
+pub async fn owner_annotation_mode_allows_the_owner_only(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
     let mut options = StackOptions::new(kind, "owner-annotation");
     options.authorization = "owner-annotation".into();
     run_with(options, |s| async move {
@@ -965,8 +991,16 @@ pub async fn owner_annotation_mode_allows_the_owner_only(kind: ControllerKind) -
         visit(&s, &alice, WS1, "/?mode=owner").await?;
         let bob = s.browser("bob");
         let r = bob.navigate(&s.url(WS1, "/")).await?;
-        ensure!(r.status == 403, "bob on alice's ws-1 (owner-annotation): {}", r.describe());
-        ensure!(s.gitlab.calls().is_empty(), "owner-annotation mode called GitLab: {:?}", s.gitlab.calls());
+        ensure!(
+            r.status == 403,
+            "bob on alice's ws-1 (owner-annotation): {}",
+            r.describe()
+        );
+        ensure!(
+            s.gitlab.calls().is_empty(),
+            "owner-annotation mode called GitLab: {:?}",
+            s.gitlab.calls()
+        );
         Ok(())
     })
     .await
@@ -980,7 +1014,8 @@ pub async fn query_transfer_mode_completes_the_login(kind: ControllerKind) -> an
         visit(&s, &b, WS1, "/q?x=1").await?;
         let hops = b.hops();
         ensure!(
-            hops.iter().any(|h| h.method == "GET" && h.url.starts_with(&s.url(WS1, "/.workspace-gate/callback?"))),
+            hops.iter().any(|h| h.method == "GET"
+                && h.url.starts_with(&s.url(WS1, "/.workspace-gate/callback?"))),
             "no GET transfer to the callback:\n{}",
             hops_text(&b)
         );

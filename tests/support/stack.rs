@@ -154,7 +154,7 @@ impl Stack {
     pub fn browser(&self, user: &str) -> Browser {
         Browser::new(Some(&self.ca.ca_der), DOMAIN)
             .expect("browser")
-            .as_user(user)
+            .with_user(user)
     }
 
     pub fn dir(&self) -> PathBuf {
