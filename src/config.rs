@@ -367,9 +367,9 @@ impl Config {
         }
     }
 
-    /// `<scheme>://<auth_host>`
+    /// `<scheme>://<auth_host>[:<public_port>]`, as browsers reach it.
     pub fn auth_origin(&self) -> String {
-        format!("{}://{}", self.public_scheme.as_str(), self.auth_host)
+        crate::core::Settings::from_config(self).auth_origin()
     }
 
     pub fn redirect_uri(&self) -> String {

@@ -117,6 +117,7 @@ pub fn app(state: AppState) -> Router {
         .route("/check/nginx", get(crate::adapters::nginx::check))
         .route("/check/traefik", get(crate::adapters::traefik::check))
         .route("/check/envoy", any(crate::adapters::envoy_http::check))
+        .route("/check/envoy/", any(crate::adapters::envoy_http::check))
         .route(
             "/check/envoy/{*rest}",
             any(crate::adapters::envoy_http::check),
