@@ -41,10 +41,12 @@ pub struct Gate {
 /// integration test's own `CARGO_BIN_EXE_workspace-gate`, else next to the
 /// running example.
 ///
-/// `WORKSPACE_GATE_BIN` exists because several git worktrees sharing one
-/// CARGO_TARGET_DIR overwrite each other's `target/debug/workspace-gate`;
-/// point it at this worktree's `target/debug/deps/workspace_gate-<hash>`
-/// (the hard link `target/debug/workspace-gate` had right after the build).
+/// `WORKSPACE_GATE_BIN` runs the scenarios against another build (a release
+/// binary, an older version). Note: git worktrees of this repository that
+/// share one CARGO_TARGET_DIR build to the same artifact names (cargo's
+/// metadata hash does not depend on the worktree's path), so they overwrite
+/// each other's binaries, test executables included: give each worktree its
+/// own target dir when running these tests.
 pub fn default_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("WORKSPACE_GATE_BIN") {
         return PathBuf::from(p);
@@ -119,7 +121,7 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
         let mut proc = Proc::spawn("gate", dir, cmd)?;
         wait_ready(&mut proc, admin).await.with_context(|| {
             format!(
-                "binary {} (if it is another worktree's build in a shared target dir, set WORKSPACE_GATE_BIN)",
+                "binary {} (another worktree's build in a shared target dir? see default_binary)",
                 binary.display()
             )
         })?;
