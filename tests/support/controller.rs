@@ -59,10 +59,7 @@ impl ControllerKind {
 
     /// Whether the gate must listen for gRPC (Envoy ext_authz).
     pub fn needs_grpc(self) -> bool {
-        match self {
-            ControllerKind::EnvoyGrpc => true,
-            _ => false,
-        }
+        matches!(self, ControllerKind::EnvoyGrpc)
     }
 
     pub async fn start(
