@@ -12,7 +12,7 @@ secs="${1:-10}"
 conns="${2:-64}"
 cd "$root"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release --example bench_server >/dev/null 2>&1
+cargo build --release --example bench_server --example grpc_bench >&2
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true' EXIT
 

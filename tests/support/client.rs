@@ -116,7 +116,7 @@ impl Browser {
             .dns_resolver(Arc::new(LoopbackResolver {
                 domain: domain.to_string(),
             }))
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(90))
             .build()?;
         Ok(Browser {
             http,

@@ -19,6 +19,7 @@ pub mod client;
 pub mod controller;
 pub mod echo;
 pub mod envoy;
+pub mod failure;
 pub mod gate;
 pub mod gitlab;
 pub mod jar;
