@@ -6,10 +6,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 
 use super::controller::ControllerKind;
-use super::process::Proc;
 use super::stack::{Stack, StackOptions, WS1};
 
 fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
@@ -20,25 +19,6 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
         .success();
     ensure!(ok, "kill -{sig} {pid} failed");
     Ok(())
-}
-
-async fn ready(s: &Stack) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    for _ in 0..600 {
-        if let Ok(r) = http
-            .get(format!("http://{}/readyz", s.gate.admin))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("the restarted gate did not become ready")
 }
 
 /// The status a browser with a valid pass gets for `url` (no redirects followed).
@@ -57,7 +37,7 @@ async fn status(s: &Stack, b: &super::client::Browser, url: &str) -> anyhow::Res
 }
 
 pub async fn gate_down_or_hung_refuses_then_recovers(kind: ControllerKind) -> anyhow::Result<()> {
-    let mut s = Stack::start(StackOptions::new(kind, "fail-closed")).await?;
+    let s = Stack::start(StackOptions::new(kind, "fail-closed")).await?;
     let b = s.browser("alice");
     let home = s.url(WS1, "/");
     let r = b.navigate(&home).await?;
@@ -67,7 +47,7 @@ pub async fn gate_down_or_hung_refuses_then_recovers(kind: ControllerKind) -> an
     ensure!(status(&s, &b, &ok_url).await? == 200, "pass works before");
 
     // Hung: the process is stopped; its sockets accept but never answer.
-    let pid = s.gate.proc.pid();
+    let pid = s.gate.proc.lock().unwrap().pid();
     signal(pid, "STOP")?;
     let hung = status(&s, &b, &probe).await;
     signal(pid, "CONT")?;
@@ -83,7 +63,7 @@ pub async fn gate_down_or_hung_refuses_then_recovers(kind: ControllerKind) -> an
     );
 
     // Down: the process is gone, connections are refused.
-    s.gate.proc.kill();
+    s.gate.stop();
     let down = status(&s, &b, &probe).await?;
     ensure!(
         down >= 400,
@@ -93,15 +73,7 @@ pub async fn gate_down_or_hung_refuses_then_recovers(kind: ControllerKind) -> an
 
     // Back on the same ports with the same keys: the old pass works again,
     // the controller was never restarted.
-    let mut cmd = Command::new(super::gate::default_binary());
-    cmd.arg("serve").arg("--config").arg(&s.gate.config_file);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WORKSPACE_GATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    s.gate.proc = Proc::spawn("gate-restarted", &s.dir(), cmd)?;
-    ready(&s).await?;
+    s.gate.restart().await?;
     let back = status(&s, &b, &ok_url).await?;
     ensure!(
         back == 200,

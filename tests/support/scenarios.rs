@@ -51,6 +51,9 @@ macro_rules! scenario_tests {
             owner_change_refuses_the_old_pass,
             owner_annotation_mode_allows_the_owner_only,
             query_transfer_mode_completes_the_login,
+            reserved_prefix_never_lets_a_request_through,
+            expired_access_token_is_refreshed_without_a_new_login,
+            metrics_count_checks_logins_and_authorizer_calls,
         );
     };
     (@each $kind:expr; $($name:ident),* $(,)?) => {
@@ -1020,6 +1023,133 @@ pub async fn query_transfer_mode_completes_the_login(kind: ControllerKind) -> an
             hops_text(&b)
         );
         visit(&s, &b, WS2_A, "/").await?;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn reserved_prefix_never_lets_a_request_through(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "reserved-prefix", |s| async move {
+        // Paths that start with the reserved prefix as the check sees them
+        // (raw request target) but may resolve elsewhere after the
+        // controller's normalisation, and the reserved paths themselves
+        // without any token: none may reach the workspace.
+        let paths = [
+            "/.workspace-gate/..%2Fsecret-1",
+            "/.workspace-gate/%2e%2e/secret-2",
+            "/.workspace-gate/..%5Csecret-3",
+            "/.workspace-gate/callback/..%2F..%2Fsecret-4",
+            "/.workspace-gate/callback",
+            "/.workspace-gate/sign_out",
+            "/.workspace-gate/anything",
+            "/.Workspace-Gate/secret-5",
+            "//.workspace-gate/../secret-6",
+        ];
+        let b = s.browser("mallory");
+        for p in paths {
+            for mode in [Mode::Fetch, Mode::Navigate] {
+                let r = b.get(&s.url(WS1, p), mode, &[]).await?;
+                ensure!(
+                    r.status != 200,
+                    "{p} ({mode:?}) answered 200 without a pass: {}",
+                    r.describe()
+                );
+            }
+        }
+        let reached: Vec<String> = s.echo.seen().into_iter().map(|r| r.uri).collect();
+        ensure!(
+            reached.is_empty(),
+            "unauthenticated requests reached the workspace: {reached:?}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn expired_access_token_is_refreshed_without_a_new_login(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "refresh");
+    options.access_token_ttl = Some(2);
+    run_with(options, |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        let first_token = s
+            .gitlab
+            .calls()
+            .last()
+            .and_then(|c| c.authorization.clone())
+            .context("the gitlab authorizer made no call at login")?;
+        // Let the access token in the login cookie expire (a wait, not an
+        // assertion on time), then ask for another workspace: authorizing
+        // it needs GitLab, so the gate must refresh the token first.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        b.clear_hops();
+        visit(&s, &b, WS2_A, "/after-expiry").await?;
+        let p = provider_hops(&s, &b);
+        ensure!(
+            p.is_empty(),
+            "an expired access token sent the browser back to the provider: {p:#?}"
+        );
+        let calls = s.gitlab.calls();
+        let last = calls
+            .last()
+            .context("no GraphQL call for the second workspace")?;
+        ensure!(last.status == 200, "last GraphQL call: {last:?}");
+        ensure!(
+            last.authorization.as_deref() != Some(first_token.as_str()),
+            "the second workspace was authorized with the expired token; GraphQL calls: {:#?}",
+            calls
+                .iter()
+                .map(|c| (
+                    c.status,
+                    c.authorization
+                        .as_deref()
+                        .map(|a| a.chars().take(20).collect::<String>())
+                ))
+                .collect::<Vec<_>>()
+        );
+        let m = s.gate.metrics().await?;
+        let ok = metric_sum(&m, "workspace_gate_token_refreshes_total", &["ok"]);
+        ensure!(ok >= 1.0, "no successful token refresh counted:\n{m}");
+        Ok(())
+    })
+    .await
+}
+
+/// Sum of the samples of `metric` whose line contains every one of `labels`.
+fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub async fn metrics_count_checks_logins_and_authorizer_calls(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "metrics", |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        visit(&s, &b, WS2_A, "/").await?;
+        let _ = s.browser("bob").navigate(&s.url(WS1, "/")).await?;
+        let m = s.gate.metrics().await?;
+        let checks = metric_sum(&m, "workspace_gate_checks_total", &[]);
+        ensure!(checks >= 4.0, "workspace_gate_checks_total = {checks}\n{m}");
+        let completed = metric_sum(&m, "workspace_gate_logins_total", &["completed"]);
+        ensure!(completed >= 2.0, "completed logins = {completed}\n{m}");
+        let started = metric_sum(&m, "workspace_gate_logins_total", &["started"]);
+        ensure!(started >= 2.0, "started logins = {started}\n{m}");
+        let authz = metric_sum(&m, "workspace_gate_authorizer_calls_total", &[]);
+        ensure!(authz >= 2.0, "authorizer calls = {authz}\n{m}");
+        let hist = metric_sum(&m, "workspace_gate_check_duration_seconds_count", &[]);
+        ensure!(hist >= 4.0, "check latency histogram count = {hist}\n{m}");
+        let ws = metric_sum(&m, "workspace_gate_index_workspaces", &[]);
+        ensure!(ws == 3.0, "index_workspaces = {ws}\n{m}");
         Ok(())
     })
     .await

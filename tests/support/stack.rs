@@ -38,6 +38,8 @@ pub struct StackOptions {
     pub label: String,
     /// The controller's TLS port; None picks a free one.
     pub port: Option<u16>,
+    /// The provider's access-token lifetime in seconds (None: one hour).
+    pub access_token_ttl: Option<u64>,
 }
 
 impl StackOptions {
@@ -49,6 +51,7 @@ impl StackOptions {
             workspaces: default_workspaces(DOMAIN),
             label: label.into(),
             port: None,
+            access_token_ttl: None,
         }
     }
 }
@@ -80,9 +83,10 @@ impl Stack {
         let dir = TestDir::new(&options.label)?;
         let ca = TestCa::create(&dir.path, DOMAIN).context("creating the test CA")?;
         let port = options.port.unwrap_or_else(free_port);
-        let provider = Provider::start(
+        let provider = Provider::start_with(
             &dir.path,
             &[format!("https://{AUTH_HOST}:{port}/auth/callback")],
+            options.access_token_ttl,
         )
         .await
         .context("starting the OpenID provider")?;
