@@ -13,10 +13,10 @@ ARG DEBIAN_RELEASE=trixie
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 WORKDIR /src
-# Manifests first, so a change in src/ alone reuses the dependency cache.
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY benches ./benches
+# The whole source tree (see .dockerignore): Cargo.toml may name targets
+# under tests/, benches/ or examples/, and sources may include files from
+# anywhere in the repository.
+COPY . .
 # Cache mounts keep the registry and the target directory between builds; the
 # binary is copied out because the cache mount is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
