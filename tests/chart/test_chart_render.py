@@ -351,3 +351,12 @@ def test_notes_tell_the_next_steps():
     defaults = cs.notes(cs.render({}))
     assert "oidc.clientId is empty" in defaults
     assert "workspaceDomain is still the example value" in defaults
+
+
+def test_chart_packages(tmp_path):
+    archive = cs.helm.package(str(cs.CHART_DIR), destination=str(tmp_path))
+    with cs.helm.Chart.load(archive) as packaged:
+        assert packaged.name == "workspace-gate"
+        assert packaged.schema is not None
+        names = {f["name"] for f in packaged.files}
+        assert "README.md" in names
