@@ -45,7 +45,6 @@ SCENARIOS = {
             {
                 "discovery": {
                     "namespaces": ["team-a-workspaces", "team-b-workspaces"],
-                    "namespaceSelector": "gitlab-workspaces=true",
                     "ownerIdAnnotation": "example.test/owner-id",
                     "ownerUsernameAnnotation": "example.test/owner",
                     "leaseName": "gate-lease",
@@ -54,6 +53,10 @@ SCENARIOS = {
                 "authorization": {"mode": "owner-annotation"},
             },
         ),
+        True,
+    ),
+    "namespace-selector": (
+        _v(EXISTING, {"routing": {"mode": "traefik"}, "discovery": {"namespaceSelector": "gitlab-workspaces=true,team!=legacy"}}),
         True,
     ),
     "everything-on": (

@@ -170,6 +170,7 @@ def test_config_follows_the_routing_mode(scenario, transfer):
             "namespace": cs.NAMESPACE,
             "http_port": 8080,
             "grpc_port": 9091,
+            "cluster_domain": "cluster.local",
         }
     if mode == "gateway-api":
         assert config["routing"]["gateway"] == {
@@ -186,13 +187,16 @@ def test_config_carries_every_discovery_setting():
     config = config_of(rendered_objects("namespaced-rbac"))
     assert config["discovery"] == {
         "namespaces": ["team-a-workspaces", "team-b-workspaces"],
-        "namespace_selector": "gitlab-workspaces=true",
         "owner_id_annotation": "example.test/owner-id",
         "owner_username_annotation": "example.test/owner",
         "lease_name": "gate-lease",
         "lease_namespace": cs.NAMESPACE,
         "lease_duration": "20s",
+        "resync_interval": "5m",
     }
+    selector = config_of(rendered_objects("namespace-selector"))["discovery"]
+    assert selector["namespace_selector"] == "gitlab-workspaces=true,team!=legacy"
+    assert "namespaces" not in selector
     assert config["authorization"]["mode"] == "owner-annotation"
 
 
@@ -259,22 +263,21 @@ READ = {"get", "list", "watch"}
 @pytest.mark.parametrize(
     "scenario, expected",
     [
-        ("ingress-nginx-created-secrets", {"services": WRITE, "namespaces": READ, "networking.k8s.io/ingresses": WRITE}),
+        ("ingress-nginx-created-secrets", {"services": WRITE, "networking.k8s.io/ingresses": WRITE}),
+        ("traefik-created-secrets", {"services": READ, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE}),
         (
-            "traefik-created-secrets",
+            "namespace-selector",
             {"services": READ, "namespaces": READ, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE},
         ),
         (
             "gateway-api-created-secrets",
             {
                 "services": READ,
-                "namespaces": READ,
                 "gateway.networking.k8s.io/httproutes": WRITE,
-                "gateway.networking.k8s.io/referencegrants": WRITE,
                 "gateway.envoyproxy.io/securitypolicies": WRITE,
             },
         ),
-        ("none-generated-key", {"services": READ, "namespaces": READ}),
+        ("none-generated-key", {"services": READ}),
     ],
 )
 def test_cluster_rbac_grants_only_what_the_mode_writes(scenario, expected):
@@ -284,9 +287,13 @@ def test_cluster_rbac_grants_only_what_the_mode_writes(scenario, expected):
     binding = cs.one(objs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gate-workspace-gate", "namespace": cs.NAMESPACE}]
+    # In the gate's namespace: the Lease, and the ReferenceGrants of gateway-api mode.
     leader = cs.one(objs, "Role", "gate-workspace-gate-leader")
     assert leader["metadata"]["namespace"] == cs.NAMESPACE
-    assert "coordination.k8s.io/leases" in rules_by_resource(leader)
+    own = {"coordination.k8s.io/leases": {"get", "list", "watch", "create", "update", "patch"}}
+    if "gateway-api" in scenario:
+        own["gateway.networking.k8s.io/referencegrants"] = WRITE
+    assert rules_by_resource(leader) == own
 
 
 def test_namespaced_rbac_stays_in_the_listed_namespaces():
@@ -294,9 +301,8 @@ def test_namespaced_rbac_stays_in_the_listed_namespaces():
     roles = [r for r in cs.find(objs, "Role") if r["metadata"]["name"] == "gate-workspace-gate"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a-workspaces", "team-b-workspaces"]
     assert len([b for b in cs.find(objs, "RoleBinding") if b["metadata"]["name"] == "gate-workspace-gate"]) == 2
-    # The one cluster-wide grant: reading Namespaces for the label selector.
-    (cluster_role,) = cs.find(objs, "ClusterRole")
-    assert rules_by_resource(cluster_role) == {"namespaces": READ}
+    assert rules_by_resource(roles[0]) == {"services": WRITE, "networking.k8s.io/ingresses": WRITE}
+    assert cs.find(objs, "ClusterRole") == [] and cs.find(objs, "ClusterRoleBinding") == []
 
 
 # --- exposure of the auth host ------------------------------------------------

@@ -30,6 +30,13 @@ BAD_VALUES = [
     ("unknown authorization mode", {"authorization": {"mode": "ldap"}}, ["/authorization/mode", "must be one of"]),
     ("unknown transfer method", {"session": {"transfer": "cookie"}}, ["/session/transfer", "must be one of"]),
     ("invalid namespace name", {"discovery": {"namespaces": ["Team_A"]}}, ["/discovery/namespaces/0"]),
+    (
+        "namespace list and selector together",
+        {"discovery": {"namespaces": ["team-a"], "namespaceSelector": "gitlab-workspaces=true"}},
+        ["/discovery/namespaceSelector", "maxLength"],
+    ),
+    ("lease name with a dot", {"discovery": {"leaseName": "gate.lease"}}, ["/discovery/leaseName"]),
+    ("annotation key with a space", {"discovery": {"ownerIdAnnotation": "owner id"}}, ["/discovery/ownerIdAnnotation"]),
 ]
 
 

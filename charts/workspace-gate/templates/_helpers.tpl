@@ -142,7 +142,8 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
 {{- $discovery := dict
   "lease_name" (include "workspace-gate.leaseName" .)
   "lease_namespace" .Release.Namespace
-  "lease_duration" $v.discovery.leaseDuration -}}
+  "lease_duration" $v.discovery.leaseDuration
+  "resync_interval" $v.discovery.resyncInterval -}}
 {{- with $v.discovery.namespaces }}{{ $_ := set $discovery "namespaces" . }}{{ end -}}
 {{- with $v.discovery.namespaceSelector }}{{ $_ := set $discovery "namespace_selector" . }}{{ end -}}
 {{- with $v.discovery.ownerIdAnnotation }}{{ $_ := set $discovery "owner_id_annotation" . }}{{ end -}}
@@ -153,7 +154,8 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
   "name" (include "workspace-gate.fullname" .)
   "namespace" .Release.Namespace
   "http_port" (int $v.ports.http)
-  "grpc_port" (int $v.ports.grpc)) -}}
+  "grpc_port" (int $v.ports.grpc)
+  "cluster_domain" $v.clusterDomain) -}}
 {{- end -}}
 {{- if has $v.routing.mode (list "ingress-nginx" "traefik") -}}
 {{- $_ := set $routing "ingress_class" (include "workspace-gate.ingressClass" .) -}}
