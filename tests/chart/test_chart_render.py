@@ -97,6 +97,9 @@ def test_deployment_runs_hardened_with_probes_and_graceful_shutdown():
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    # Service links would inject WORKSPACE_GATE_* variables into the gate's
+    # configuration namespace when the release is named workspace-gate.
+    assert pod["enableServiceLinks"] is False
     (c,) = pod["containers"]
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
