@@ -2,8 +2,10 @@
 read-only working directory, as it does in the chart's pod (non-root,
 read-only root filesystem). It reads a tiny configuration and workspaces file
 and a stand-in OpenID provider's discovery document; /healthz on the admin port
-must answer 200 (it does not depend on the provider), and the process must
-stay up, write nothing and run with the unprivileged identity.
+must answer 200 (it does not depend on the provider), /readyz too once the
+provider's document and the workspaces are loaded, and the process must stay
+up, write nothing, run with the unprivileged identity and exit cleanly on
+SIGTERM.
 
 Needs root to switch users (setpriv from util-linux); fails, never skips,
 when that is impossible."""
@@ -166,6 +168,16 @@ def test_binary_serves_healthz_as_nobody_from_a_read_only_directory(provider):
             import pwd
 
             assert int(uid_line.split()[1]) == pwd.getpwnam("nobody").pw_uid, uid_line
+            # Ready too (the chart's readiness probe): the stand-in provider's
+            # discovery document and the workspaces file are loaded.
+            ready, deadline = None, time.monotonic() + 15
+            while time.monotonic() < deadline and ready != 200:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
+                        ready = r.status
+                except OSError:
+                    time.sleep(0.2)
+            assert ready == 200, f"/readyz never answered 200:\n{output}"
             # The HTTP listener is bound too.
             with socket.create_connection(("127.0.0.1", http_port), timeout=2):
                 pass
