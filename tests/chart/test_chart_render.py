@@ -277,6 +277,7 @@ READ = {"get", "list", "watch"}
             {
                 "services": READ,
                 "gateway.networking.k8s.io/httproutes": WRITE,
+                "gateway.networking.k8s.io/referencegrants": WRITE,
                 "gateway.envoyproxy.io/securitypolicies": WRITE,
             },
         ),
