@@ -337,6 +337,12 @@ def test_gateway_mode_routes_the_auth_host_with_an_httproute():
     route = cs.one(objs, "HTTPRoute")
     assert route["spec"]["parentRefs"][0]["name"] == "eg"
     assert route["spec"]["parentRefs"][0]["namespace"] == "envoy-gateway-system"
+    # Not the workspace listener (routing.gateway.sectionName): its wildcard
+    # hostname does not match the auth host.
+    assert "sectionName" not in route["spec"]["parentRefs"][0]
+    values, _ = SCENARIOS["gateway-api-created-secrets"]
+    pinned = cs.one(cs.objects(cs.render(cs.deep_merge(values, {"authRoute": {"sectionName": "https-auth"}}))), "HTTPRoute")
+    assert pinned["spec"]["parentRefs"][0]["sectionName"] == "https-auth"
     assert route["spec"]["hostnames"] == ["workspaces.example.test"]
     assert route["spec"]["rules"][0]["backendRefs"][0]["port"] == 8080
 
