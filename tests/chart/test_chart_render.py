@@ -251,50 +251,61 @@ def test_generated_key_is_32_random_bytes_and_kept():
 
 
 def rules_by_resource(role):
+    """resource (group/resource, or a `/name` suffix for resourceNames) -> verbs."""
     out = {}
     for r in role["rules"]:
         for g in r["apiGroups"]:
             for res in r["resources"]:
-                out[f"{g}/{res}" if g else res] = set(r["verbs"])
+                for name in r.get("resourceNames", [None]):
+                    key = (f"{g}/{res}" if g else res) + (f"/{name}" if name else "")
+                    out.setdefault(key, set()).update(r["verbs"])
     return out
 
 
-WRITE = {"get", "list", "watch", "create", "update", "patch", "delete"}
-READ = {"get", "list", "watch"}
+# What discovery does with routing objects: server-side apply (patch, or
+# create when new), the sweep's list, and delete (deploy/rbac.yaml).
+WRITE = {"list", "create", "patch", "delete"}
+WATCH = {"list", "watch"}
 
 
 @pytest.mark.parametrize(
     "scenario, expected",
     [
-        ("ingress-nginx-created-secrets", {"services": WRITE, "networking.k8s.io/ingresses": WRITE}),
-        ("traefik-created-secrets", {"services": READ, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE}),
+        ("ingress-nginx-created-secrets", {"services": WATCH | {"create", "patch", "delete"}, "networking.k8s.io/ingresses": WRITE}),
+        ("traefik-created-secrets", {"services": WATCH, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE}),
         (
             "namespace-selector",
-            {"services": READ, "namespaces": READ, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE},
+            {"services": WATCH, "namespaces": WATCH, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE},
         ),
         (
             "gateway-api-created-secrets",
             {
-                "services": READ,
+                "services": WATCH,
                 "gateway.networking.k8s.io/httproutes": WRITE,
-                "gateway.networking.k8s.io/referencegrants": WRITE,
                 "gateway.envoyproxy.io/securitypolicies": WRITE,
             },
         ),
-        ("none-generated-key", {"services": READ}),
+        ("none-generated-key", {"services": WATCH}),
     ],
 )
-def test_cluster_rbac_grants_only_what_the_mode_writes(scenario, expected):
+def test_cluster_rbac_grants_only_what_the_mode_uses(scenario, expected):
     objs = rendered_objects(scenario)
     role = cs.one(objs, "ClusterRole")
     assert rules_by_resource(role) == expected
     binding = cs.one(objs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gate-workspace-gate", "namespace": cs.NAMESPACE}]
-    # In the gate's namespace: the Lease, and the ReferenceGrants of gateway-api mode.
+    # In the gate's namespace: its own Lease, and the ReferenceGrants of
+    # gateway-api mode. Mode none writes nothing and elects no leader.
+    if "none" in scenario:
+        assert cs.find(objs, "Role") == []
+        return
     leader = cs.one(objs, "Role", "gate-workspace-gate-leader")
     assert leader["metadata"]["namespace"] == cs.NAMESPACE
-    own = {"coordination.k8s.io/leases": {"get", "list", "watch", "create", "update", "patch"}}
+    own = {
+        "coordination.k8s.io/leases": {"create"},
+        "coordination.k8s.io/leases/gate-workspace-gate-leader": {"get", "update"},
+    }
     if "gateway-api" in scenario:
         own["gateway.networking.k8s.io/referencegrants"] = WRITE
     assert rules_by_resource(leader) == own
@@ -305,8 +316,13 @@ def test_namespaced_rbac_stays_in_the_listed_namespaces():
     roles = [r for r in cs.find(objs, "Role") if r["metadata"]["name"] == "gate-workspace-gate"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a-workspaces", "team-b-workspaces"]
     assert len([b for b in cs.find(objs, "RoleBinding") if b["metadata"]["name"] == "gate-workspace-gate"]) == 2
-    assert rules_by_resource(roles[0]) == {"services": WRITE, "networking.k8s.io/ingresses": WRITE}
+    assert rules_by_resource(roles[0]) == {
+        "services": WATCH | {"create", "patch", "delete"},
+        "networking.k8s.io/ingresses": WRITE,
+    }
     assert cs.find(objs, "ClusterRole") == [] and cs.find(objs, "ClusterRoleBinding") == []
+    leader = cs.one(objs, "Role", "gate-workspace-gate-leader")
+    assert "coordination.k8s.io/leases/gate-lease" in rules_by_resource(leader)
 
 
 # --- exposure of the auth host ------------------------------------------------

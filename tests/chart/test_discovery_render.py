@@ -126,12 +126,13 @@ class Rbac:
                     )
                 self.ns_rules.setdefault(target, []).extend(rules)
 
-    def allows(self, verb, group, resource, namespace):
+    def allows(self, verb, group, resource, namespace, name=None):
         rules = self.cluster_rules + self.ns_rules.get(namespace, [])
         return any(
             (group in r["apiGroups"] or "*" in r["apiGroups"])
             and (resource in r["resources"] or "*" in r["resources"])
             and (verb in r["verbs"] or "*" in r["verbs"])
+            and ("resourceNames" not in r or name in r["resourceNames"])
             for r in rules
         )
 
@@ -144,20 +145,23 @@ def test_chart_rbac_lets_the_gate_write_what_it_renders(binary, scenario, tmp_pa
     for obj in written:
         group, resource = RESOURCES[obj["kind"]]
         ns = obj["metadata"]["namespace"]
-        # Server-side apply is a patch (creating when absent); the sweep lists,
-        # the watcher watches, removal deletes.
-        for verb in ("get", "list", "watch", "create", "patch", "delete"):
+        # Server-side apply is a patch (authorized as create when the object
+        # is new); the sweep lists; removal deletes.
+        for verb in ("list", "create", "patch", "delete"):
             if not rbac.allows(verb, group, resource, ns):
                 missing.append(f"{verb} {resource}.{group or 'core'} in {ns} ({obj['kind']}/{obj['metadata']['name']})")
-    # Reading workspace Services, and the Lease in the gate's namespace.
-    for verb in ("get", "list", "watch"):
+    # Watching workspace Services, and the Lease in the gate's namespace.
+    for verb in ("list", "watch"):
         if not rbac.allows(verb, "", "services", WORKSPACE_NS):
             missing.append(f"{verb} services in {WORKSPACE_NS}")
-    for verb in ("get", "create", "update"):
-        if not rbac.allows(verb, "coordination.k8s.io", "leases", cs.NAMESPACE):
-            missing.append(f"{verb} leases in {cs.NAMESPACE}")
+    lease = yaml.safe_load(cs.one(chart_objs, "ConfigMap")["data"]["config.yaml"])["discovery"]["lease_name"]
+    if not rbac.allows("create", "coordination.k8s.io", "leases", cs.NAMESPACE):
+        missing.append(f"create leases in {cs.NAMESPACE}")
+    for verb in ("get", "update"):
+        if not rbac.allows(verb, "coordination.k8s.io", "leases", cs.NAMESPACE, lease):
+            missing.append(f"{verb} lease {lease} in {cs.NAMESPACE}")
     if SCENARIOS[scenario][0].get("discovery", {}).get("namespaceSelector"):
-        for verb in ("get", "list", "watch"):
+        for verb in ("list", "watch"):
             if not rbac.allows(verb, "", "namespaces", ""):
                 missing.append(f"{verb} namespaces (cluster)")
     assert not missing, "the chart's RBAC does not allow:\n" + "\n".join(missing)
