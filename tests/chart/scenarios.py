@@ -65,6 +65,7 @@ SCENARIOS = {
             GATEWAY,
             {
                 "authHost": "login.workspaces-auth.example.test",
+                "publicPort": 8443,
                 "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 9},
                 "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
                 "networkPolicy": {

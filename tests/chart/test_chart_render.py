@@ -207,6 +207,8 @@ def test_auth_host_defaults_to_the_workspace_domain_and_extra_config_merges():
     assert config_of(rendered_objects("defaults"))["auth_host"] == "workspaces.example.com"
     config = config_of(rendered_objects("everything-on"))
     assert config["auth_host"] == "login.workspaces-auth.example.test"
+    assert config["public_port"] == 8443
+    assert "public_port" not in config_of(rendered_objects("defaults"))
     assert config["session"] == {"pass_ttl": "8h", "login_ttl": "3d", "transfer": "query", "transfer_ttl": "30s"}
 
 
@@ -380,6 +382,8 @@ def test_notes_tell_the_next_steps():
     assert "*.workspaces.example.test" in text
     assert 'dns_zone: "workspaces.example.test"' in text
     assert "WARNINGS" not in text
+    on_8443 = cs.notes(cs.render(SCENARIOS["everything-on"][0]))
+    assert "https://login.workspaces-auth.example.test:8443/auth/callback" in on_8443
     defaults = cs.notes(cs.render({}))
     assert "oidc.clientId is empty" in defaults
     assert "workspaceDomain is still the example value" in defaults

@@ -26,6 +26,7 @@ BAD_VALUES = [
     ),
     ("namespaced RBAC without namespaces", {"rbac": {"scope": "namespaced"}}, ["/discovery/namespaces", "minItems"]),
     ("port out of range", {"ports": {"grpc": 70000}}, ["/ports/grpc", "maximum"]),
+    ("public port as text", {"publicPort": "443"}, ["/publicPort"]),
     ("not a duration", {"session": {"passTtl": "soon"}}, ["/session/passTtl", "does not match pattern"]),
     ("unknown authorization mode", {"authorization": {"mode": "ldap"}}, ["/authorization/mode", "must be one of"]),
     ("unknown transfer method", {"session": {"transfer": "cookie"}}, ["/session/transfer", "must be one of"]),

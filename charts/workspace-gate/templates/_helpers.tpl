@@ -192,6 +192,17 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
   "discovery" $discovery
   "routing" $routing
   "log" (dict "format" $v.log.format "level" $v.log.level) -}}
+{{- if $v.publicPort }}{{ $_ := set $config "public_port" (int $v.publicPort) }}{{ end -}}
 {{- $config = mustMergeOverwrite $config (deepCopy $v.extraConfig) -}}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* https://<auth host>[:<public port>] as browsers see it. */}}
+{{- define "workspace-gate.authOrigin" -}}
+{{- $port := int (default 443 .Values.publicPort) }}
+{{- if eq $port 443 }}
+{{- printf "https://%s" (include "workspace-gate.authHost" .) }}
+{{- else }}
+{{- printf "https://%s:%d" (include "workspace-gate.authHost" .) $port }}
+{{- end }}
 {{- end }}
