@@ -12,7 +12,7 @@ secs="${1:-10}"
 conns="${2:-64}"
 cd "$root"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release --example bench_server >/dev/null 2>&1
+cargo build --release --example bench_server --example grpc_bench >&2
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true' EXIT
 
@@ -37,8 +37,10 @@ run() { # name, url, extra wrk args...
 
 idle="$(rss)"
 echo "# gate alone (wrk -t2 -c$conns -d${secs}s)"
-base="$(run trivial "http://$gate/trivial")"
-check="$(run check "http://$gate/check/nginx" -H "X-Original-URL: https://$host/src/main.rs?x=1" -H "X-Original-Method: GET" -H "Cookie: theme=dark; $cookie")"
+# Both get the same request headers, as nginx's auth subrequest sends them.
+hdrs=(-H "X-Original-URL: https://$host/src/main.rs?x=1" -H "X-Original-Method: GET" -H "Cookie: theme=dark; $cookie")
+base="$(run trivial "http://$gate/trivial" "${hdrs[@]}")"
+check="$(run check "http://$gate/check/nginx" "${hdrs[@]}")"
 echo "$base"; echo "$check"
 loaded="$(rss)"; peak="$(hwm)"
 

@@ -1,7 +1,8 @@
 //! A gate for load tests: the real public router (with `/check/nginx`,
 //! `/check/traefik`, ...) plus a trivial `GET /trivial` answering 200 in the
 //! same process, so both are measured in one run. With `--grpc` it also
-//! serves the Envoy ext_authz gRPC API.
+//! serves the Envoy ext_authz gRPC API next to a trivial unary service
+//! (`grpc.health.v1.Health/Check`).
 //!
 //! Prints one JSON line: the bound addresses, a valid pass cookie for
 //! `ws-1.workspaces.test` and the host to send. Used by `bench/run.sh`.
@@ -52,6 +53,19 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
     let cfg = Config::load(Some(&dir.join("config.yaml")), &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let keyring = Keyring::new(&cfg.keys).map_err(anyhow::Error::msg)?;
+    // The pass subkey as a JWK, so Envoy's own jwt_authn filter can verify
+    // the very same cookie (the in-process baseline of bench/controllers.sh).
+    let jwk = {
+        use base64::Engine;
+        let key = keyring.signing();
+        serde_json::json!({"keys": [{
+            "kty": "oct",
+            "kid": key.kid,
+            "alg": "HS256",
+            "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.subkey(TokenKind::Pass)),
+        }]})
+        .to_string()
+    };
     let pass = sign(
         &keyring,
         TokenKind::Pass,
@@ -91,8 +105,16 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = l.local_addr()?;
         let st = state.clone();
+        // The gate's Authorization service and a trivial unary service
+        // (health) on one tonic server: the baseline shares everything.
+        let (_reporter, health) = tonic_health::server::health_reporter();
         tokio::spawn(async move {
-            workspace_gate::adapters::serve_grpc(l, st, std::future::pending()).await
+            let _keep = _reporter;
+            tonic::transport::Server::builder()
+                .add_service(workspace_gate::adapters::envoy_grpc::service(st))
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l))
+                .await
         });
         Some(addr)
     } else {
@@ -106,6 +128,7 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
             "pid": std::process::id(),
             "host": "ws-1.workspaces.test",
             "cookie": format!("__Host-workspace-gate-pass={pass}"),
+            "jwks": jwk,
         })
     );
     let serve = axum::serve(listener, router);

@@ -33,7 +33,11 @@ fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/requirements.txt" >/dev/null
 
 oidc="$root/tests/support/oidc"
-if [ ! -d "$oidc/node_modules/oidc-provider" ] || [ ! -d "$oidc/node_modules/playwright-core" ]; then
+# npm ci again whenever the committed lock file changes (stamp in node_modules).
+want="$(sha256sum "$oidc/package-lock.json" | cut -d' ' -f1)"
+have="$(cat "$oidc/node_modules/.workspace-gate-stamp" 2>/dev/null || true)"
+if [ "$want" != "$have" ]; then
   echo "install-deps: npm ci in tests/support/oidc" >&2
   (cd "$oidc" && npm ci --no-audit --no-fund --silent)
+  echo "$want" > "$oidc/node_modules/.workspace-gate-stamp"
 fi

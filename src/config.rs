@@ -461,6 +461,13 @@ impl Config {
             base,
         };
         let cfg = r.build();
+        // The discovery and routing sections are validated by their owner,
+        // in the same pass, so one message still names every problem.
+        if (cfg.workspaces == WorkspaceSource::Kubernetes || !cfg.extra.is_empty())
+            && let Err(more) = crate::discovery::DiscoveryConfig::parse_with_env(&cfg, env)
+        {
+            r.problems.extend(more);
+        }
         if r.problems.is_empty() {
             Ok(cfg)
         } else {
@@ -468,9 +475,9 @@ impl Config {
         }
     }
 
-    /// `<scheme>://<auth_host>`
+    /// `<scheme>://<auth_host>[:<public_port>]`, as browsers reach it.
     pub fn auth_origin(&self) -> String {
-        format!("{}://{}", self.public_scheme.as_str(), self.auth_host)
+        crate::core::Settings::from_config(self).auth_origin()
     }
 
     pub fn redirect_uri(&self) -> String {

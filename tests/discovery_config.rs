@@ -20,6 +20,17 @@ fn parse(cfg: &Config, env: &[(&str, &str)]) -> Result<DiscoveryConfig, Vec<(Str
     .map_err(|ps| ps.into_iter().map(|p| (p.key, p.reason)).collect())
 }
 
+/// The problems `Config::load` reports (it validates the discovery and
+/// routing sections in the same pass as the rest).
+fn load_problems(dir: &TempDir, sections: &str) -> Vec<(String, String)> {
+    gate_config_result(dir, sections)
+        .expect_err("the configuration must be refused")
+        .0
+        .into_iter()
+        .map(|p| (p.key, p.reason))
+        .collect()
+}
+
 #[test]
 fn defaults_need_no_sections_and_write_nothing() {
     let dir = TempDir::new("cfg-default");
@@ -49,12 +60,11 @@ fn defaults_need_no_sections_and_write_nothing() {
 #[test]
 fn every_problem_is_reported_with_its_dotted_key() {
     let dir = TempDir::new("cfg-bad");
-    let cfg = gate_config(
+    let problems = load_problems(
         &dir,
         "discovery:\n  namespaces: [Team_A]\n  namespace_selector: 'a b'\n  owner_id_annotation: 'not valid'\n  lease_duration: soon\n  typo: 1\n\
          routing:\n  mode: gateway-api\n  gate_service: {http_port: 0, grpc_port: x}\n  gateway: {name: eg}\n  extra: {deep: 1}\n",
     );
-    let problems = parse(&cfg, &[]).unwrap_err();
     let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
     for expected in [
         "discovery.namespaces",
@@ -79,11 +89,10 @@ fn every_problem_is_reported_with_its_dotted_key() {
 #[test]
 fn a_namespace_list_and_a_selector_are_exclusive() {
     let dir = TempDir::new("cfg-excl");
-    let cfg = gate_config(
+    let problems = load_problems(
         &dir,
         "discovery:\n  namespaces: [a]\n  namespace_selector: team=a\n",
     );
-    let problems = parse(&cfg, &[]).unwrap_err();
     assert!(
         problems
             .iter()

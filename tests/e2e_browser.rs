@@ -1,5 +1,6 @@
-//! Headless Chromium completes the whole login through nginx (as
-//! ingress-nginx) with TLS from the test CA and `__Host-` cookies, lands on
+//! Headless Chromium completes the whole login through every controller
+//! (nginx as ingress-nginx, Traefik, Envoy gRPC and HTTP mode) with TLS from
+//! the test CA and `__Host-` cookies, lands on
 //! the original workspace URL and sees its identity and a WebSocket.
 //!
 //! Needs /usr/bin/chromium and playwright-core (scripts/install-deps.sh);
@@ -89,4 +90,19 @@ async fn chromium_logs_in_through(kind: ControllerKind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_completes_login_through_nginx_with_tls_and_host_cookies() {
     chromium_logs_in_through(ControllerKind::Nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_completes_login_through_traefik() {
+    chromium_logs_in_through(ControllerKind::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_completes_login_through_envoy_grpc() {
+    chromium_logs_in_through(ControllerKind::EnvoyGrpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_completes_login_through_envoy_http() {
+    chromium_logs_in_through(ControllerKind::EnvoyHttp).await;
 }

@@ -113,14 +113,18 @@ impl AppState {
 
 /// The public router: login pages, reserved workspace paths, checks.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    // Checks run on every proxied request: they skip the access-log layer
+    // (the controller logs those requests) and are counted in metrics.
+    let checks = Router::new()
         .route("/check/nginx", get(crate::adapters::nginx::check))
         .route("/check/traefik", get(crate::adapters::traefik::check))
         .route("/check/envoy", any(crate::adapters::envoy_http::check))
+        .route("/check/envoy/", any(crate::adapters::envoy_http::check))
         .route(
             "/check/envoy/{*rest}",
             any(crate::adapters::envoy_http::check),
-        )
+        );
+    let pages = Router::new()
         .route("/auth/start", get(auth::start))
         .route("/auth/callback", get(auth::callback))
         .route("/auth/sign_out", get(auth::sign_out).post(auth::sign_out))
@@ -134,8 +138,8 @@ pub fn app(state: AppState) -> Router {
             get(reserved_routes::sign_out),
         )
         .fallback(any(reserved_routes::not_found))
-        .layer(axum::middleware::from_fn(request_id::layer))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(request_id::layer));
+    checks.merge(pages).with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.

@@ -37,15 +37,13 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %id);
     let mut resp = next.run(req).instrument(span.clone()).await;
     let _enter = span.enter();
-    let status = resp.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
-    // Checks run on every proxied request and the controller logs those
-    // already; they are counted in metrics and logged at debug level.
-    if path.starts_with("/check/") {
-        tracing::debug!(method = %method, path = %path, status, micros, "check");
-    } else {
-        tracing::info!(method = %method, path = %path, status, micros, "request");
-    }
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -4,6 +4,7 @@
 //! never be accepted as another.
 
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// The kinds of token the gate issues. Each gets its own subkey.
@@ -87,6 +88,11 @@ pub struct Key {
     /// Public identifier: a hash prefix of the key, safe to show.
     pub kid: String,
     subkeys: [[u8; 32]; 5],
+    /// HMAC state already keyed with each subkey (cloned per token, which
+    /// saves hashing the key on the check path).
+    macs: [Hmac<Sha256>; 5],
+    /// The encoded JWS header of each kind signed with this key.
+    headers: [String; 5],
 }
 
 impl Key {
@@ -98,10 +104,27 @@ impl Key {
                 .expect("32 bytes is a valid HKDF-SHA256 length");
         }
         let digest = Sha256::digest([b"kid:".as_slice(), material].concat());
+        let kid = hex::encode(&digest[..6]);
+        let macs = TokenKind::ALL.map(|kind| {
+            Hmac::<Sha256>::new_from_slice(&subkeys[kind.index()]).expect("any key length")
+        });
+        let headers = TokenKind::ALL.map(|kind| super::signed::encoded_header(kind, &kid));
         Key {
-            kid: hex::encode(&digest[..6]),
+            kid,
             subkeys,
+            macs,
+            headers,
         }
+    }
+
+    /// A fresh HMAC keyed for `kind`.
+    pub fn mac(&self, kind: TokenKind) -> Hmac<Sha256> {
+        self.macs[kind.index()].clone()
+    }
+
+    /// The encoded JWS header this key writes for `kind`.
+    pub fn header(&self, kind: TokenKind) -> &str {
+        &self.headers[kind.index()]
     }
 
     pub fn subkey(&self, kind: TokenKind) -> &[u8; 32] {
@@ -139,6 +162,12 @@ impl Keyring {
 
     pub fn find(&self, kid: &str) -> Option<&Key> {
         self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// The key whose header for `kind` is exactly `encoded` (the common
+    /// case: a token this gate wrote), without parsing JSON.
+    pub fn by_header(&self, kind: TokenKind, encoded: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.header(kind) == encoded)
     }
 
     pub fn keys(&self) -> &[Key] {

@@ -20,7 +20,7 @@ const args = [
   '--disable-background-networking',
   '--disable-component-update',
   '--no-first-run',
-  `--host-resolver-rules=MAP *.${opts.domain} 127.0.0.1, MAP ${opts.domain} 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE localhost`,
+  `--host-resolver-rules=MAP *.${opts.domain} 127.0.0.1, MAP ${opts.domain} 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1`,
   `--ignore-certificate-errors-spki-list=${opts.spki}`,
 ];
 

@@ -116,7 +116,7 @@ impl Browser {
             .dns_resolver(Arc::new(LoopbackResolver {
                 domain: domain.to_string(),
             }))
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(90))
             .build()?;
         Ok(Browser {
             http,
@@ -127,7 +127,7 @@ impl Browser {
         })
     }
 
-    pub fn as_user(mut self, user: &str) -> Browser {
+    pub fn with_user(mut self, user: &str) -> Browser {
         self.user = Some(user.to_string());
         self
     }
@@ -218,10 +218,10 @@ impl Browser {
             headers,
             body,
         };
-        if let Some(loc) = r.location() {
-            if let Ok(u) = r.url.join(&loc) {
-                self.note_url_secrets(&u);
-            }
+        if let Some(loc) = r.location()
+            && let Ok(u) = r.url.join(&loc)
+        {
+            self.note_url_secrets(&u);
         }
         Ok(r)
     }
@@ -265,26 +265,26 @@ impl Browser {
                 }
                 continue;
             }
-            if mode == Mode::Navigate && resp.status == 200 {
-                if let Some(f) = Form::parse(&resp.body) {
-                    if let Some(fields) = self.fill(&f) {
-                        url = resp.url.join(&f.action)?.to_string();
-                        method = if f.method.eq_ignore_ascii_case("post") {
-                            Method::POST
-                        } else {
-                            Method::GET
-                        };
-                        if method == Method::GET {
-                            let mut u = Url::parse(&url)?;
-                            u.query_pairs_mut().extend_pairs(fields.iter());
-                            url = u.to_string();
-                            form = None;
-                        } else {
-                            form = Some(fields);
-                        }
-                        continue;
-                    }
+            if mode == Mode::Navigate
+                && resp.status == 200
+                && let Some(f) = Form::parse(&resp.body)
+                && let Some(fields) = self.fill(&f)
+            {
+                url = resp.url.join(&f.action)?.to_string();
+                method = if f.method.eq_ignore_ascii_case("post") {
+                    Method::POST
+                } else {
+                    Method::GET
+                };
+                if method == Method::GET {
+                    let mut u = Url::parse(&url)?;
+                    u.query_pairs_mut().extend_pairs(fields.iter());
+                    url = u.to_string();
+                    form = None;
+                } else {
+                    form = Some(fields);
                 }
+                continue;
             }
             return Ok(resp);
         }

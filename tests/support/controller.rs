@@ -26,13 +26,21 @@ pub struct ControllerSetup {
 pub enum ControllerKind {
     /// nginx configured as ingress-nginx renders `auth-url` / `auth-signin`.
     Nginx,
-    // Traefik (forwardAuth), EnvoyGrpc (ext_authz gRPC), EnvoyHttp: issue 3.
+    /// Traefik v3 with a forwardAuth middleware.
+    Traefik,
+    /// Envoy with ext_authz over gRPC.
+    EnvoyGrpc,
+    /// Envoy with ext_authz in HTTP mode.
+    EnvoyHttp,
 }
 
 impl ControllerKind {
     pub fn name(self) -> &'static str {
         match self {
             ControllerKind::Nginx => "ingress-nginx",
+            ControllerKind::Traefik => "traefik",
+            ControllerKind::EnvoyGrpc => "envoy-grpc",
+            ControllerKind::EnvoyHttp => "envoy-http",
         }
     }
 
@@ -42,14 +50,16 @@ impl ControllerKind {
     pub fn transfer(self) -> &'static str {
         match self {
             ControllerKind::Nginx => "form_post",
+            // Their checks carry no request body.
+            ControllerKind::Traefik | ControllerKind::EnvoyGrpc | ControllerKind::EnvoyHttp => {
+                "query"
+            }
         }
     }
 
     /// Whether the gate must listen for gRPC (Envoy ext_authz).
     pub fn needs_grpc(self) -> bool {
-        match self {
-            ControllerKind::Nginx => false,
-        }
+        matches!(self, ControllerKind::EnvoyGrpc)
     }
 
     pub async fn start(
@@ -58,6 +68,10 @@ impl ControllerKind {
     ) -> anyhow::Result<Box<dyn ControllerFixture>> {
         match self {
             ControllerKind::Nginx => Ok(Box::new(super::nginx::Nginx::start(setup).await?)),
+            ControllerKind::Traefik => Ok(Box::new(super::traefik::Traefik::start(setup).await?)),
+            ControllerKind::EnvoyGrpc | ControllerKind::EnvoyHttp => {
+                Ok(Box::new(super::envoy::Envoy::start(self, setup).await?))
+            }
         }
     }
 }

@@ -41,6 +41,15 @@ impl Drop for TempDir {
 /// A complete gate configuration with the given `discovery`/`routing`
 /// YAML appended.
 pub fn gate_config(dir: &TempDir, sections: &str) -> Config {
+    gate_config_result(dir, sections).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Loads the gate's configuration with `sections`; every problem, the
+/// discovery sections' included, comes back in one error.
+pub fn gate_config_result(
+    dir: &TempDir,
+    sections: &str,
+) -> Result<Config, workspace_gate::config::ConfigErrors> {
     let key = dir.0.join("key");
     std::fs::write(&key, workspace_gate::session::keyring::generate_key()).unwrap();
     let secret = dir.0.join("secret");
@@ -54,7 +63,7 @@ pub fn gate_config(dir: &TempDir, sections: &str) -> Config {
         key.display()
     );
     std::fs::write(&file, yaml).unwrap();
-    Config::load(Some(&file), &|_| None).unwrap_or_else(|e| panic!("{e}"))
+    Config::load(Some(&file), &|_| None)
 }
 
 /// Routing and lease settings used by most tests.

@@ -100,14 +100,12 @@ async fn handle(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response {
                         .send(Message::Text(format!("hello {user}").into()))
                         .await;
                     while let Some(Ok(msg)) = socket.recv().await {
-                        match msg {
-                            Message::Text(_) | Message::Binary(_) => {
-                                if socket.send(msg).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Message::Close(_) => break,
-                            _ => {}
+                        if matches!(msg, Message::Close(_)) {
+                            break;
+                        }
+                        let echo = matches!(msg, Message::Text(_) | Message::Binary(_));
+                        if echo && socket.send(msg).await.is_err() {
+                            break;
                         }
                     }
                 })

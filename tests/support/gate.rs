@@ -34,12 +34,28 @@ pub struct Gate {
     pub admin: SocketAddr,
     pub grpc: Option<SocketAddr>,
     pub config_file: PathBuf,
-    pub proc: Proc,
+    /// The running process; replaced by [`Gate::restart`].
+    pub proc: std::sync::Mutex<Proc>,
+    binary: PathBuf,
+    dir: PathBuf,
+    /// Log files of every run of the gate, in order.
+    log_files: std::sync::Mutex<Vec<PathBuf>>,
 }
 
-/// Where the gate binary is: the integration test's own
-/// `CARGO_BIN_EXE_workspace-gate`, or next to the running example.
+/// Where the gate binary is: `WORKSPACE_GATE_BIN` when set, else the
+/// integration test's own `CARGO_BIN_EXE_workspace-gate`, else next to the
+/// running example.
+///
+/// `WORKSPACE_GATE_BIN` runs the scenarios against another build (a release
+/// binary, an older version). Note: git worktrees of this repository that
+/// share one CARGO_TARGET_DIR build to the same artifact names (cargo's
+/// metadata hash does not depend on the worktree's path), so they overwrite
+/// each other's binaries, test executables included: give each worktree its
+/// own target dir when running these tests.
 pub fn default_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WORKSPACE_GATE_BIN") {
+        return PathBuf::from(p);
+    }
     if let Some(p) = option_env!("CARGO_BIN_EXE_workspace-gate") {
         return PathBuf::from(p);
     }
@@ -99,30 +115,55 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
         let config_file = dir.join("gate.yaml");
         std::fs::write(&config_file, yaml)?;
 
-        let mut cmd = Command::new(binary);
-        cmd.arg("serve").arg("--config").arg(&config_file);
-        // Only what we configure counts: no stray WORKSPACE_GATE_* from the caller.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("WORKSPACE_GATE_") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut proc = Proc::spawn("gate", dir, cmd)?;
-        wait_ready(&mut proc, admin).await?;
+        let proc = spawn(binary, dir, &config_file, "gate", admin).await?;
+        let log_files = vec![proc.stdout.clone(), proc.stderr.clone()];
         Ok(Gate {
             http,
             admin,
             grpc,
             config_file,
-            proc,
+            proc: std::sync::Mutex::new(proc),
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+            log_files: std::sync::Mutex::new(log_files),
         })
+    }
+
+    /// Stops the gate (SIGTERM, then SIGKILL); the controller keeps running.
+    pub fn stop(&self) {
+        self.proc.lock().unwrap().kill();
+    }
+
+    /// Starts the gate again with the same configuration, ports and keys,
+    /// and waits until it is ready.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.stop();
+        let n = self.log_files.lock().unwrap().len() / 2;
+        let name = format!("gate-run{}", n + 1);
+        let proc = spawn(
+            &self.binary,
+            &self.dir,
+            &self.config_file,
+            &name,
+            self.admin,
+        )
+        .await?;
+        self.log_files
+            .lock()
+            .unwrap()
+            .extend([proc.stdout.clone(), proc.stderr.clone()]);
+        *self.proc.lock().unwrap() = proc;
+        Ok(())
     }
 
     /// stdout and stderr of the gate so far (its JSON logs).
     pub fn logs(&self) -> String {
-        let out = std::fs::read_to_string(&self.proc.stdout).unwrap_or_default();
-        let err = std::fs::read_to_string(&self.proc.stderr).unwrap_or_default();
-        format!("{out}{err}")
+        self.log_files
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .collect()
     }
 
     pub async fn metrics(&self) -> anyhow::Result<String> {
@@ -134,6 +175,31 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
             .text()
             .await?)
     }
+}
+
+async fn spawn(
+    binary: &Path,
+    dir: &Path,
+    config_file: &Path,
+    name: &str,
+    admin: SocketAddr,
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(binary);
+    cmd.arg("serve").arg("--config").arg(config_file);
+    // Only what we configure counts: no stray WORKSPACE_GATE_* from the caller.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WORKSPACE_GATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut proc = Proc::spawn(name, dir, cmd)?;
+    wait_ready(&mut proc, admin).await.with_context(|| {
+        format!(
+            "binary {} (another worktree's build in a shared target dir? see default_binary)",
+            binary.display()
+        )
+    })?;
+    Ok(proc)
 }
 
 async fn wait_ready(proc: &mut Proc, admin: SocketAddr) -> anyhow::Result<()> {

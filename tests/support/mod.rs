@@ -18,6 +18,8 @@
 pub mod client;
 pub mod controller;
 pub mod echo;
+pub mod envoy;
+pub mod failure;
 pub mod gate;
 pub mod gitlab;
 pub mod jar;
@@ -27,6 +29,7 @@ pub mod provider;
 pub mod scenarios;
 pub mod stack;
 pub mod tls;
+pub mod traefik;
 pub mod workspaces;
 pub mod ws;
 

@@ -39,6 +39,15 @@ impl Provider {
     /// Starts the provider with one confidential client whose redirect URIs
     /// are `redirect_uris` plus the harness' own.
     pub async fn start(dir: &Path, redirect_uris: &[String]) -> anyhow::Result<Provider> {
+        Self::start_with(dir, redirect_uris, None).await
+    }
+
+    /// [`Provider::start`] with a custom access-token lifetime (seconds).
+    pub async fn start_with(
+        dir: &Path,
+        redirect_uris: &[String],
+        access_token_ttl: Option<u64>,
+    ) -> anyhow::Result<Provider> {
         let node = which("node").context(
             "node is not installed: run scripts/install-deps.sh (apt-get install -y nodejs npm)",
         )?;
@@ -58,6 +67,9 @@ impl Provider {
             .arg("--client")
             .arg(format!("{CLIENT_ID}:{client_secret}:{}", uris.join(",")))
             .current_dir(&oidc);
+        if let Some(ttl) = access_token_ttl {
+            cmd.env("OIDC_ACCESS_TOKEN_TTL", ttl.to_string());
+        }
         let mut proc = Proc::spawn("provider", dir, cmd)?;
         let line = wait_line(&mut proc, "ready ").await?;
         let issuer = line.trim_start_matches("ready ").trim().to_string();
@@ -72,7 +84,7 @@ impl Provider {
     /// login and consent on the provider's pages) and redeems the code.
     pub async fn user_tokens(&self, user: &str) -> anyhow::Result<Tokens> {
         // The provider is plain http on an IP literal: the test CA is unused.
-        let b = Browser::new(None, "invalid.test")?.as_user(user);
+        let b = Browser::new(None, "invalid.test")?.with_user(user);
         let verifier = format!(
             "v{}{}",
             uuid::Uuid::new_v4().simple(),

@@ -48,6 +48,12 @@ macro_rules! scenario_tests {
             provider_access_token_works_as_bearer_and_wrong_one_gets_401,
             workspace_removed_from_file_is_refused_with_the_old_pass,
             logs_contain_no_token_or_cookie_value,
+            owner_change_refuses_the_old_pass,
+            owner_annotation_mode_allows_the_owner_only,
+            query_transfer_mode_completes_the_login,
+            reserved_prefix_never_lets_a_request_through,
+            expired_access_token_is_refreshed_without_a_new_login,
+            metrics_count_checks_logins_and_authorizer_calls,
         );
     };
     (@each $kind:expr; $($name:ident),* $(,)?) => {
@@ -68,7 +74,18 @@ where
     F: FnOnce(Arc<Stack>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let stack = Stack::start(StackOptions::new(kind, label))
+    run_with(StackOptions::new(kind, label), body).await
+}
+
+/// [`run`] with stack options (authorization mode, transfer mode, workspaces).
+async fn run_with<F, Fut>(options: StackOptions, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<Stack>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let kind = options.controller;
+    let label = options.label.clone();
+    let stack = Stack::start(options)
         .await
         .with_context(|| format!("starting the stack for {label} on {}", kind.name()))?;
     let stack = Arc::new(stack);
@@ -172,6 +189,30 @@ async fn transfer_token_for(s: &Stack, b: &Browser, host: &str) -> anyhow::Resul
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.clone())
         .with_context(|| format!("transfer form without `token`: {f:?}"))
+}
+
+/// Hands `token` to `host`'s callback the way the stack's transfer mode does.
+async fn redeem_transfer(
+    s: &Stack,
+    b: &Browser,
+    kind: ControllerKind,
+    host: &str,
+    token: &str,
+) -> anyhow::Result<Resp> {
+    let query = s.options.transfer.as_deref().unwrap_or(kind.transfer()) == "query";
+    let cb = s.url(host, "/.workspace-gate/callback");
+    if query {
+        b.get(
+            &format!("{cb}?token={}", urlencode(token)),
+            Mode::Navigate,
+            &[],
+        )
+        .await
+    } else {
+        let form = [("token".to_string(), token.to_string())];
+        b.send(reqwest::Method::POST, &cb, Mode::Navigate, &[], Some(&form))
+            .await
+    }
 }
 
 pub fn urlencode(s: &str) -> String {
@@ -432,33 +473,28 @@ pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
             "a wrong token kind reached the workspace"
         );
 
-        // The transfer token itself is good where it belongs.
+        // A transfer token for WS2_A redeemed on another host's callback.
+        let e = s.browser("alice");
+        let r = redeem_transfer(&s, &e, kind, WS2_B, &transfer).await?;
+        ensure!(
+            e.cookie(WS2_B, PASS).is_none(),
+            "a transfer token for {WS2_A} gave a pass on {WS2_B}: {}",
+            r.describe()
+        );
+
+        // The transfer token itself is good where it belongs, once.
         let d = s.browser("alice");
-        let r = d
-            .send(
-                if kind.transfer() == "query" {
-                    reqwest::Method::GET
-                } else {
-                    reqwest::Method::POST
-                },
-                &if kind.transfer() == "query" {
-                    format!(
-                        "{}?token={}",
-                        s.url(WS2_A, "/.workspace-gate/callback"),
-                        urlencode(&transfer)
-                    )
-                } else {
-                    s.url(WS2_A, "/.workspace-gate/callback")
-                },
-                Mode::Navigate,
-                &[],
-                (kind.transfer() != "query")
-                    .then_some(&[("token".to_string(), transfer.clone())][..]),
-            )
-            .await?;
+        let r = redeem_transfer(&s, &d, kind, WS2_A, &transfer).await?;
         ensure!(
             (300..400).contains(&r.status) && d.cookie(WS2_A, PASS).is_some(),
             "the genuine transfer token was refused: {}",
+            r.describe()
+        );
+        let replay = s.browser("alice");
+        let r = redeem_transfer(&s, &replay, kind, WS2_A, &transfer).await?;
+        ensure!(
+            replay.cookie(WS2_A, PASS).is_none(),
+            "a transfer token was redeemed twice: {}",
             r.describe()
         );
         Ok(())
@@ -639,9 +675,9 @@ pub async fn unauthenticated_fetch_gets_401_and_never_reaches_the_provider(
 async fn sign_out(b: &Browser, url: &str) -> anyhow::Result<Resp> {
     let r = b.navigate(url).await?;
     if r.status == 405 {
-        return Ok(b
+        return b
             .send(reqwest::Method::POST, url, Mode::Navigate, &[], Some(&[]))
-            .await?);
+            .await;
     }
     Ok(r)
 }
@@ -764,7 +800,7 @@ pub async fn provider_access_token_works_as_bearer_and_wrong_one_gets_401(
         let status = if r.status == 302 {
             // ingress-nginx: every 401 becomes the auth-signin redirect.
             b.get(
-                &r.url.join(&r.location().unwrap_or_default())?.to_string(),
+                r.url.join(&r.location().unwrap_or_default())?.as_ref(),
                 Mode::Fetch,
                 &[],
             )
@@ -903,6 +939,217 @@ pub async fn logs_contain_no_token_or_cookie_value(kind: ControllerKind) -> anyh
             !s.gate.logs().trim().is_empty(),
             "the gate logged nothing at all"
         );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn owner_change_refuses_the_old_pass(kind: ControllerKind) -> anyhow::Result<()> {
+    run(kind, "owner-change", |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS2_A, "/").await?;
+        // ws-2 changes hands: alice's pass for its host must stop working.
+        let mut list = default_workspaces(super::stack::DOMAIN);
+        for w in &mut list {
+            if w.id == "2" {
+                w.owner = "bob".into();
+            }
+        }
+        s.workspaces.write(&list)?;
+        let mut last = None;
+        for _ in 0..200 {
+            let r = b.fetch(&s.url(WS2_A, "/after-change")).await?;
+            if r.status != 200 {
+                last = Some(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = last.context("alice's pass still worked 20 s after ws-2 changed owner")?;
+        ensure!(
+            r.status == 401 || r.status == 403,
+            "old pass after an owner change: {}",
+            r.describe()
+        );
+        // And a fresh transfer is refused: alice no longer owns it.
+        let r = b.navigate(&s.url(WS2_A, "/again")).await?;
+        ensure!(
+            r.status == 403,
+            "alice re-entering bob's ws-2: {}\nhops:\n{}",
+            r.describe(),
+            hops_text(&b)
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn owner_annotation_mode_allows_the_owner_only(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "owner-annotation");
+    options.authorization = "owner-annotation".into();
+    run_with(options, |s| async move {
+        let alice = s.browser("alice");
+        visit(&s, &alice, WS1, "/?mode=owner").await?;
+        let bob = s.browser("bob");
+        let r = bob.navigate(&s.url(WS1, "/")).await?;
+        ensure!(
+            r.status == 403,
+            "bob on alice's ws-1 (owner-annotation): {}",
+            r.describe()
+        );
+        ensure!(
+            s.gitlab.calls().is_empty(),
+            "owner-annotation mode called GitLab: {:?}",
+            s.gitlab.calls()
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn query_transfer_mode_completes_the_login(kind: ControllerKind) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "query-transfer");
+    options.transfer = Some("query".into());
+    run_with(options, |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/q?x=1").await?;
+        let hops = b.hops();
+        ensure!(
+            hops.iter().any(|h| h.method == "GET"
+                && h.url.starts_with(&s.url(WS1, "/.workspace-gate/callback?"))),
+            "no GET transfer to the callback:\n{}",
+            hops_text(&b)
+        );
+        visit(&s, &b, WS2_A, "/").await?;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn reserved_prefix_never_lets_a_request_through(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "reserved-prefix", |s| async move {
+        // Paths that start with the reserved prefix as the check sees them
+        // (raw request target) but may resolve elsewhere after the
+        // controller's normalisation, and the reserved paths themselves
+        // without any token: none may reach the workspace.
+        let paths = [
+            "/.workspace-gate/..%2Fsecret-1",
+            "/.workspace-gate/%2e%2e/secret-2",
+            "/.workspace-gate/..%5Csecret-3",
+            "/.workspace-gate/callback/..%2F..%2Fsecret-4",
+            "/.workspace-gate/callback",
+            "/.workspace-gate/sign_out",
+            "/.workspace-gate/anything",
+            "/.Workspace-Gate/secret-5",
+            "//.workspace-gate/../secret-6",
+        ];
+        let b = s.browser("mallory");
+        for p in paths {
+            for mode in [Mode::Fetch, Mode::Navigate] {
+                let r = b.get(&s.url(WS1, p), mode, &[]).await?;
+                ensure!(
+                    r.status != 200,
+                    "{p} ({mode:?}) answered 200 without a pass: {}",
+                    r.describe()
+                );
+            }
+        }
+        let reached: Vec<String> = s.echo.seen().into_iter().map(|r| r.uri).collect();
+        ensure!(
+            reached.is_empty(),
+            "unauthenticated requests reached the workspace: {reached:?}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn expired_access_token_is_refreshed_without_a_new_login(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "refresh");
+    options.access_token_ttl = Some(2);
+    run_with(options, |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        let first_token = s
+            .gitlab
+            .calls()
+            .last()
+            .and_then(|c| c.authorization.clone())
+            .context("the gitlab authorizer made no call at login")?;
+        // Let the access token in the login cookie expire (a wait, not an
+        // assertion on time), then ask for another workspace: authorizing
+        // it needs GitLab, so the gate must refresh the token first.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        b.clear_hops();
+        visit(&s, &b, WS2_A, "/after-expiry").await?;
+        let p = provider_hops(&s, &b);
+        ensure!(
+            p.is_empty(),
+            "an expired access token sent the browser back to the provider: {p:#?}"
+        );
+        let calls = s.gitlab.calls();
+        let last = calls
+            .last()
+            .context("no GraphQL call for the second workspace")?;
+        ensure!(last.status == 200, "last GraphQL call: {last:?}");
+        ensure!(
+            last.authorization.as_deref() != Some(first_token.as_str()),
+            "the second workspace was authorized with the expired token; GraphQL calls: {:#?}",
+            calls
+                .iter()
+                .map(|c| (
+                    c.status,
+                    c.authorization
+                        .as_deref()
+                        .map(|a| a.chars().take(20).collect::<String>())
+                ))
+                .collect::<Vec<_>>()
+        );
+        let m = s.gate.metrics().await?;
+        let ok = metric_sum(&m, "workspace_gate_token_refreshes_total", &["ok"]);
+        ensure!(ok >= 1.0, "no successful token refresh counted:\n{m}");
+        Ok(())
+    })
+    .await
+}
+
+/// Sum of the samples of `metric` whose line contains every one of `labels`.
+fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub async fn metrics_count_checks_logins_and_authorizer_calls(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "metrics", |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        visit(&s, &b, WS2_A, "/").await?;
+        let _ = s.browser("bob").navigate(&s.url(WS1, "/")).await?;
+        let m = s.gate.metrics().await?;
+        let checks = metric_sum(&m, "workspace_gate_checks_total", &[]);
+        ensure!(checks >= 4.0, "workspace_gate_checks_total = {checks}\n{m}");
+        let completed = metric_sum(&m, "workspace_gate_logins_total", &["completed"]);
+        ensure!(completed >= 2.0, "completed logins = {completed}\n{m}");
+        let started = metric_sum(&m, "workspace_gate_logins_total", &["started"]);
+        ensure!(started >= 2.0, "started logins = {started}\n{m}");
+        let authz = metric_sum(&m, "workspace_gate_authorizer_calls_total", &[]);
+        ensure!(authz >= 2.0, "authorizer calls = {authz}\n{m}");
+        let hist = metric_sum(&m, "workspace_gate_check_duration_seconds_count", &[]);
+        ensure!(hist >= 4.0, "check latency histogram count = {hist}\n{m}");
+        let ws = metric_sum(&m, "workspace_gate_index_workspaces", &[]);
+        ensure!(ws == 3.0, "index_workspaces = {ws}\n{m}");
         Ok(())
     })
     .await

@@ -36,6 +36,10 @@ pub struct StackOptions {
     pub workspaces: Vec<WorkspaceSpec>,
     /// Directory label (test name).
     pub label: String,
+    /// The controller's TLS port; None picks a free one.
+    pub port: Option<u16>,
+    /// The provider's access-token lifetime in seconds (None: one hour).
+    pub access_token_ttl: Option<u64>,
 }
 
 impl StackOptions {
@@ -46,6 +50,8 @@ impl StackOptions {
             transfer: None,
             workspaces: default_workspaces(DOMAIN),
             label: label.into(),
+            port: None,
+            access_token_ttl: None,
         }
     }
 }
@@ -76,10 +82,11 @@ impl Stack {
         super::install_crypto_provider();
         let dir = TestDir::new(&options.label)?;
         let ca = TestCa::create(&dir.path, DOMAIN).context("creating the test CA")?;
-        let port = free_port();
-        let provider = Provider::start(
+        let port = options.port.unwrap_or_else(free_port);
+        let provider = Provider::start_with(
             &dir.path,
             &[format!("https://{AUTH_HOST}:{port}/auth/callback")],
+            options.access_token_ttl,
         )
         .await
         .context("starting the OpenID provider")?;
@@ -151,7 +158,7 @@ impl Stack {
     pub fn browser(&self, user: &str) -> Browser {
         Browser::new(Some(&self.ca.ca_der), DOMAIN)
             .expect("browser")
-            .as_user(user)
+            .with_user(user)
     }
 
     pub fn dir(&self) -> PathBuf {

@@ -13,8 +13,10 @@ use super::tls::TestCa;
 pub enum Handshake {
     /// 101: connected; the first message the server sent.
     Open(
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        Box<
+            tokio_tungstenite::WebSocketStream<
+                tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+            >,
         >,
     ),
     /// Refused with this HTTP status and Location.
@@ -39,7 +41,7 @@ pub async fn connect(
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let connector = tokio_tungstenite::Connector::Rustls(Arc::new(ca.rustls_client_config()?));
     match tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(connector)).await {
-        Ok((stream, _resp)) => Ok(Handshake::Open(stream)),
+        Ok((stream, _resp)) => Ok(Handshake::Open(Box::new(stream))),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Ok(Handshake::Refused {
             status: resp.status().as_u16(),
             location: resp

@@ -11,6 +11,8 @@
 //   node provider.mjs [--port N] --client ID:SECRET:REDIRECT_URI[,REDIRECT_URI...]
 //   (or OIDC_PORT, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URIS
 //   comma-separated in the environment)
+//   OIDC_ACCESS_TOKEN_TTL: access token lifetime in seconds (default 3600;
+//   tests of the refresh path make it short)
 //
 // Prints exactly one line `ready <issuer>` on stdout once it listens on
 // 127.0.0.1 (port 0 = pick a free one). Stops on SIGTERM/SIGINT or when stdin
@@ -66,6 +68,12 @@ server.listen(port, '127.0.0.1', () => {
       openid: ['sub'],
       profile: ['preferred_username', 'name'],
     },
+    // Like GitLab, which issues a refresh token with every authorization-code
+    // grant (standard OIDC would want scope offline_access plus
+    // prompt=consent, which GitLab neither needs nor the gate sends).
+    async issueRefreshToken(_ctx, client) {
+      return client.grantTypeAllowed('refresh_token');
+    },
     // Put profile claims into the ID token too (GitLab does).
     conformIdTokenClaims: false,
     async findAccount(_ctx, id) {
@@ -82,8 +90,12 @@ server.listen(port, '127.0.0.1', () => {
       revocation: { enabled: true },
     },
     cookies: { keys: ['workspace-gate-test-provider-cookie-key'] },
+    // One machine, one clock: no tolerance, so an expired access token is
+    // refused at userinfo as soon as it expires (the default 15 s would keep
+    // it alive past its expires_in).
+    clockTolerance: 0,
     ttl: {
-      AccessToken: 3600,
+      AccessToken: Number(process.env.OIDC_ACCESS_TOKEN_TTL ?? 3600),
       AuthorizationCode: 60,
       IdToken: 3600,
       RefreshToken: 86400,

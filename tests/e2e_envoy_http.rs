@@ -1,0 +1,8 @@
+//! The end-to-end scenarios of tests/support/scenarios.rs, unchanged,
+//! through real Envoy (ext_authz in HTTP mode).
+
+mod support;
+
+use support::controller::ControllerKind;
+
+scenario_tests!(ControllerKind::EnvoyHttp);

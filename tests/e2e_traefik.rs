@@ -1,0 +1,8 @@
+//! The end-to-end scenarios of tests/support/scenarios.rs, unchanged,
+//! through real Traefik v3 (forwardAuth).
+
+mod support;
+
+use support::controller::ControllerKind;
+
+scenario_tests!(ControllerKind::Traefik);

