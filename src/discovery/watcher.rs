@@ -50,8 +50,10 @@ impl<T> Default for Source<T> {
     }
 }
 
-impl<T> Source<T> {
-    /// Applies one watcher event; returns true when `items` changed.
+impl<T: PartialEq> Source<T> {
+    /// Applies one watcher event; returns true when `items` changed (a
+    /// Service update that changes nothing the gate reads, such as its
+    /// status, does not cost an index rebuild).
     fn apply(&mut self, event: watcher::Event<(String, Option<T>)>) -> bool {
         match event {
             watcher::Event::Init => {
@@ -66,13 +68,20 @@ impl<T> Source<T> {
                 false
             }
             watcher::Event::InitDone => {
-                if let Some(buf) = self.buffer.take() {
-                    self.items = buf;
-                }
+                let first = !self.ready;
                 self.ready = true;
-                true
+                match self.buffer.take() {
+                    Some(buf) if buf != self.items => {
+                        self.items = buf;
+                        true
+                    }
+                    _ => first,
+                }
             }
             watcher::Event::Apply((key, Some(item))) => {
+                if self.items.get(&key) == Some(&item) {
+                    return false;
+                }
                 self.items.insert(key, item);
                 true
             }
@@ -351,9 +360,18 @@ mod tests {
         st.on_service(0, watcher::Event::Init);
         st.on_service(0, watcher::Event::InitApply(svc("a", "1", "a")));
         assert_eq!(st.snapshot().unwrap().0.len(), 2);
-        st.on_service(0, watcher::Event::InitDone);
+        assert!(
+            st.on_service(0, watcher::Event::InitDone),
+            "a relist that changed items"
+        );
         assert_eq!(st.snapshot().unwrap().0.len(), 1);
         assert_eq!(st.restarts(), 1);
+        // The same list again, and an unchanged update, change nothing.
+        st.on_service(0, watcher::Event::Init);
+        st.on_service(0, watcher::Event::InitApply(svc("a", "1", "a")));
+        assert!(!st.on_service(0, watcher::Event::InitDone));
+        assert!(!st.on_service(0, watcher::Event::Apply(svc("a", "1", "a"))));
+        assert!(st.on_service(0, watcher::Event::Apply(svc("a", "1", "b"))));
     }
 
     #[test]
