@@ -738,3 +738,57 @@ async fn changes_are_applied_while_a_slow_resync_is_still_running() {
     api.set_list_delay(std::time::Duration::ZERO);
     gate.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_api_steps_down_and_stops_writing() {
+    let api = KubeApi::start().await;
+    let dir_a = TempDir::new("cut-a");
+    let dir_b = TempDir::new("cut-b");
+    let a = Gate::start(
+        api.client("replica-a"),
+        &gate_config(&dir_a, &sections("ingress-nginx", "replica-a", "")),
+    );
+    eventually("a leads", || a.metrics.is_leader()).await;
+    let b = Gate::start(
+        api.client("replica-b"),
+        &gate_config(&dir_b, &sections("ingress-nginx", "replica-b", "")),
+    );
+    eventually("b follows", || b.reader.current().loaded).await;
+
+    api.block("replica-a", true);
+    eventually("a steps down", || !a.metrics.is_leader()).await;
+    eventually("b takes over", || b.metrics.is_leader()).await;
+    let writes_by = |who: &str| {
+        api.requests()
+            .writes
+            .into_iter()
+            .filter(|w| w.0 == who && w.2 != "leases")
+            .count()
+    };
+    let a_writes = writes_by("replica-a");
+    // a's watch still delivers (the cut only refuses new requests), so
+    // both replicas see the new workspace; only b may write for it.
+    api.block("replica-a", false);
+    let tester = api.client("tester");
+    create_service(
+        &tester,
+        &workspace_service("team", "ws-1", 1, &[60001], "1"),
+    )
+    .await;
+    eventually("b writes", || ingress(&api, "team", "ws-1-wg").is_some()).await;
+    eventually("a indexes it too", || {
+        a.has_host("60001-ws-1.workspaces.test")
+    })
+    .await;
+    assert!(
+        !a.metrics.is_leader(),
+        "a took the Lease back from a live leader"
+    );
+    assert_eq!(
+        writes_by("replica-a"),
+        a_writes,
+        "a wrote after stepping down"
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -82,9 +82,25 @@ impl Elector {
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
         loop {
-            self.step().await;
+            // The client retries some failures (503, 429) by itself, so a
+            // request can hang for long; a leader must not wait past its
+            // renew deadline for an answer.
+            let budget = self.until_deadline().unwrap_or(self.retry_period());
+            let budget = budget
+                .min(self.retry_period())
+                .max(Duration::from_millis(10));
+            if tokio::time::timeout(budget, self.step()).await.is_err() {
+                tracing::warn!(
+                    "no answer from the API server about Lease {}",
+                    self.cfg.name
+                );
+            }
+            self.check_deadline();
+            let pause = self
+                .until_deadline()
+                .map_or(self.retry_period(), |d| d.min(self.retry_period()));
             tokio::select! {
-                _ = tokio::time::sleep(self.retry_period()) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = &mut shutdown => break,
             }
         }
@@ -185,6 +201,15 @@ impl Elector {
     fn won(&mut self) {
         self.last_renew = Some(Instant::now());
         self.set_leader(true);
+    }
+
+    /// Time left before a leader must have renewed (None when not leading).
+    fn until_deadline(&self) -> Option<Duration> {
+        if !self.is_leader() {
+            return None;
+        }
+        let renewed = self.last_renew?;
+        Some((renewed + self.renew_deadline()).saturating_duration_since(Instant::now()))
     }
 
     fn check_deadline(&mut self) {

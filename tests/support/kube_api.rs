@@ -111,6 +111,8 @@ struct Shared {
     drop_watches: watch::Sender<u64>,
     requests: Mutex<RequestCounts>,
     list_delay: Mutex<Duration>,
+    /// Clients answered 503 (a network partition between them and us).
+    blocked: Mutex<std::collections::HashSet<String>>,
     bookmark_interval: Duration,
     /// Cap on the log of events kept for watch resumption.
     log_cap: usize,
@@ -142,6 +144,7 @@ impl KubeApi {
             drop_watches: watch::channel(0).0,
             requests: Mutex::new(RequestCounts::default()),
             list_delay: Mutex::new(Duration::ZERO),
+            blocked: Mutex::new(Default::default()),
             bookmark_interval,
             log_cap: 200_000,
         });
@@ -186,6 +189,17 @@ impl KubeApi {
     /// Makes every list answer only after `d` (to widen race windows).
     pub fn set_list_delay(&self, d: Duration) {
         *self.shared.list_delay.lock().unwrap() = d;
+    }
+
+    /// Answers every request of client `name` with 503 until unblocked, as
+    /// if it were cut off from the API server (open watches keep running).
+    pub fn block(&self, name: &str, blocked: bool) {
+        let mut b = self.shared.blocked.lock().unwrap();
+        if blocked {
+            b.insert(name.to_string());
+        } else {
+            b.remove(name);
+        }
     }
 
     /// Ends every open watch stream, as a dropped connection would.
@@ -365,6 +379,9 @@ async fn handle(
     let Some(t) = parse_path(uri.path()) else {
         return status(404, "NotFound", format!("no route {}", uri.path()));
     };
+    if s.blocked.lock().unwrap().contains(&t.client) {
+        return status(503, "ServiceUnavailable", "cut off (test)");
+    }
     let q = query_map(&uri);
     let is_watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = match (&method, t.name.is_some(), is_watch) {
