@@ -106,7 +106,12 @@ impl Elector {
         }
         if self.is_leader() {
             self.set_leader(false);
-            self.release().await;
+            // Best effort, bounded: an unreachable API server must not
+            // hold up shutdown (the Lease then simply expires).
+            let limit = self.retry_period().max(Duration::from_secs(1));
+            if tokio::time::timeout(limit, self.release()).await.is_err() {
+                tracing::warn!("could not release Lease {} in time", self.cfg.name);
+            }
         }
         Ok(())
     }
