@@ -37,8 +37,10 @@ run() { # name, url, extra wrk args...
 
 idle="$(rss)"
 echo "# gate alone (wrk -t2 -c$conns -d${secs}s)"
-base="$(run trivial "http://$gate/trivial")"
-check="$(run check "http://$gate/check/nginx" -H "X-Original-URL: https://$host/src/main.rs?x=1" -H "X-Original-Method: GET" -H "Cookie: theme=dark; $cookie")"
+# Both get the same request headers, as nginx's auth subrequest sends them.
+hdrs=(-H "X-Original-URL: https://$host/src/main.rs?x=1" -H "X-Original-Method: GET" -H "Cookie: theme=dark; $cookie")
+base="$(run trivial "http://$gate/trivial" "${hdrs[@]}")"
+check="$(run check "http://$gate/check/nginx" "${hdrs[@]}")"
 echo "$base"; echo "$check"
 loaded="$(rss)"; peak="$(hwm)"
 

@@ -16,7 +16,7 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo build"
 cargo build --bins
 echo "== cargo test"
-cargo test --all-targets -- --test-threads="${WORKSPACE_GATE_TEST_THREADS:-2}"
+cargo test --no-fail-fast --all-targets -- --test-threads="${WORKSPACE_GATE_TEST_THREADS:-2}"
 if [ -d tests/chart ]; then
   echo "== chart tests"
   WORKSPACE_GATE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/workspace-gate" \

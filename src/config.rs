@@ -131,6 +131,107 @@ pub const KEYS: &[KeyDoc] = &[
         "info",
         "tracing filter, e.g. `info,workspace_gate=debug`.",
     ),
+    // Discovery and routing (validated by `discovery::DiscoveryConfig::parse`).
+    k(
+        "discovery.namespaces",
+        "",
+        "Namespaces whose workspace Services are watched (comma-separated in the environment); empty watches all namespaces.",
+    ),
+    k(
+        "discovery.namespace_selector",
+        "",
+        "Label selector on Namespaces (`k=v`, `k!=v`, `k`, `!k`, comma-separated); an alternative to `discovery.namespaces`.",
+    ),
+    k(
+        "discovery.owner_id_annotation",
+        "workspace-gate.dev/owner-id",
+        "Service annotation holding the workspace owner's user id (OIDC `sub` or GitLab user id), for the `owner-annotation` authorizer.",
+    ),
+    k(
+        "discovery.owner_username_annotation",
+        "workspace-gate.dev/owner-username",
+        "Service annotation holding the owner's username (optional).",
+    ),
+    k(
+        "discovery.lease_name",
+        "workspace-gate",
+        "Name of the `coordination.k8s.io` Lease used to elect the one replica that writes routing objects.",
+    ),
+    k(
+        "discovery.lease_namespace",
+        "",
+        "Namespace of the Lease; empty uses `POD_NAMESPACE`, else `default`.",
+    ),
+    k(
+        "discovery.lease_duration",
+        "15s",
+        "How long a leader's Lease stays valid without renewal; a new leader takes over within this time.",
+    ),
+    k(
+        "discovery.identity",
+        "",
+        "This replica's name in the Lease; empty uses `POD_NAME`, else the host name.",
+    ),
+    k(
+        "discovery.resync_interval",
+        "5m",
+        "How often the leader compares every managed object with what it wants, putting back hand edits and deleting orphans.",
+    ),
+    k(
+        "routing.mode",
+        "none",
+        "Routing objects to write: `none`, `ingress-nginx`, `traefik` or `gateway-api` (Envoy Gateway).",
+    ),
+    k(
+        "routing.tls_secret",
+        "",
+        "Wildcard TLS Secret named in each workspace Ingress (`ingress-nginx`, `traefik`); empty for none.",
+    ),
+    k(
+        "routing.ingress_class",
+        "",
+        "`ingressClassName` of workspace Ingresses; empty for the cluster default.",
+    ),
+    k(
+        "routing.gate_service.name",
+        "",
+        "Name of the gate's Service (check endpoints); required unless `routing.mode` is `none`.",
+    ),
+    k(
+        "routing.gate_service.namespace",
+        "",
+        "Namespace of the gate's Service; required unless `routing.mode` is `none`.",
+    ),
+    k(
+        "routing.gate_service.http_port",
+        "8080",
+        "Service port of the gate's HTTP listener (`/check/*`, `/.workspace-gate/*`).",
+    ),
+    k(
+        "routing.gate_service.grpc_port",
+        "9091",
+        "Service port of the gate's ext_authz gRPC listener (`gateway-api` mode).",
+    ),
+    k(
+        "routing.gate_service.cluster_domain",
+        "cluster.local",
+        "Cluster DNS domain used to build the gate's in-cluster address.",
+    ),
+    k(
+        "routing.gateway.name",
+        "",
+        "Gateway that workspace HTTPRoutes attach to (`gateway-api` mode).",
+    ),
+    k(
+        "routing.gateway.namespace",
+        "",
+        "Namespace of that Gateway (`gateway-api` mode).",
+    ),
+    k(
+        "routing.gateway.section_name",
+        "",
+        "Listener of that Gateway to attach to; empty attaches to every listener that allows the route.",
+    ),
 ];
 
 const fn k(key: &'static str, default: &'static str, doc: &'static str) -> KeyDoc {
@@ -360,6 +461,13 @@ impl Config {
             base,
         };
         let cfg = r.build();
+        // The discovery and routing sections are validated by their owner,
+        // in the same pass, so one message still names every problem.
+        if (cfg.workspaces == WorkspaceSource::Kubernetes || !cfg.extra.is_empty())
+            && let Err(more) = crate::discovery::DiscoveryConfig::parse_with_env(&cfg, env)
+        {
+            r.problems.extend(more);
+        }
         if r.problems.is_empty() {
             Ok(cfg)
         } else {

@@ -21,6 +21,7 @@ pub mod adapters;
 pub mod authz;
 pub mod config;
 pub mod core;
+pub mod discovery;
 pub mod metrics;
 pub mod oidc;
 pub mod server;

@@ -32,6 +32,14 @@ enum Command {
     },
     /// Print a new random signing key (base64, 32 bytes).
     Keygen,
+    /// Print the routing objects discovery would write for a workspace Service.
+    Render {
+        #[arg(long, env = "WORKSPACE_GATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// A Service manifest (YAML) as GitLab's agent creates it.
+        #[arg(long)]
+        service: PathBuf,
+    },
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
@@ -89,6 +97,29 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Render { config, service } => {
+            let cfg = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let yaml = match std::fs::read_to_string(&service) {
+                Ok(y) => y,
+                Err(e) => {
+                    eprintln!("cannot read {}: {e}", service.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match workspace_gate::discovery::render_cli(&cfg, &yaml) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("workspace-gate render: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve { config } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,

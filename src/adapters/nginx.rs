@@ -10,15 +10,18 @@
 //! `auth-signin` annotation turns into the login redirect) and 403; any
 //! other status becomes a 500. The body never reaches the client.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::core::{CheckRequest, Decision, Page};
 use crate::server::AppState;
 use crate::server::check;
 
-pub async fn check(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn check(State(state): State<AppState>, request: Request) -> Response {
+    // Borrow the headers from the request: the HeaderMap extractor would
+    // copy them on every check.
+    let headers = request.headers();
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let Some(original) = get("x-original-url") else {
         tracing::warn!("nginx check without X-Original-URL; is auth-url pointing at /check/nginx?");

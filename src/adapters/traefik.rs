@@ -7,15 +7,18 @@
 //! this check redirects to the login itself and answers the reserved
 //! `/.workspace-gate/` paths; no extra route is needed.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::extract::{Request, State};
+use axum::http::header;
 use axum::response::Response;
 
 use super::{allow_response, relayed, relayed_response};
 use crate::core::{CheckRequest, Decision};
 use crate::server::{AppState, check, pages};
 
-pub async fn check(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn check(State(state): State<AppState>, request: Request) -> Response {
+    // Borrow the headers from the request: the HeaderMap extractor would
+    // copy them on every check.
+    let headers = request.headers();
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let req = CheckRequest {
         method: get("x-forwarded-method").unwrap_or(""),
@@ -32,7 +35,7 @@ pub async fn check(State(state): State<AppState>, headers: HeaderMap) -> Respons
         Decision::Allow(allow) => allow_response(allow),
         other => {
             let id = get("x-request-id").unwrap_or("-");
-            match relayed(&other, id, pages::wants_json(&headers)) {
+            match relayed(&other, id, pages::wants_json(headers)) {
                 Some(r) => relayed_response(r),
                 None => relayed_response(super::Relayed {
                     status: 403,

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::{AppState, admin, app, serve};
 use crate::config::{Config, WorkspaceSource};
+use crate::discovery::{DiscoveryConfig, DiscoveryMetrics};
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::session::Keyring;
@@ -68,7 +69,7 @@ pub async fn run(
     let keyring = Keyring::new(&cfg.keys).map_err(anyhow::Error::msg)?;
     let http = http_client()?;
     let metrics = Arc::new(Metrics::default());
-    let registry = Registry::default();
+    let mut registry = Registry::default();
     let (publisher, reader) = workspaces::index();
     let provider = Arc::new(Provider::new(
         http.clone(),
@@ -77,20 +78,6 @@ pub async fn run(
     ));
     tokio::spawn(provider.clone().discover_until_ready());
 
-    match &cfg.workspaces {
-        WorkspaceSource::File(path) => {
-            tokio::spawn(workspaces::file::watch(
-                path.clone(),
-                publisher,
-                metrics.clone(),
-            ));
-        }
-        WorkspaceSource::Kubernetes => {
-            anyhow::bail!("workspaces.source: kubernetes is not available in this build; use file");
-        }
-    }
-
-    let state = AppState::new(cfg, keyring, reader, provider, http, metrics, registry);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -98,6 +85,34 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+
+    // The workspace source. Discovery failing for good ends the process
+    // (its error is logged), so the orchestrator restarts it.
+    let source: tokio::task::JoinHandle<anyhow::Result<()>> = match &cfg.workspaces {
+        WorkspaceSource::File(path) => {
+            let watch = workspaces::file::watch(path.clone(), publisher, metrics.clone());
+            tokio::spawn(async move {
+                watch.await;
+                Ok(())
+            })
+        }
+        WorkspaceSource::Kubernetes => {
+            let dcfg = DiscoveryConfig::parse(&cfg)
+                .map_err(|p| anyhow::anyhow!("{}", crate::config::ConfigErrors(p)))?;
+            let client = crate::discovery::client()
+                .await
+                .context("workspaces.source is kubernetes, but no Kubernetes API is reachable")?;
+            let dm = DiscoveryMetrics::default();
+            dm.register(&mut registry);
+            let gate_cfg = cfg.clone();
+            let stop = stopped();
+            tokio::spawn(async move {
+                crate::discovery::run(dcfg, &gate_cfg, client, publisher, dm, stop).await
+            })
+        }
+    };
+
+    let state = AppState::new(cfg, keyring, reader, provider, http, metrics, registry);
     let public = tokio::spawn(serve(http_listener, app(state.clone()), stopped()));
     let admin = tokio::spawn(serve(
         admin_listener,
@@ -110,7 +125,11 @@ pub async fn run(
         tokio::spawn(async move { crate::adapters::serve_grpc(l, state, stop).await })
     });
     tracing::info!(http = %bound.http, admin = %bound.admin, grpc = ?bound.grpc, "workspace-gate listening");
-    shutdown.await;
+    let mut source = source;
+    let failed = tokio::select! {
+        _ = shutdown => None,
+        r = &mut source => Some(r),
+    };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     public.await??;
@@ -118,5 +137,21 @@ pub async fn run(
     if let Some(g) = grpc {
         g.await??;
     }
-    Ok(())
+    match failed {
+        Some(Ok(Ok(()))) => anyhow::bail!("the workspace source stopped"),
+        Some(Ok(Err(e))) => Err(e.context("workspace discovery failed")),
+        Some(Err(e)) => Err(anyhow::anyhow!("workspace source task: {e}")),
+        None => {
+            // Discovery steps down and releases its Lease on shutdown;
+            // give it a moment, then stop waiting (the file source never
+            // ends by itself).
+            if tokio::time::timeout(Duration::from_secs(5), &mut source)
+                .await
+                .is_err()
+            {
+                source.abort();
+            }
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,208 @@
+{{/* Names */}}
+{{- define "workspace-gate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "workspace-gate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "workspace-gate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "workspace-gate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "workspace-gate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "workspace-gate.labels" -}}
+helm.sh/chart: {{ include "workspace-gate.chart" . }}
+{{ include "workspace-gate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: workspace-gate
+{{- end }}
+
+{{- define "workspace-gate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "workspace-gate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "workspace-gate.adminServiceName" -}}
+{{- printf "%s-admin" (include "workspace-gate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The auth host: authHost, or the workspace domain itself. */}}
+{{- define "workspace-gate.authHost" -}}
+{{- default .Values.workspaceDomain .Values.authHost | lower }}
+{{- end }}
+
+{{/* IngressClass of workspace Ingresses: explicit, or the mode's usual class. */}}
+{{- define "workspace-gate.ingressClass" -}}
+{{- if .Values.routing.ingressClass }}
+{{- .Values.routing.ingressClass }}
+{{- else if eq .Values.routing.mode "ingress-nginx" }}
+{{- "nginx" }}
+{{- else if eq .Values.routing.mode "traefik" }}
+{{- "traefik" }}
+{{- end }}
+{{- end }}
+
+{{/* IngressClass of the auth-host Ingress. */}}
+{{- define "workspace-gate.authIngressClass" -}}
+{{- default (include "workspace-gate.ingressClass" .) .Values.authIngress.className }}
+{{- end }}
+
+{{/* session.transfer: explicit, or what the routing mode's controller supports. */}}
+{{- define "workspace-gate.transfer" -}}
+{{- if .Values.session.transfer }}
+{{- .Values.session.transfer }}
+{{- else if has .Values.routing.mode (list "traefik" "gateway-api") }}
+{{- "query" }}
+{{- else }}
+{{- "form_post" }}
+{{- end }}
+{{- end }}
+
+{{/* RBAC scope for the workspace permissions: cluster or namespaced. */}}
+{{- define "workspace-gate.rbacScope" -}}
+{{- if .Values.rbac.scope }}
+{{- .Values.rbac.scope }}
+{{- else if .Values.discovery.namespaces }}
+{{- "namespaced" }}
+{{- else }}
+{{- "cluster" }}
+{{- end }}
+{{- end }}
+
+{{- define "workspace-gate.leaseName" -}}
+{{- default (printf "%s-leader" (include "workspace-gate.fullname" .)) .Values.discovery.leaseName | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Secrets: which Secret and which entries the pod mounts. */}}
+{{- define "workspace-gate.oidcSecretName" -}}
+{{- if .Values.oidc.existingSecret }}
+{{- .Values.oidc.existingSecret }}
+{{- else }}
+{{- printf "%s-oidc" (include "workspace-gate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "workspace-gate.keysSecretName" -}}
+{{- if .Values.keys.existingSecret }}
+{{- .Values.keys.existingSecret }}
+{{- else }}
+{{- printf "%s-keys" (include "workspace-gate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Entries of the keys Secret, in signing order, as a JSON list. For a
+chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
+*/}}
+{{- define "workspace-gate.keyEntries" -}}
+{{- if .Values.keys.existingSecret }}
+{{- toJson .Values.keys.existingSecretKeys }}
+{{- else if .Values.keys.signingKeys }}
+{{- $out := list }}
+{{- range $i, $_ := .Values.keys.signingKeys }}
+{{- $out = append $out (printf "key-%d" $i) }}
+{{- end }}
+{{- toJson $out }}
+{{- else }}
+{{- toJson (list "key-0") }}
+{{- end }}
+{{- end }}
+
+{{/* Paths inside the container. */}}
+{{- define "workspace-gate.configDir" -}}/etc/workspace-gate{{- end }}
+{{- define "workspace-gate.oidcDir" -}}/etc/workspace-gate/oidc{{- end }}
+{{- define "workspace-gate.keysDir" -}}/etc/workspace-gate/keys{{- end }}
+
+{{/* The gate's configuration file (config.yaml), from values. */}}
+{{- define "workspace-gate.config" -}}
+{{- $v := .Values -}}
+{{- $keyFiles := list -}}
+{{- range (include "workspace-gate.keyEntries" . | fromJsonArray) -}}
+{{- $keyFiles = append $keyFiles (printf "%s/%s" (include "workspace-gate.keysDir" $) .) -}}
+{{- end -}}
+{{- $discovery := dict
+  "lease_name" (include "workspace-gate.leaseName" .)
+  "lease_namespace" .Release.Namespace
+  "lease_duration" $v.discovery.leaseDuration
+  "resync_interval" $v.discovery.resyncInterval -}}
+{{- with $v.discovery.namespaces }}{{ $_ := set $discovery "namespaces" . }}{{ end -}}
+{{- with $v.discovery.namespaceSelector }}{{ $_ := set $discovery "namespace_selector" . }}{{ end -}}
+{{- with $v.discovery.ownerIdAnnotation }}{{ $_ := set $discovery "owner_id_annotation" . }}{{ end -}}
+{{- with $v.discovery.ownerUsernameAnnotation }}{{ $_ := set $discovery "owner_username_annotation" . }}{{ end -}}
+{{- $routing := dict "mode" $v.routing.mode -}}
+{{- if ne $v.routing.mode "none" -}}
+{{- $_ := set $routing "gate_service" (dict
+  "name" (include "workspace-gate.fullname" .)
+  "namespace" .Release.Namespace
+  "http_port" (int $v.ports.http)
+  "grpc_port" (int $v.ports.grpc)
+  "cluster_domain" $v.clusterDomain) -}}
+{{- end -}}
+{{- if has $v.routing.mode (list "ingress-nginx" "traefik") -}}
+{{- $_ := set $routing "ingress_class" (include "workspace-gate.ingressClass" .) -}}
+{{- with $v.routing.tlsSecret }}{{ $_ := set $routing "tls_secret" . }}{{ end -}}
+{{- end -}}
+{{- if eq $v.routing.mode "gateway-api" -}}
+{{- $gw := dict "name" $v.routing.gateway.name "namespace" $v.routing.gateway.namespace -}}
+{{- with $v.routing.gateway.sectionName }}{{ $_ := set $gw "section_name" . }}{{ end -}}
+{{- $_ := set $routing "gateway" $gw -}}
+{{- end -}}
+{{- $authz := dict "mode" $v.authorization.mode "cache_ttl" $v.authorization.cacheTtl -}}
+{{- with $v.authorization.gitlabUrl }}{{ $_ := set $authz "gitlab_url" . }}{{ end -}}
+{{- $config := dict
+  "auth_host" (include "workspace-gate.authHost" .)
+  "workspace_domain" ($v.workspaceDomain | lower)
+  "public_scheme" "https"
+  "listen" (dict
+    "http" (printf "0.0.0.0:%d" (int $v.ports.http))
+    "grpc" (printf "0.0.0.0:%d" (int $v.ports.grpc))
+    "admin" (printf "0.0.0.0:%d" (int $v.ports.admin)))
+  "oidc" (dict
+    "issuer" $v.oidc.issuer
+    "client_id" $v.oidc.clientId
+    "client_secret_file" (printf "%s/%s" (include "workspace-gate.oidcDir" .) $v.oidc.existingSecretKey)
+    "scopes" $v.oidc.scopes
+    "username_claim" $v.oidc.usernameClaim)
+  "keys" (dict "files" $keyFiles)
+  "session" (dict
+    "pass_ttl" $v.session.passTtl
+    "login_ttl" $v.session.loginTtl
+    "transfer" (include "workspace-gate.transfer" .))
+  "workspaces" (dict "source" "kubernetes")
+  "authorization" $authz
+  "discovery" $discovery
+  "routing" $routing
+  "log" (dict "format" $v.log.format "level" $v.log.level) -}}
+{{- if $v.publicPort }}{{ $_ := set $config "public_port" (int $v.publicPort) }}{{ end -}}
+{{- $config = mustMergeOverwrite $config (deepCopy $v.extraConfig) -}}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* https://<auth host>[:<public port>] as browsers see it. */}}
+{{- define "workspace-gate.authOrigin" -}}
+{{- $port := int (default 443 .Values.publicPort) }}
+{{- if eq $port 443 }}
+{{- printf "https://%s" (include "workspace-gate.authHost" .) }}
+{{- else }}
+{{- printf "https://%s:%d" (include "workspace-gate.authHost" .) $port }}
+{{- end }}
+{{- end }}

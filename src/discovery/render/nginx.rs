@@ -1,0 +1,200 @@
+//! ingress-nginx: the workspace Ingress asks the gate (`auth-url`) before
+//! every request; a second Ingress without auth sends the reserved
+//! `/.workspace-gate/` prefix to the gate through an ExternalName Service
+//! (an Ingress can only name Services in its own namespace).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
+
+use super::{
+    AUTH_RESPONSE_HEADERS, ObjectKind, RenderContext, RenderError, RoutingObject, object_name,
+    owned_meta, routable_hosts, service_name,
+};
+use crate::workspaces::Workspace;
+
+pub(super) const RESERVED_PREFIX: &str = "/.workspace-gate/";
+
+pub(super) fn render(
+    ctx: &RenderContext,
+    ws: &Workspace,
+) -> Result<Vec<RoutingObject>, RenderError> {
+    let svc = service_name(ws)?;
+    let hosts = routable_hosts(ws)?;
+    let gate = &ctx.routing.gate;
+    let ns = &ws.namespace;
+
+    let mut auth = BTreeMap::new();
+    auth.insert(
+        "nginx.ingress.kubernetes.io/auth-url".to_string(),
+        format!("http://{}:{}/check/nginx", gate.dns_name(), gate.http_port),
+    );
+    // nginx appends `?rd=<original URL>` itself.
+    auth.insert(
+        "nginx.ingress.kubernetes.io/auth-signin".to_string(),
+        ctx.signin_url.clone(),
+    );
+    // Listed headers replace the client's copy, or remove it when the gate
+    // omits them: identity cannot be forged and the gate's own cookies and
+    // the bearer token never reach the workspace.
+    auth.insert(
+        "nginx.ingress.kubernetes.io/auth-response-headers".to_string(),
+        AUTH_RESPONSE_HEADERS.join(", "),
+    );
+    let main_name = object_name(svc, "wg");
+    let main = Ingress {
+        metadata: owned_meta(ws, main_name.clone(), Some(auth))?,
+        spec: Some(ingress_spec(ctx, &hosts, "/", "Prefix", |port| {
+            backend(svc, port)
+        })),
+        ..Default::default()
+    };
+
+    let gate_svc_name = object_name(svc, "wg-gate");
+    let reserved = Ingress {
+        metadata: owned_meta(ws, object_name(svc, "wg-reserved"), None)?,
+        // ImplementationSpecific: ingress-nginx's strict path validation
+        // (on by default since 1.12) rejects a `.` in Prefix/Exact paths; an
+        // ImplementationSpecific path without `use-regex` is a prefix match.
+        spec: Some(ingress_spec(
+            ctx,
+            &hosts,
+            RESERVED_PREFIX,
+            "ImplementationSpecific",
+            |_| backend(&gate_svc_name, gate.http_port),
+        )),
+        ..Default::default()
+    };
+
+    let external = Service {
+        metadata: owned_meta(ws, gate_svc_name.clone(), None)?,
+        spec: Some(ServiceSpec {
+            type_: Some("ExternalName".into()),
+            external_name: Some(gate.dns_name()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: i32::from(gate.http_port),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    Ok(vec![
+        RoutingObject::new(ObjectKind::Ingress, ns, &main_name, main)?,
+        RoutingObject::new(
+            ObjectKind::Ingress,
+            ns,
+            &object_name(svc, "wg-reserved"),
+            reserved,
+        )?,
+        RoutingObject::new(ObjectKind::Service, ns, &gate_svc_name, external)?,
+    ])
+}
+
+fn backend(service: &str, port: u16) -> IngressBackend {
+    IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: service.to_string(),
+            port: Some(ServiceBackendPort {
+                number: Some(i32::from(port)),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// One rule per host, the TLS secret for all of them, the ingress class.
+/// Shared by the Traefik renderer.
+pub(super) fn ingress_spec(
+    ctx: &RenderContext,
+    hosts: &[(&str, u16)],
+    path: &str,
+    path_type: &str,
+    backend_for: impl Fn(u16) -> IngressBackend,
+) -> IngressSpec {
+    IngressSpec {
+        ingress_class_name: ctx.routing.ingress_class.clone(),
+        tls: ctx.routing.tls_secret.as_ref().map(|secret| {
+            vec![IngressTLS {
+                hosts: Some(hosts.iter().map(|(h, _)| h.to_string()).collect()),
+                secret_name: Some(secret.clone()),
+            }]
+        }),
+        rules: Some(
+            hosts
+                .iter()
+                .map(|(host, port)| IngressRule {
+                    host: Some(host.to_string()),
+                    http: Some(HTTPIngressRuleValue {
+                        paths: vec![HTTPIngressPath {
+                            path: Some(path.to_string()),
+                            path_type: path_type.to_string(),
+                            backend: backend_for(*port),
+                        }],
+                    }),
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{ctx, ws};
+    use super::*;
+    use crate::discovery::config::RoutingMode;
+
+    #[test]
+    fn workspace_ingress_asks_the_gate_and_routes_each_host_to_its_port() {
+        let objs = render(&ctx(RoutingMode::IngressNginx), &ws()).unwrap();
+        let main = &objs[0].body;
+        let a = &main["metadata"]["annotations"];
+        assert_eq!(
+            a["nginx.ingress.kubernetes.io/auth-url"],
+            "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx"
+        );
+        assert_eq!(
+            a["nginx.ingress.kubernetes.io/auth-signin"],
+            "https://workspaces.test/auth/start"
+        );
+        assert_eq!(
+            a["nginx.ingress.kubernetes.io/auth-response-headers"],
+            "X-Workspace-User, X-Workspace-User-Id, X-Workspace-Id, Cookie, Authorization"
+        );
+        let rules = main["spec"]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0]["host"], "60001-ws-1.workspaces.test");
+        assert_eq!(
+            rules[0]["http"]["paths"][0]["backend"]["service"]["port"]["number"],
+            60001
+        );
+        assert_eq!(main["spec"]["tls"][0]["secretName"], "wildcard-tls");
+        assert_eq!(main["spec"]["ingressClassName"], "nginx");
+    }
+
+    #[test]
+    fn reserved_prefix_goes_to_the_gate_without_auth() {
+        let objs = render(&ctx(RoutingMode::IngressNginx), &ws()).unwrap();
+        let reserved = &objs[1].body;
+        assert!(reserved["metadata"]["annotations"].is_null());
+        let path = &reserved["spec"]["rules"][1]["http"]["paths"][0];
+        assert_eq!(path["path"], RESERVED_PREFIX);
+        assert_eq!(path["backend"]["service"]["name"], "ws-1-wg-gate");
+        assert_eq!(path["backend"]["service"]["port"]["number"], 8080);
+        let ext = &objs[2].body;
+        assert_eq!(ext["spec"]["type"], "ExternalName");
+        assert_eq!(
+            ext["spec"]["externalName"],
+            "workspace-gate.gate.svc.cluster.local"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! Traefik: an Ingress whose router runs a forwardAuth Middleware. The
+//! check itself answers `/.workspace-gate/` (Traefik relays a non-2xx auth
+//! answer, Location and Set-Cookie included), so no second Ingress.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    Ingress, IngressBackend, IngressServiceBackend, ServiceBackendPort,
+};
+
+use super::crds::{ForwardAuth, Middleware, MiddlewareSpec};
+use super::nginx::ingress_spec;
+use super::{
+    AUTH_RESPONSE_HEADERS, ObjectKind, PASS_COOKIE, RenderContext, RenderError, RoutingObject,
+    object_name, owned_meta, routable_hosts, service_name,
+};
+use crate::workspaces::Workspace;
+
+pub(super) fn render(
+    ctx: &RenderContext,
+    ws: &Workspace,
+) -> Result<Vec<RoutingObject>, RenderError> {
+    let svc = service_name(ws)?;
+    let hosts = routable_hosts(ws)?;
+    let gate = &ctx.routing.gate;
+    let ns = &ws.namespace;
+
+    let mw_name = object_name(svc, "wg-auth");
+    let middleware = Middleware {
+        metadata: owned_meta(ws, mw_name.clone(), None)?,
+        spec: MiddlewareSpec {
+            forward_auth: ForwardAuth {
+                address: format!(
+                    "http://{}:{}/check/traefik",
+                    gate.dns_name(),
+                    gate.http_port
+                ),
+                // Traefik then overwrites client-sent X-Forwarded-*, which
+                // is what the gate reads the host from.
+                trust_forward_header: false,
+                auth_response_headers: AUTH_RESPONSE_HEADERS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                add_auth_cookies_to_response: vec![PASS_COOKIE.to_string()],
+            },
+        },
+    };
+
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        "traefik.ingress.kubernetes.io/router.middlewares".to_string(),
+        format!("{ns}-{mw_name}@kubernetescrd"),
+    );
+    if ctx.routing.tls_secret.is_some() {
+        annotations.insert(
+            "traefik.ingress.kubernetes.io/router.tls".to_string(),
+            "true".to_string(),
+        );
+    }
+    let ing_name = object_name(svc, "wg");
+    let ingress = Ingress {
+        metadata: owned_meta(ws, ing_name.clone(), Some(annotations))?,
+        spec: Some(ingress_spec(ctx, &hosts, "/", "Prefix", |port| {
+            IngressBackend {
+                service: Some(IngressServiceBackend {
+                    name: svc.to_string(),
+                    port: Some(ServiceBackendPort {
+                        number: Some(i32::from(port)),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }
+        })),
+        ..Default::default()
+    };
+    Ok(vec![
+        RoutingObject::new(ObjectKind::Middleware, ns, &mw_name, middleware)?,
+        RoutingObject::new(ObjectKind::Ingress, ns, &ing_name, ingress)?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{ctx, ws};
+    use super::*;
+    use crate::discovery::config::RoutingMode;
+
+    #[test]
+    fn ingress_runs_the_forward_auth_middleware() {
+        let objs = render(&ctx(RoutingMode::Traefik), &ws()).unwrap();
+        let mw = &objs[0].body;
+        assert_eq!(mw["apiVersion"], "traefik.io/v1alpha1");
+        let fa = &mw["spec"]["forwardAuth"];
+        assert_eq!(
+            fa["address"],
+            "http://workspace-gate.gate.svc.cluster.local:8080/check/traefik"
+        );
+        assert_eq!(fa["trustForwardHeader"], false);
+        assert_eq!(fa["addAuthCookiesToResponse"][0], PASS_COOKIE);
+        assert_eq!(fa["authResponseHeaders"].as_array().unwrap().len(), 5);
+        let ing = &objs[1].body;
+        assert_eq!(
+            ing["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"],
+            "team-ws-1-wg-auth@kubernetescrd"
+        );
+        assert_eq!(ing["spec"]["rules"][1]["host"], "3000-ws-1.workspaces.test");
+    }
+}
