@@ -70,10 +70,11 @@ workspace-gate local try-out is running (Ctrl-C stops everything).
   or trust {ca} and add to /etc/hosts:
     127.0.0.1 {AUTH_HOST} ws-1.{DOMAIN} ws-2.{DOMAIN} 60001-ws-3.{DOMAIN}
 
-  curl with a real provider token (Bearer) goes through the same check:
-    curl --cacert {ca} --resolve ws-1.{DOMAIN}:{port}:127.0.0.1 \
+  curl goes through the same check (no pass: ingress-nginx turns the 401
+  into a 302 to the sign-in URL; add -H 'Authorization: Bearer <token>'
+  with a provider access token to be let in):
+    curl -i --cacert {ca} --resolve ws-1.{DOMAIN}:{port}:127.0.0.1 \
       -H 'Accept: application/json' https://ws-1.{DOMAIN}:{port}/
-    (401 -> ingress-nginx sends it to the auth-signin URL)
 
   Provider:  {issuer}
   Gate:      http://{http} (check), http://{admin}/metrics

@@ -567,6 +567,26 @@ pub async fn upstream_never_sees_gate_cookies_and_gets_real_identity_headers(
                 "Authorization reached the workspace: {req:?}"
             );
         }
+        // The workspace's own HTTP auth (not a token the gate checks) passes
+        // through untouched when the browser also holds a pass.
+        let app_auth = "Basic YXBwLXVzZXI6YXBwLXBhc3N3b3Jk";
+        let r = b
+            .get(
+                &s.url(WS1, "/app-auth"),
+                Mode::Fetch,
+                &[("authorization", app_auth)],
+            )
+            .await?;
+        ensure!(
+            r.status == 200,
+            "pass + the app's own Authorization: {}",
+            r.describe()
+        );
+        let seen = last_seen_on(&s, "/app-auth")?;
+        ensure!(
+            seen.headers_named("authorization") == vec![app_auth],
+            "the app's own Authorization header did not reach it unchanged: {seen:?}"
+        );
         Ok(())
     })
     .await
