@@ -26,23 +26,35 @@ gate="$(field http)"; pid="$(field pid)"; cookie="$(field cookie)"; host="$(fiel
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$pid/status"; }
 
-run() { # name, url, extra wrk args...
+cpu() { # CPU ticks (1/100 s) used so far by the processes in $pids
+  local t=0 p
+  for p in $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+run() { # name, url, extra wrk args... -> "name rps p99 non2xx cpu_ticks requests"
   local name="$1" url="$2"; shift 2
+  local before after
+  before="$(cpu)"
   taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url" > "$work/$name.txt"
-  local rps p99
+  after="$(cpu)"
+  local rps p99 non2xx total
   rps="$(awk '/^Requests\/sec/ {print $2}' "$work/$name.txt")"
   p99="$(awk '$1=="99%" {print $2}' "$work/$name.txt")"
   non2xx="$(awk '/Non-2xx/ {print $4}' "$work/$name.txt")"
-  echo "$name $rps $p99 ${non2xx:-0}"
+  total="$(awk '/requests in/ {print $1}' "$work/$name.txt")"
+  echo "$name $rps $p99 ${non2xx:-0} $((after - before)) $total"
 }
 
+pids="$pid"
 idle="$(rss)"
 echo "# gate alone (wrk -t1 -c$conns -d${secs}s)"
 # Both get the same request headers, as nginx's auth subrequest sends them.
 hdrs=(-H "X-Original-URL: https://$host/src/main.rs?x=1" -H "X-Original-Method: GET" -H "Cookie: theme=dark; $cookie")
+# Pipelined (8 deep): the gate, alone on its core, is the bottleneck, not wrk.
+pipe=(-s "$root/bench/pipeline.lua")
 for _ in $(seq "$rounds"); do
-  run trivial "http://$gate/trivial" "${hdrs[@]}" >> "$work/results"
-  run check "http://$gate/check/nginx" "${hdrs[@]}" >> "$work/results"
+  run trivial "http://$gate/trivial" "${hdrs[@]}" "${pipe[@]}" >> "$work/results"
+  run check "http://$gate/check/nginx" "${hdrs[@]}" "${pipe[@]}" >> "$work/results"
 done
 loaded="$(rss)"
 
@@ -98,6 +110,7 @@ for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$nport/open/" && b
 code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$nport/protected/")"
 [ "$code" = 200 ] || { echo "protected location answered $code, expected 200" >&2; exit 1; }
 echo "# through nginx (wrk -t1 -c$conns -d${secs}s)"
+pids="$pid $(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ') $(cat "$work/nginx.pid")"
 for _ in $(seq "$rounds"); do
   run nginx_open "http://127.0.0.1:$nport/open/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
   run nginx_auth "http://127.0.0.1:$nport/protected/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
@@ -111,22 +124,25 @@ def p99_ms(v):
         if v.endswith(u):
             return float(v[: -len(u)]) * f
 runs = {}
+secs = None
 for line in open(sys.argv[1]):
-    n, rps, p99, bad = line.split()
+    n, rps, p99, bad, ticks, total = line.split()
     if int(bad):
         sys.exit(f"{n}: {bad} non-2xx answers; the run is invalid")
-    runs.setdefault(n, []).append((float(rps), p99_ms(p99)))
-med = {n: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v)) for n, v in runs.items()}
+    # server CPU per request (µs) and server cores busy
+    us = int(ticks) * 10_000 / max(int(total), 1)
+    runs.setdefault(n, []).append((float(rps), p99_ms(p99), us, int(ticks) / 100 * float(rps) / max(int(total), 1)))
+med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
 idle, loaded, peak = (int(x) for x in sys.argv[3:6])
 print(f"Medians of {sys.argv[2]} interleaved rounds.")
 print()
-print("| measurement | requests/s | p99 (ms) |")
-print("|---|---|---|")
-for n, (r, p) in med.items():
-    print(f"| {n} | {r:.0f} | {p:.2f} |")
+print("| measurement | requests/s | p99 (ms) | server CPU per request (µs) | server cores busy |")
+print("|---|---|---|---|---|")
+for n, (r, p, us, busy) in med.items():
+    print(f"| {n} | {r:.0f} | {p:.2f} | {us:.1f} | {busy:.2f} |")
 print()
 b, c, o, p = med["trivial"], med["check"], med["nginx_open"], med["nginx_auth"]
-print(f"- check/trivial throughput ratio: {c[0]/b[0]:.2f} (goal >= 0.8)")
+print(f"- check/trivial throughput ratio: {c[0]/b[0]:.2f} (goal >= 0.8); server CPU per request, trivial/check: {b[2]/c[2]:.2f}")
 print(f"- nginx with/without auth_request throughput ratio: {p[0]/o[0]:.2f} (goal >= 0.5)")
 print(f"- added p99 through nginx at the run's connections: {p[1]-o[1]:.2f} ms")
 print(f"- gate RSS: idle {idle/1024:.1f} MiB, after the gate-alone load {loaded/1024:.1f} MiB, peak {peak/1024:.1f} MiB")

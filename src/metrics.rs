@@ -45,8 +45,28 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00001, 3.0, 13))
 }
 
+/// Controllers and decisions, for the pre-resolved check metrics.
+const CONTROLLERS: [&str; 4] = ["nginx", "traefik", "envoy_grpc", "envoy_http"];
+const DECISIONS: [&str; 11] = [
+    "allow",
+    "bearer",
+    "sign_in",
+    "unauthorized",
+    "forbidden",
+    "unknown_host",
+    "sign_in_failed",
+    "signed_out",
+    "not_found",
+    "unavailable",
+    "redirect",
+];
+
 pub struct Metrics {
     checks: Family<CheckLabels, Counter>,
+    /// The check counters and histograms, looked up once: a check then
+    /// touches only atomics, no lock or hash.
+    check_counters: Vec<Counter>,
+    check_histograms: Vec<Histogram>,
     check_seconds: Family<ControllerLabel, Histogram, fn() -> Histogram>,
     logins: Family<StageLabels, Counter>,
     authz_calls: Family<AuthzLabels, Counter>,
@@ -58,9 +78,35 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let checks: Family<CheckLabels, Counter> = Family::default();
+        let check_seconds: Family<ControllerLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let mut check_counters = Vec::new();
+        for controller in CONTROLLERS {
+            for decision in DECISIONS {
+                check_counters.push(
+                    checks
+                        .get_or_create(&CheckLabels {
+                            controller,
+                            decision,
+                        })
+                        .clone(),
+                );
+            }
+        }
+        let check_histograms = CONTROLLERS
+            .iter()
+            .map(|controller| {
+                check_seconds
+                    .get_or_create(&ControllerLabel { controller })
+                    .clone()
+            })
+            .collect();
         Metrics {
-            checks: Family::default(),
-            check_seconds: Family::new_with_constructor(latency_histogram),
+            checks,
+            check_counters,
+            check_histograms,
+            check_seconds,
             logins: Family::default(),
             authz_calls: Family::default(),
             authz_cache_hits: Family::default(),

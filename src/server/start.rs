@@ -88,6 +88,7 @@ pub async fn run(
 
     // The workspace source. Discovery failing for good ends the process
     // (its error is logged), so the orchestrator restarts it.
+    let is_discovery = cfg.workspaces == WorkspaceSource::Kubernetes;
     let source: tokio::task::JoinHandle<anyhow::Result<()>> = match &cfg.workspaces {
         WorkspaceSource::File(path) => {
             let watch = workspaces::file::watch(path.clone(), publisher, metrics.clone());
@@ -142,12 +143,12 @@ pub async fn run(
         Some(Ok(Err(e))) => Err(e.context("workspace discovery failed")),
         Some(Err(e)) => Err(anyhow::anyhow!("workspace source task: {e}")),
         None => {
-            // Discovery steps down and releases its Lease on shutdown;
-            // give it a moment, then stop waiting (the file source never
-            // ends by itself).
-            if tokio::time::timeout(Duration::from_secs(5), &mut source)
-                .await
-                .is_err()
+            // Discovery steps down and releases its Lease on shutdown: give
+            // it a moment. The file source never ends by itself: stop it.
+            if !is_discovery
+                || tokio::time::timeout(Duration::from_secs(5), &mut source)
+                    .await
+                    .is_err()
             {
                 source.abort();
             }
