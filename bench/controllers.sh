@@ -94,16 +94,16 @@ C
   cluster upstream "$gate_port" h1
   cluster gate_grpc "$grpc_port" h2
 } > "$work/envoy.yaml"
-"$envoy" --mode validate -c "$work/envoy.yaml" >/dev/null
-"$envoy" -c "$work/envoy.yaml" --disable-hot-restart --base-id $$ --log-level error --concurrency 1 &
+"$envoy" --mode validate -c "$work/envoy.yaml" >/dev/null 2>&1 || { "$envoy" --mode validate -c "$work/envoy.yaml" >&2; exit 1; }
+"$envoy" -c "$work/envoy.yaml" --disable-hot-restart --base-id $$ --log-level error --concurrency 2 &
 for p in "$p_none" "$p_gate" "$p_jwt"; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
-  code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$p/x")"
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$p/")"
   [ "$code" = 200 ] || { echo "envoy listener $p answered $code" >&2; exit 1; }
 done
-e_none="$(run envoy_none "http://127.0.0.1:$p_none/x")"
-e_gate="$(run envoy_ext_authz "http://127.0.0.1:$p_gate/x")"
-e_jwt="$(run envoy_jwt_authn "http://127.0.0.1:$p_jwt/x")"
+e_none="$(run envoy_none "http://127.0.0.1:$p_none/")"
+e_gate="$(run envoy_ext_authz "http://127.0.0.1:$p_gate/")"
+e_jwt="$(run envoy_jwt_authn "http://127.0.0.1:$p_jwt/")"
 kill %2 2>/dev/null || true
 
 # ---- Traefik: two routers on one entry point, identical but for forwardAuth.

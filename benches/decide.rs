@@ -102,4 +102,102 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// The whole gRPC `Check` handler (decode-free: the request is built in
+/// memory), to see what surrounds `decide()` on that path.
+fn bench_grpc_handler(c: &mut Criterion) {
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest as PbCheck};
+    use workspace_gate::config::Config;
+    use workspace_gate::server::{AppState, now};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("wg-bench-grpc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("key"),
+        workspace_gate::session::keyring::generate_key(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("secret"), "bench").unwrap();
+    std::fs::write(
+        dir.join("ws.yaml"),
+        "workspaces:\n- {id: '1', name: ws-1, owner: {id: u1, username: u1}, hosts: [ws-1.workspaces.test]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("c.yaml"),
+        "auth_host: workspaces.test\nworkspace_domain: workspaces.test\noidc: {issuer: 'https://idp.test', client_id: b, client_secret_file: secret}\nkeys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: {mode: owner-annotation}\n",
+    )
+    .unwrap();
+    let cfg = Config::load(Some(&dir.join("c.yaml")), &|_| None).unwrap();
+    let keyring = Keyring::new(&cfg.keys).unwrap();
+    let pass = sign(
+        &keyring,
+        TokenKind::Pass,
+        &PassClaims {
+            aud: "ws-1.workspaces.test".into(),
+            who: Identity {
+                user_id: "u1".into(),
+                username: "u1".into(),
+            },
+            wid: "1".into(),
+            iat: now(),
+            exp: now() + 3600,
+        },
+    );
+    let (publisher, reader) = workspace_gate::workspaces::index();
+    publisher.publish(workspace_gate::workspaces::file::load(&dir.join("ws.yaml")).unwrap());
+    let http = workspace_gate::server::start::http_client().unwrap();
+    let provider = std::sync::Arc::new(workspace_gate::oidc::Provider::new(
+        http.clone(),
+        cfg.oidc.clone(),
+        cfg.redirect_uri(),
+    ));
+    let state = AppState::new(
+        cfg,
+        keyring,
+        reader,
+        provider,
+        http,
+        Default::default(),
+        Default::default(),
+    );
+    let svc = workspace_gate::adapters::envoy_grpc::Service::new(state);
+    let mut headers = std::collections::HashMap::new();
+    headers.insert(
+        "cookie".to_string(),
+        format!("__Host-workspace-gate-pass={pass}"),
+    );
+    headers.insert("accept".to_string(), "application/json".to_string());
+    let req = PbCheck {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    host: "ws-1.workspaces.test".into(),
+                    path: "/src".into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ok = rt
+        .block_on(svc.check(tonic::Request::new(req.clone())))
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.status.unwrap().code, 0);
+    c.bench_function("grpc/check_handler_valid_pass", |b| {
+        b.iter(|| rt.block_on(svc.check(tonic::Request::new(black_box(req.clone())))))
+    });
+}
+
+criterion_group!(grpc, bench_grpc_handler);
+criterion_main!(benches, grpc);

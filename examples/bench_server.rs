@@ -113,7 +113,9 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
             tonic::transport::Server::builder()
                 .add_service(workspace_gate::adapters::envoy_grpc::service(st))
                 .add_service(health)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l))
+                .serve_with_incoming(
+                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                )
                 .await
         });
         Some(addr)
@@ -131,6 +133,10 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
             "jwks": jwk,
         })
     );
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serve = axum::serve(listener, router);
     tokio::select! {
         r = serve => r?,

@@ -15,10 +15,15 @@ echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo build"
 cargo build --bins
+status=0
 echo "== cargo test"
-cargo test --no-fail-fast --all-targets -- --test-threads="${WORKSPACE_GATE_TEST_THREADS:-2}"
-if [ -d tests/chart ]; then
-  echo "== chart tests"
-  WORKSPACE_GATE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/workspace-gate" \
-    "$root/.venv/bin/python" -m pytest tests/chart -q
+# Benches are compiled by clippy above and run by bench/*.sh, not here.
+cargo test --no-fail-fast --lib --bins --tests -- \
+  --test-threads="${WORKSPACE_GATE_TEST_THREADS:-2}" || status=1
+echo "== chart tests"
+WORKSPACE_GATE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/workspace-gate" \
+  "$root/.venv/bin/python" -m pytest tests/chart -q || status=1
+if [ "$status" -ne 0 ]; then
+  echo "== some tests failed (see above)" >&2
 fi
+exit "$status"

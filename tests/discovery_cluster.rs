@@ -699,3 +699,42 @@ async fn namespace_list_and_selector_limit_what_is_indexed() {
     listed.stop().await;
     selected.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_applied_while_a_slow_resync_is_still_running() {
+    let api = KubeApi::start().await;
+    let dir = TempDir::new("slow-sweep");
+    let cfg = gate_config(
+        &dir,
+        &sections("ingress-nginx", "a", "  resync_interval: 1s\n"),
+    );
+    let tester = api.client("tester");
+    create_service(
+        &tester,
+        &workspace_service("team", "ws-1", 1, &[60001], "1"),
+    )
+    .await;
+    let gate = Gate::start(api.client("gate"), &cfg);
+    eventually("first sync done", || gate.metrics.full_syncs_total() >= 1).await;
+    // Every list now takes 5 s, so a sweep (6 kinds) takes at least 30 s.
+    api.set_list_delay(std::time::Duration::from_secs(5));
+    let syncs = gate.metrics.full_syncs_total();
+    let lists = api.requests().verb("list");
+    eventually("a sweep started", || api.requests().verb("list") > lists).await;
+    create_service(
+        &tester,
+        &workspace_service("team", "ws-2", 2, &[60001], "1"),
+    )
+    .await;
+    eventually("new workspace's objects written", || {
+        ingress(&api, "team", "ws-2-wg").is_some()
+    })
+    .await;
+    assert_eq!(
+        gate.metrics.full_syncs_total(),
+        syncs,
+        "the change waited for the sweep to finish"
+    );
+    api.set_list_delay(std::time::Duration::ZERO);
+    gate.stop().await;
+}

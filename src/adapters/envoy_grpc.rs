@@ -26,8 +26,14 @@ pub struct Service {
     state: AppState,
 }
 
+impl Service {
+    pub fn new(state: AppState) -> Self {
+        Service { state }
+    }
+}
+
 pub fn service(state: AppState) -> AuthorizationServer<Service> {
-    AuthorizationServer::new(Service { state })
+    AuthorizationServer::new(Service::new(state))
 }
 
 #[tonic::async_trait]

@@ -142,7 +142,9 @@ pub async fn serve_grpc(
     state: crate::server::AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Envoy multiplexes checks on few HTTP/2 connections: small frames must
+    // go out at once, not wait for Nagle's algorithm.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(envoy_grpc::service(state))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -7,8 +7,9 @@ use super::decision::{Allow, Decision, Page};
 use super::request::CheckRequest;
 use super::reserved::{self, RESERVED_PREFIX};
 use super::settings::Settings;
-use crate::session::signed::verify;
-use crate::session::{Keyring, PassClaims, TokenKind};
+use crate::session::claims::PassRef;
+use crate::session::signed::{check_time, verified_payload};
+use crate::session::{Identity, Keyring, TokenKind};
 use crate::workspaces::Snapshot;
 
 /// Decides about one request to a workspace host.
@@ -34,23 +35,26 @@ pub fn decide(
             .and_then(|c| cookies::strip_prefixed(c, settings.cookie_prefix))
     };
     for value in cookies::values(cookie, &settings.pass_cookie) {
-        let Ok(pass) = verify::<PassClaims>(keyring, TokenKind::Pass, value, now) else {
+        let Ok(payload) = verified_payload(keyring, TokenKind::Pass, value) else {
             continue;
         };
-        if pass.aud != host {
+        let Ok(pass) = serde_json::from_slice::<PassRef<'_>>(&payload) else {
+            continue;
+        };
+        if check_time(&pass, now).is_err() || pass.aud != host {
             continue;
         }
         // The workspace must still be the one the pass was issued for, with
         // the same owner when the source knows it.
-        let owner_ok = workspace
-            .owner
-            .as_ref()
-            .is_none_or(|o| o.id == pass.who.user_id);
+        let owner_ok = workspace.owner.as_ref().is_none_or(|o| o.id == pass.sub);
         if pass.wid != workspace.id || !owner_ok {
             return Decision::Deny(Page::NotAllowed);
         }
         return Decision::Allow(Allow {
-            who: pass.who,
+            who: Identity {
+                user_id: pass.sub.into_owned(),
+                username: pass.name.into_owned(),
+            },
             workspace_id: workspace.id.clone(),
             upstream_cookie: upstream_cookie(),
             upstream_authorization: req.authorization.map(str::to_string),

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -28,7 +28,7 @@ use super::render::{
     FIELD_MANAGER, FOR_NAMESPACE_LABEL, MANAGED_SELECTOR, ObjectKey, ObjectKind, RenderContext,
     RoutingObject, WORKSPACE_ID_LABEL, namespace_objects, workspace_objects,
 };
-use crate::workspaces::{Snapshot, Workspace};
+use crate::workspaces::{IndexReader, Snapshot, Workspace};
 
 /// Concurrent API requests during a sync.
 const CONCURRENCY: usize = 16;
@@ -190,70 +190,61 @@ impl Reconciler {
             .cloned()
             .collect();
         let mut failures = 0;
-        for owner in gone {
-            if let Some(o) = self.owned.remove(&owner) {
-                failures += self.delete_all(o.keys).await;
-            }
+        let stale_owned: Vec<ObjectKey> = gone
+            .iter()
+            .filter_map(|o| self.owned.remove(o))
+            .flat_map(|o| o.keys)
+            .collect();
+        for k in &stale_owned {
+            self.applied.remove(k);
         }
-        // Render and write owner by owner, a bounded number at a time.
-        let mut plans = Vec::with_capacity(work.len());
-        for (owner, ws) in work {
-            let objs = self.render(&owner, ws.as_deref());
-            let new_keys: HashSet<ObjectKey> = objs.iter().map(RoutingObject::key).collect();
-            let stale: Vec<ObjectKey> = self
-                .owned
-                .get(&owner)
-                .map(|o| {
-                    o.keys
-                        .iter()
-                        .filter(|k| !new_keys.contains(*k))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            let to_apply: Vec<(RoutingObject, u64)> = objs
-                .into_iter()
-                .map(|o| {
-                    let h = hash(&o.body);
-                    (o, h)
-                })
-                .filter(|(o, h)| self.applied.get(&o.key()) != Some(h))
-                .collect();
-            plans.push((
-                owner,
-                ws,
-                new_keys.into_iter().collect::<Vec<_>>(),
-                stale,
-                to_apply,
-            ));
-        }
-        let results: Vec<_> =
-            futures::stream::iter(plans.into_iter().map(|(owner, ws, keys, stale, to_apply)| {
-                let this = &*self;
-                async move {
-                    let mut ok = true;
-                    let mut applied = Vec::new();
-                    for (obj, h) in to_apply {
-                        match this.apply(&obj).await {
-                            Ok(()) => applied.push((obj.key(), h)),
-                            Err(e) => {
-                                tracing::warn!("{e}");
-                                ok = false;
-                            }
-                        }
+        failures += self.delete_many(stale_owned).await;
+        // Render, compare and write owner by owner, a bounded number at a
+        // time: only those owners' bodies are in memory at once.
+        let results: Vec<_> = futures::stream::iter(work.into_iter().map(|(owner, ws)| {
+            let this = &*self;
+            async move {
+                let objs = this.render(&owner, ws.as_deref());
+                let keys: Vec<ObjectKey> = objs.iter().map(RoutingObject::key).collect();
+                let stale: Vec<ObjectKey> = this
+                    .owned
+                    .get(&owner)
+                    .map(|o| {
+                        o.keys
+                            .iter()
+                            .filter(|k| !keys.contains(k))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut ok = true;
+                let mut applied = Vec::new();
+                for obj in objs {
+                    let h = hash(&obj.body);
+                    let key = obj.key();
+                    if this.applied.get(&key) == Some(&h) {
+                        continue;
                     }
-                    for k in stale {
-                        if let Err(e) = this.delete(&k).await {
+                    match this.apply(&obj).await {
+                        Ok(()) => applied.push((key, h)),
+                        Err(e) => {
                             tracing::warn!("{e}");
                             ok = false;
                         }
                     }
-                    (owner, ws, keys, applied, ok)
                 }
-            }))
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+                for k in stale {
+                    if let Err(e) = this.delete(&k).await {
+                        tracing::warn!("{e}");
+                        ok = false;
+                    }
+                }
+                (owner, ws, keys, applied, ok)
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
         for (owner, ws, keys, applied, ok) in results {
             if !ok {
                 failures += 1;
@@ -274,92 +265,135 @@ impl Reconciler {
         failures
     }
 
-    /// Compares the cluster with the snapshot: deletes orphans, re-applies
-    /// drifted or missing objects. Returns the number of failed writes.
-    pub(crate) async fn full_sync(&mut self, snap: &Snapshot) -> usize {
-        let wanted = Self::wanted(snap);
-        // Which owner wants each object key (bodies are rendered again when
-        // needed, so memory stays proportional to the number of keys).
-        let mut key_owner: HashMap<ObjectKey, Owner> = HashMap::new();
-        self.owned.clear();
-        for (owner, ws) in &wanted {
-            let objs = self.render(owner, ws.as_deref());
-            let keys: Vec<ObjectKey> = objs.iter().map(RoutingObject::key).collect();
-            for k in &keys {
-                key_owner.insert(k.clone(), owner.clone());
+    /// Which owner wants each object key, from what `incremental` keeps.
+    fn key_owners(&self) -> HashMap<ObjectKey, Owner> {
+        let mut m = HashMap::with_capacity(self.owned.len() * 3);
+        for (owner, o) in &self.owned {
+            for k in &o.keys {
+                m.insert(k.clone(), owner.clone());
             }
-            self.owned.insert(
-                owner.clone(),
-                Owned {
-                    ws: ws.clone(),
-                    keys,
-                    ok: true,
-                },
-            );
         }
-        self.applied.clear();
+        m
+    }
+
+    /// Adopts a snapshot without writing: what each owner wants is
+    /// recorded, and nothing counts as applied until seen in the cluster.
+    fn adopt(&mut self, snap: &Snapshot) {
+        for (owner, ws) in Self::wanted(snap) {
+            let keys = self
+                .render(&owner, ws.as_deref())
+                .iter()
+                .map(RoutingObject::key)
+                .collect();
+            self.owned.insert(owner, Owned { ws, keys, ok: true });
+        }
+    }
+
+    /// Compares the cluster with the index: deletes orphans, re-applies
+    /// drifted or missing objects. At the start of a leadership term
+    /// (nothing known yet) objects already in place are not rewritten.
+    /// Index changes that arrive meanwhile are handled between list pages,
+    /// so a sweep of a large cluster does not hold them up. Returns the
+    /// number of failed writes.
+    pub(crate) async fn full_sync(&mut self, reader: &mut IndexReader) -> usize {
+        if self.owned.is_empty() {
+            self.adopt(&reader.current());
+        }
+        let mut key_owner = self.key_owners();
         let mut failures = 0;
         let mut orphans: Vec<ObjectKey> = Vec::new();
+        let mut seen: HashSet<ObjectKey> = HashSet::with_capacity(key_owner.len());
         let mut rendered: Option<(Owner, Vec<RoutingObject>)> = None;
+        // Page by page: only one page of existing objects is held at a time.
         for kind in ObjectKind::ALL {
-            let existing = match self.list_managed(kind).await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    self.metrics.reconcile_errors.inc();
-                    failures += 1;
-                    continue;
-                }
-            };
-            for obj in existing {
-                let key = ObjectKey {
-                    kind,
-                    namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-                    name: obj.metadata.name.clone().unwrap_or_default(),
-                };
-                let Some(owner) = key_owner.get(&key) else {
-                    if is_ours(&obj) {
-                        orphans.push(key);
+            for api in self.list_apis(kind) {
+                let mut lp = ListParams::default().labels(MANAGED_SELECTOR).limit(PAGE);
+                loop {
+                    if let Some(true) = reader.changed().now_or_never() {
+                        failures += self.incremental(&reader.current()).await;
+                        key_owner = self.key_owners();
+                        rendered = None;
                     }
-                    continue;
-                };
-                // Lists come sorted by namespace/name, so consecutive
-                // objects usually share an owner: render once per owner.
-                if rendered.as_ref().is_none_or(|(o, _)| o != owner) {
-                    let ws = wanted.get(owner).cloned().flatten();
-                    rendered = Some((owner.clone(), self.render(owner, ws.as_deref())));
-                }
-                let want = rendered
-                    .as_ref()
-                    .and_then(|(_, objs)| objs.iter().find(|o| o.key() == key));
-                if let Some(want) = want {
-                    let have = serde_json::to_value(&obj).unwrap_or(Value::Null);
-                    if is_subset(&want.body, &have) {
-                        self.applied.insert(key, hash(&want.body));
+                    let page = match api.list(&lp).await {
+                        Ok(page) => page,
+                        // Not installed (404) or not granted (403): nothing
+                        // of this kind can have been written by the gate.
+                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
+                            tracing::debug!(
+                                kind = kind.kind(),
+                                code = s.code,
+                                "cannot list; skipping"
+                            );
+                            break;
+                        }
+                        Err(source) => {
+                            tracing::warn!(
+                                "{}",
+                                ApplyError::List {
+                                    kind: kind.kind(),
+                                    source
+                                }
+                            );
+                            self.metrics.reconcile_errors.inc();
+                            failures += 1;
+                            break;
+                        }
+                    };
+                    for obj in page.items {
+                        let key = ObjectKey {
+                            kind,
+                            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+                            name: obj.metadata.name.clone().unwrap_or_default(),
+                        };
+                        let Some(owner) = key_owner.get(&key) else {
+                            if is_ours(&obj) {
+                                orphans.push(key);
+                            }
+                            continue;
+                        };
+                        // Lists come sorted by namespace/name, so consecutive
+                        // objects usually share an owner: render once per owner.
+                        if rendered.as_ref().is_none_or(|(o, _)| o != owner) {
+                            let ws = self.owned.get(owner).and_then(|o| o.ws.clone());
+                            rendered = Some((owner.clone(), self.render(owner, ws.as_deref())));
+                        }
+                        let want = rendered
+                            .as_ref()
+                            .and_then(|(_, objs)| objs.iter().find(|o| o.key() == key));
+                        if let Some(want) = want {
+                            let have = serde_json::to_value(&obj).unwrap_or(Value::Null);
+                            if is_subset(&want.body, &have) {
+                                self.applied.insert(key.clone(), hash(&want.body));
+                                seen.insert(key);
+                            }
+                        }
+                    }
+                    match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                        Some(c) => lp = lp.continue_token(&c),
+                        None => break,
                     }
                 }
             }
         }
-        let deletes = futures::stream::iter(orphans.into_iter().map(|k| {
-            let this = &*self;
-            async move { this.delete(&k).await }
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-        for r in deletes {
-            if let Err(e) = r {
-                tracing::warn!("{e}");
-                failures += 1;
-            }
-        }
-        // Everything not found matching in the cluster is (re)applied.
+        drop(rendered);
+        // Orphans: only what nothing wants now (a workspace may have been
+        // added while the sweep ran).
+        let key_owner = self.key_owners();
+        orphans.retain(|k| !key_owner.contains_key(k));
+        failures += self.delete_many(orphans).await;
+        // Whatever was not found in place (missing, or changed by hand) is
+        // written again.
         for o in self.owned.values_mut() {
-            if o.keys.iter().any(|k| !self.applied.contains_key(k)) {
-                o.ok = false;
+            for k in &o.keys {
+                if !seen.contains(k) {
+                    self.applied.remove(k);
+                    o.ok = false;
+                }
             }
         }
-        failures + self.incremental(snap).await
+        failures += self.incremental(&reader.current()).await;
+        self.metrics.full_syncs.inc();
+        failures
     }
 
     async fn apply(&self, obj: &RoutingObject) -> Result<(), ApplyError> {
@@ -415,65 +449,36 @@ impl Reconciler {
         }
     }
 
-    async fn delete_all(&mut self, keys: Vec<ObjectKey>) -> usize {
-        let mut failures = 0;
-        for k in keys {
-            self.applied.remove(&k);
-            if let Err(e) = self.delete(&k).await {
-                tracing::warn!("{e}");
-                failures += 1;
-            }
-        }
-        failures
+    /// Deletes objects concurrently; returns the number that failed.
+    async fn delete_many(&self, keys: Vec<ObjectKey>) -> usize {
+        futures::stream::iter(
+            keys.into_iter()
+                .map(|k| async move { self.delete(&k).await }),
+        )
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|r| async move { r.err().map(|e| tracing::warn!("{e}")) })
+        .count()
+        .await
     }
 
-    /// Every object of `kind` labelled as managed by the gate, in the
-    /// watched namespaces (ReferenceGrants: in the gate's namespace). A kind whose API is not
-    /// installed (404) or not granted (403) has nothing the gate could have
-    /// written, so it yields nothing.
-    async fn list_managed(&self, kind: ObjectKind) -> Result<Vec<DynamicObject>, ApplyError> {
+    /// Where to list objects of `kind` the gate may have written: the
+    /// watched namespaces (ReferenceGrants: the gate's namespace).
+    fn list_apis(&self, kind: ObjectKind) -> Vec<Api<DynamicObject>> {
         let ar = kind.api_resource();
-        let gate_ns = &self.ctx.routing.gate.namespace;
-        let apis: Vec<Api<DynamicObject>> = match &self.scope {
+        match &self.scope {
             // Grants live only in the gate's namespace, so a Role there is
             // all the RBAC they need.
-            _ if kind == ObjectKind::ReferenceGrant => {
-                vec![Api::namespaced_with(self.client.clone(), gate_ns, &ar)]
-            }
+            _ if kind == ObjectKind::ReferenceGrant => vec![Api::namespaced_with(
+                self.client.clone(),
+                &self.ctx.routing.gate.namespace,
+                &ar,
+            )],
             NamespaceScope::List(nss) => nss
                 .iter()
                 .map(|ns| Api::namespaced_with(self.client.clone(), ns, &ar))
                 .collect(),
             _ => vec![Api::all_with(self.client.clone(), &ar)],
-        };
-        let mut out = Vec::new();
-        for api in apis {
-            let mut lp = ListParams::default().labels(MANAGED_SELECTOR).limit(PAGE);
-            loop {
-                match api.list(&lp).await {
-                    Ok(list) => {
-                        out.extend(list.items);
-                        match list.metadata.continue_.filter(|c| !c.is_empty()) {
-                            Some(c) => lp = lp.continue_token(&c),
-                            None => break,
-                        }
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
-                        if s.code == 403 {
-                            tracing::debug!(kind = kind.kind(), "not allowed to list; skipping");
-                        }
-                        break;
-                    }
-                    Err(source) => {
-                        return Err(ApplyError::List {
-                            kind: kind.kind(),
-                            source,
-                        });
-                    }
-                }
-            }
         }
-        Ok(out)
     }
 }
 

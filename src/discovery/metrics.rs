@@ -25,6 +25,8 @@ pub struct DiscoveryMetrics {
     pub(crate) reconcile_errors: Counter,
     /// 1 while this replica holds the Lease.
     pub(crate) leader: Gauge,
+    /// Full comparisons of the cluster with the index, completed.
+    pub(crate) full_syncs: Counter,
 }
 
 impl DiscoveryMetrics {
@@ -94,6 +96,14 @@ impl DiscoveryMetrics {
 
     pub fn reconcile_errors_total(&self) -> u64 {
         self.reconcile_errors.get()
+    }
+
+    pub fn full_syncs_total(&self) -> u64 {
+        self.full_syncs.get()
+    }
+
+    pub fn index_size(&self) -> i64 {
+        self.index_size.get()
     }
 
     pub fn is_leader(&self) -> bool {

@@ -126,7 +126,7 @@ async fn reconcile_while_leader(
                     return;
                 }
             }
-            rec.full_sync(&reader.current()).await;
+            rec.full_sync(&mut reader).await;
             let mut resync_tick =
                 tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
             let mut retry_tick = tokio::time::interval(RETRY_FAILED);
@@ -136,7 +136,7 @@ async fn reconcile_while_leader(
                         if !changed { return; }
                         rec.incremental(&reader.current()).await;
                     }
-                    _ = resync_tick.tick() => { rec.full_sync(&reader.current()).await; }
+                    _ = resync_tick.tick() => { rec.full_sync(&mut reader).await; }
                     _ = retry_tick.tick(), if rec.has_failures() => {
                         rec.incremental(&reader.current()).await;
                     }

@@ -45,6 +45,8 @@ pub enum ServiceError {
     OutsideDomain { host: String, domain: String },
     #[error("port {0} is out of range")]
     BadPort(i32),
+    #[error("'{0}' is not a Kubernetes name")]
+    BadName(String),
 }
 
 impl ServiceError {
@@ -58,6 +60,7 @@ impl ServiceError {
             ServiceError::Template { .. } => "bad_template",
             ServiceError::OutsideDomain { .. } => "outside_domain",
             ServiceError::BadPort(_) => "bad_port",
+            ServiceError::BadName(_) => "bad_name",
         }
     }
 }
@@ -85,6 +88,12 @@ pub fn workspace_from_service(
         .uid
         .clone()
         .ok_or(ServiceError::MissingMetadata("uid"))?;
+    // The API server guarantees these; a hand-written file (`render`) may not.
+    for n in [&name, &namespace] {
+        if !crate::discovery::config::is_dns_label(n) {
+            return Err(ServiceError::BadName(n.clone()));
+        }
+    }
     let annotations = meta.annotations.as_ref();
     let annotation = |key: &str| {
         annotations

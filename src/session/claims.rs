@@ -29,6 +29,31 @@ pub struct PassClaims {
     pub exp: u64,
 }
 
+/// A pass as read on the check path: borrowed from the decoded payload, so
+/// checking a pass allocates only for the identity of an allowed request.
+#[derive(Debug, Deserialize)]
+pub struct PassRef<'a> {
+    #[serde(borrow)]
+    pub aud: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub sub: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub name: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub wid: std::borrow::Cow<'a, str>,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+impl Timed for PassRef<'_> {
+    fn iat(&self) -> u64 {
+        self.iat
+    }
+    fn exp(&self) -> u64 {
+        self.exp
+    }
+}
+
 /// The hand-over from the auth host to one workspace host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferClaims {

@@ -99,6 +99,31 @@ pub fn verify<C: DeserializeOwned + Timed>(
     token: &str,
     now: u64,
 ) -> Result<C, TokenError> {
+    let payload = verified_payload(keyring, kind, token)?;
+    let claims: C = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    check_time(&claims, now)?;
+    Ok(claims)
+}
+
+/// Expiry and issue time, with [`CLOCK_SKEW`] for the latter.
+pub fn check_time(claims: &impl Timed, now: u64) -> Result<(), TokenError> {
+    if claims.exp() <= now {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat() > now + CLOCK_SKEW {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// The decoded payload of a token whose header and signature are valid for
+/// `kind`; the caller parses it (borrowing from it on the check path) and
+/// must call [`check_time`].
+pub fn verified_payload(
+    keyring: &Keyring,
+    kind: TokenKind,
+    token: &str,
+) -> Result<Vec<u8>, TokenError> {
     if token.len() > 8192 {
         return Err(TokenError::Malformed);
     }
@@ -131,13 +156,5 @@ pub fn verify<C: DeserializeOwned + Timed>(
     let mut mac = key.mac(kind);
     mac.update(&token.as_bytes()[..h64.len() + 1 + p64.len()]);
     mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
-    let payload = B64.decode(p64).map_err(|_| TokenError::Malformed)?;
-    let claims: C = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-    if claims.exp() <= now {
-        return Err(TokenError::Expired);
-    }
-    if claims.iat() > now + CLOCK_SKEW {
-        return Err(TokenError::NotYetValid);
-    }
-    Ok(claims)
+    B64.decode(p64).map_err(|_| TokenError::Malformed)
 }

@@ -127,11 +127,34 @@ pub fn tail(path: &Path) -> String {
 }
 
 /// A free TCP port on 127.0.0.1 (bind 0, read, release).
+/// A port nothing listens on, for a child process to bind.
+///
+/// Ports are drawn at random below Linux's ephemeral range (32768+): a port
+/// the kernel hands out for `bind(0)` or an outgoing connection is released
+/// and reused quickly, so another test could take it before our child
+/// binds; ports drawn here only collide when two tests draw the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Spread processes (test binaries run one after another, tests in one
+    // binary in parallel) over the range, then walk it.
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let seed = (std::process::id() as u64).wrapping_mul(2_654_435_761) ^ rand::random::<u64>();
+        let _ = NEXT.compare_exchange(
+            0,
+            20_000 + (seed % 12_000) as u16,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    for _ in 0..12_000 {
+        let p = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (p.wrapping_sub(20_000) % 12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 on 127.0.0.1")
 }
 
 /// A per-test directory under the system temp dir, removed on drop unless

@@ -94,6 +94,10 @@ impl Traefik {
             if let Ok(r) = client.get(&probe).send().await
                 && r.status().as_u16() == 200
             {
+                // The answer must be this Traefik's, not another process'
+                // on a reused port.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                proc.ensure_running()?;
                 return Ok(Traefik {
                     port: setup.port,
                     dir,

@@ -195,8 +195,15 @@ pub fn object_name(base: &str, suffix: &str) -> String {
         return full;
     }
     let hash = hex::encode(&Sha256::digest(base.as_bytes())[..4]);
-    let keep = 63 - suffix.len() - hash.len() - 2;
-    let cut = base[..keep.min(base.len())].trim_end_matches('-');
+    let mut keep = 63usize
+        .saturating_sub(suffix.len() + hash.len() + 2)
+        .min(base.len());
+    // Never cut inside a character (names from a hand-written Service file
+    // given to `render` are not validated by an API server).
+    while !base.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let cut = base[..keep].trim_end_matches('-');
     format!("{cut}-{hash}-{suffix}")
 }
 
@@ -324,6 +331,9 @@ pub(crate) mod tests {
         assert_ne!(a, b);
         assert!(a.ends_with("-wg-reserved"));
         assert_eq!(object_name("ws-1", "wg"), "ws-1-wg");
+        // Multi-byte characters at the cut do not panic.
+        let odd = object_name(&"é".repeat(40), "wg-reserved");
+        assert!(odd.ends_with("-wg-reserved"));
     }
 
     #[test]
