@@ -5,11 +5,12 @@
 #      process (wrk straight at the gate);
 #   2. real nginx, same upstream, with and without auth_request;
 #   3. resident memory of the gate at idle and after the load.
-# Usage: bench/run.sh [seconds-per-run] [connections]
+# Usage: bench/run.sh [seconds-per-run] [connections] [rounds]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-10}"
 conns="${2:-64}"
+rounds="${3:-3}"
 cd "$root"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 cargo build --release --example bench_server --example grpc_bench >&2
@@ -17,7 +18,7 @@ work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true' EXIT
 
 target="${CARGO_TARGET_DIR:-$root/target}"
-"$target/release/examples/bench_server" --seconds 3600 > "$work/server.json" &
+taskset -c 1 "$target/release/examples/bench_server" --seconds 3600 > "$work/server.json" &
 for _ in $(seq 50); do [ -s "$work/server.json" ] && break; sleep 0.1; done
 info="$(head -1 "$work/server.json")"
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$info" "$1"; }
@@ -27,7 +28,7 @@ hwm() { awk '/^VmHWM/ {print $2}' "/proc/$pid/status"; }
 
 run() { # name, url, extra wrk args...
   local name="$1" url="$2"; shift 2
-  wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url" > "$work/$name.txt"
+  taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url" > "$work/$name.txt"
   local rps p99
   rps="$(awk '/^Requests\/sec/ {print $2}' "$work/$name.txt")"
   p99="$(awk '$1=="99%" {print $2}' "$work/$name.txt")"
@@ -36,13 +37,14 @@ run() { # name, url, extra wrk args...
 }
 
 idle="$(rss)"
-echo "# gate alone (wrk -t2 -c$conns -d${secs}s)"
+echo "# gate alone (wrk -t1 -c$conns -d${secs}s)"
 # Both get the same request headers, as nginx's auth subrequest sends them.
 hdrs=(-H "X-Original-URL: https://$host/src/main.rs?x=1" -H "X-Original-Method: GET" -H "Cookie: theme=dark; $cookie")
-base="$(run trivial "http://$gate/trivial" "${hdrs[@]}")"
-check="$(run check "http://$gate/check/nginx" "${hdrs[@]}")"
-echo "$base"; echo "$check"
-loaded="$(rss)"; peak="$(hwm)"
+for _ in $(seq "$rounds"); do
+  run trivial "http://$gate/trivial" "${hdrs[@]}" >> "$work/results"
+  run check "http://$gate/check/nginx" "${hdrs[@]}" >> "$work/results"
+done
+loaded="$(rss)"
 
 # Real nginx: one server, two locations with the same upstream; /protected
 # has auth_request as ingress-nginx renders it, /open has none.
@@ -91,38 +93,41 @@ http {
   }
 }
 NGINX
-nginx -p "$work" -c "$work/nginx.conf" &
+taskset -c 1 nginx -p "$work" -c "$work/nginx.conf" &
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$nport/open/" && break; sleep 0.1; done
 code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$nport/protected/")"
 [ "$code" = 200 ] || { echo "protected location answered $code, expected 200" >&2; exit 1; }
-echo "# through nginx (wrk -t2 -c$conns -d${secs}s)"
-open_="$(run nginx_open "http://127.0.0.1:$nport/open/" -H "Host: $host")"
-prot="$(run nginx_auth "http://127.0.0.1:$nport/protected/" -H "Host: $host" -H "Cookie: $cookie")"
-echo "$open_"; echo "$prot"
+echo "# through nginx (wrk -t1 -c$conns -d${secs}s)"
+for _ in $(seq "$rounds"); do
+  run nginx_open "http://127.0.0.1:$nport/open/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
+  run nginx_auth "http://127.0.0.1:$nport/protected/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
+done
 
-python3 - "$base" "$check" "$open_" "$prot" "$idle" "$loaded" "$peak" <<'PY'
-import sys
-def parse(s):
-    n, rps, p99, bad = s.split()
-    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    for u in ("us", "ms", "s"):
-        if p99.endswith(u):
-            v = float(p99[: -len(u)]) * unit[u]
-            break
-    return n, float(rps), v, int(bad)
-b, c, o, p = (parse(x) for x in sys.argv[1:5])
-idle, loaded, peak = (int(x) for x in sys.argv[5:8])
-for r in (b, c, o, p):
-    if r[3]:
-        sys.exit(f"{r[0]}: {r[3]} non-2xx answers; the run is invalid")
+peak="$(hwm)"
+python3 - "$work/results" "$rounds" "$idle" "$loaded" "$peak" <<'PY'
+import statistics, sys
+def p99_ms(v):
+    for u, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(u):
+            return float(v[: -len(u)]) * f
+runs = {}
+for line in open(sys.argv[1]):
+    n, rps, p99, bad = line.split()
+    if int(bad):
+        sys.exit(f"{n}: {bad} non-2xx answers; the run is invalid")
+    runs.setdefault(n, []).append((float(rps), p99_ms(p99)))
+med = {n: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v)) for n, v in runs.items()}
+idle, loaded, peak = (int(x) for x in sys.argv[3:6])
+print(f"Medians of {sys.argv[2]} interleaved rounds.")
 print()
 print("| measurement | requests/s | p99 (ms) |")
 print("|---|---|---|")
-for r in (b, c, o, p):
-    print(f"| {r[0]} | {r[1]:.0f} | {r[2]:.2f} |")
+for n, (r, p) in med.items():
+    print(f"| {n} | {r:.0f} | {p:.2f} |")
 print()
-print(f"- check/trivial throughput ratio: {c[1]/b[1]:.2f} (goal >= 0.8)")
-print(f"- nginx with/without auth_request throughput ratio: {p[1]/o[1]:.2f} (goal >= 0.5)")
-print(f"- added p99 through nginx: {p[2]-o[2]:.2f} ms")
-print(f"- gate RSS: idle {idle/1024:.1f} MiB, after load {loaded/1024:.1f} MiB, peak {peak/1024:.1f} MiB")
+b, c, o, p = med["trivial"], med["check"], med["nginx_open"], med["nginx_auth"]
+print(f"- check/trivial throughput ratio: {c[0]/b[0]:.2f} (goal >= 0.8)")
+print(f"- nginx with/without auth_request throughput ratio: {p[0]/o[0]:.2f} (goal >= 0.5)")
+print(f"- added p99 through nginx at the run's connections: {p[1]-o[1]:.2f} ms")
+print(f"- gate RSS: idle {idle/1024:.1f} MiB, after the gate-alone load {loaded/1024:.1f} MiB, peak {peak/1024:.1f} MiB")
 PY

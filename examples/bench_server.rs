@@ -110,7 +110,7 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
         let (_reporter, health) = tonic_health::server::health_reporter();
         tokio::spawn(async move {
             let _keep = _reporter;
-            tonic::transport::Server::builder()
+            workspace_gate::adapters::grpc_server()
                 .add_service(workspace_gate::adapters::envoy_grpc::service(st))
                 .add_service(health)
                 .serve_with_incoming(

@@ -27,7 +27,32 @@ fn arg(name: &str, default: &str) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--dump") {
+        return dump();
+    }
     load().await
+}
+
+/// Writes the two request bodies as gRPC frames (flag byte, big-endian
+/// length, protobuf) for an external HTTP/2 load generator (h2load), so
+/// the client's own cost does not cap the measured rate:
+/// `<dir>/check.bin` and `<dir>/health.bin`.
+fn dump() -> anyhow::Result<()> {
+    use prost::Message;
+    let dir = std::path::PathBuf::from(arg("--dump", "."));
+    let frame = |msg: Vec<u8>| {
+        let mut out = vec![0u8];
+        out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        out.extend_from_slice(&msg);
+        out
+    };
+    let check = check_request(&arg("--host", "ws-1.workspaces.test"), &arg("--cookie", ""));
+    std::fs::write(dir.join("check.bin"), frame(check.encode_to_vec()))?;
+    let health = HealthCheckRequest {
+        service: String::new(),
+    };
+    std::fs::write(dir.join("health.bin"), frame(health.encode_to_vec()))?;
+    Ok(())
 }
 
 fn check_request(host: &str, cookie: &str) -> CheckRequest {

@@ -13,6 +13,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-l
 [ -f /usr/lib/nginx/modules/ngx_http_set_misc_module.so ] || need_apt+=(libnginx-mod-http-ndk libnginx-mod-http-set-misc)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+# h2load: HTTP/2 load for the gRPC benchmark (bench/controllers.sh).
+command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2

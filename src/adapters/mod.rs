@@ -136,6 +136,17 @@ pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
     resp
 }
 
+/// The gRPC server settings for Envoy's checks. Envoy multiplexes every
+/// check of a worker on one HTTP/2 connection; with HTTP/2's default 64 KiB
+/// windows a few hundred checks in flight (each carrying the request's
+/// cookies) would wait for window updates.
+pub fn grpc_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_connection_window_size(Some(4 << 20))
+        .initial_stream_window_size(Some(1 << 20))
+        .http2_adaptive_window(Some(true))
+}
+
 /// Serves Envoy's ext_authz gRPC API on `listener`.
 pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
@@ -145,7 +156,7 @@ pub async fn serve_grpc(
     // Envoy multiplexes checks on few HTTP/2 connections: small frames must
     // go out at once, not wait for Nagle's algorithm.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    grpc_server()
         .add_service(envoy_grpc::service(state))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
