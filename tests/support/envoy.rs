@@ -41,6 +41,28 @@ fn fill(text: &str, setup: &ControllerSetup) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Envoy's listeners set SO_REUSEPORT by default, so a second Envoy (another
+/// test, another test run) that picked the same free port binds it too and
+/// the kernel spreads connections over both: requests then reach another
+/// test's gate and workspace. Tests turn it off so a clash fails loudly.
+fn exclusive_listener(yaml: &str) -> anyhow::Result<String> {
+    let marker = "\n  - name: workspaces\n    address:";
+    if !yaml.contains(marker) {
+        bail!("envoy template: listener `workspaces` not found where expected");
+    }
+    let yaml = yaml.replacen(
+        marker,
+        "\n  - name: workspaces\n    enable_reuse_port: false\n    address:",
+        1,
+    );
+    // An access log (stdout) for failure diagnostics.
+    Ok(yaml.replacen(
+        "          stat_prefix: workspaces\n",
+        "          stat_prefix: workspaces\n          access_log: [{ name: envoy.access_loggers.stdout, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog } }]\n",
+        1,
+    ))
+}
+
 /// Envoys started by one test process need distinct shared-memory ids.
 static BASE_ID: AtomicU32 = AtomicU32::new(0);
 
@@ -59,7 +81,7 @@ impl Envoy {
         let dir: PathBuf = setup.dir.join("envoy");
         std::fs::create_dir_all(&dir)?;
         let conf = dir.join(file);
-        std::fs::write(&conf, fill(&text, setup)?)?;
+        std::fs::write(&conf, exclusive_listener(&fill(&text, setup)?)?)?;
         let base_id = std::process::id() * 16 + BASE_ID.fetch_add(1, Ordering::Relaxed);
         let mut cmd = Command::new(&bin);
         cmd.arg("-c")
@@ -68,7 +90,7 @@ impl Envoy {
             .arg(base_id.to_string())
             .arg("--disable-hot-restart")
             .arg("--log-level")
-            .arg("warn");
+            .arg(std::env::var("WORKSPACE_GATE_ENVOY_LOG").unwrap_or_else(|_| "warn".into()));
         let mut proc = Proc::spawn("envoy", &setup.dir, cmd)?;
         for _ in 0..900 {
             proc.ensure_running()?;

@@ -21,6 +21,33 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGSTOP is not instantaneous for a multi-threaded process: the kernel
+/// wakes one thread, which then stops the others; on a loaded machine the
+/// rest keep running (and answering checks) for milliseconds. Wait until
+/// every thread of `pid` is in state T (stopped).
+async fn wait_all_threads_stopped(pid: u32) -> anyhow::Result<()> {
+    let task_dir = format!("/proc/{pid}/task");
+    for _ in 0..500 {
+        let mut all = true;
+        for entry in std::fs::read_dir(&task_dir)? {
+            let stat = std::fs::read_to_string(entry?.path().join("stat")).unwrap_or_default();
+            // `pid (comm) S ...`: the state follows the last ')'.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            if !matches!(state, Some("T") | Some("t")) {
+                all = false;
+            }
+        }
+        if all {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("gate pid {pid} did not stop within 5 s of SIGSTOP")
+}
+
 /// The status a browser with a valid pass gets for `url` (no redirects followed).
 async fn status(s: &Stack, b: &super::client::Browser, url: &str) -> anyhow::Result<u16> {
     let r = tokio::time::timeout(
@@ -31,7 +58,9 @@ async fn status(s: &Stack, b: &super::client::Browser, url: &str) -> anyhow::Res
     .with_context(|| format!("{url} hung for 90 s\n{}", s.diagnostics()))??;
     ensure!(
         s.echo.seen().iter().all(|seen| seen.uri != "/while-down"),
-        "a request reached the workspace while the gate was unavailable"
+        "a request reached the workspace while the gate was unavailable: {:#?}\n{}",
+        s.echo.seen(),
+        s.diagnostics()
     );
     Ok(r.status)
 }
@@ -49,6 +78,7 @@ pub async fn gate_down_or_hung_refuses_then_recovers(kind: ControllerKind) -> an
     // Hung: the process is stopped; its sockets accept but never answer.
     let pid = s.gate.proc.lock().unwrap().pid();
     signal(pid, "STOP")?;
+    wait_all_threads_stopped(pid).await?;
     let hung = status(&s, &b, &probe).await;
     signal(pid, "CONT")?;
     let hung = hung?;

@@ -105,6 +105,9 @@ impl Proc {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        if termed {
+            eprintln!("{} did not exit within 5 s of SIGTERM: SIGKILL", self.name);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
