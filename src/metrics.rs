@@ -163,6 +163,13 @@ impl Metrics {
     }
 
     pub fn check(&self, controller: &'static str, decision: &'static str, seconds: f64) {
+        let c = CONTROLLERS.iter().position(|x| *x == controller);
+        let d = DECISIONS.iter().position(|x| *x == decision);
+        if let (Some(c), Some(d)) = (c, d) {
+            self.check_counters[c * DECISIONS.len() + d].inc();
+            self.check_histograms[c].observe(seconds);
+            return;
+        }
         self.checks
             .get_or_create(&CheckLabels {
                 controller,
@@ -234,5 +241,30 @@ impl OutcomeLabel for crate::authz::Outcome {
 impl AuthzLabel for crate::authz::AuthzError {
     fn error_label(&self) -> &'static str {
         self.metric_label()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pre_resolved_check_counters_are_the_exported_ones() {
+        let m = Metrics::default();
+        let mut r = Registry::default();
+        m.register(&mut r);
+        m.check("nginx", "allow", 0.0001);
+        m.check("envoy_grpc", "forbidden", 0.0001);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+        assert!(
+            out.contains("workspace_gate_checks_total{controller=\"nginx\",decision=\"allow\"} 1")
+        );
+        assert!(out.contains(
+            "workspace_gate_checks_total{controller=\"envoy_grpc\",decision=\"forbidden\"} 1"
+        ));
+        assert!(
+            out.contains("workspace_gate_check_duration_seconds_count{controller=\"nginx\"} 1")
+        );
     }
 }
