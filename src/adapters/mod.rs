@@ -8,6 +8,8 @@ pub mod envoy_http;
 pub mod nginx;
 pub mod traefik;
 
+use std::borrow::Cow;
+
 use crate::core::Allow;
 
 /// Identity headers set on the upstream request, overwriting anything the
@@ -19,7 +21,7 @@ pub const WORKSPACE_ID_HEADER: &str = "x-workspace-id";
 /// The identity headers of an allowed request, as (name, value) pairs.
 /// Values are made header-safe by percent-encoding anything outside
 /// visible ASCII.
-pub fn identity_headers(allow: &Allow) -> [(&'static str, String); 3] {
+pub fn identity_headers(allow: &Allow) -> [(&'static str, Cow<'_, str>); 3] {
     [
         (USER_HEADER, header_safe(&allow.who.username)),
         (USER_ID_HEADER, header_safe(&allow.who.user_id)),
@@ -27,13 +29,13 @@ pub fn identity_headers(allow: &Allow) -> [(&'static str, String); 3] {
     ]
 }
 
-fn header_safe(v: &str) -> String {
+fn header_safe(v: &str) -> Cow<'_, str> {
     if v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%') {
-        return v.to_string();
+        return Cow::Borrowed(v);
     }
-    percent_encoding::utf8_percent_encode(v, percent_encoding::CONTROLS)
-        .to_string()
-        .replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "")
+    // Non-ASCII and control bytes (and `%` itself) percent-encoded.
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+    Cow::Owned(percent_encoding::utf8_percent_encode(v, SET).to_string())
 }
 
 /// A refusal or redirect as plain HTTP parts, for controllers that relay

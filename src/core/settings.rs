@@ -89,7 +89,7 @@ impl Settings {
 
     /// Lower-cases `raw` (a Host header or authority) and removes the port,
     /// refusing ports other than the public one.
-    pub fn normalize_host(&self, raw: &str) -> Option<String> {
+    pub fn normalize_host<'a>(&self, raw: &'a str) -> Option<std::borrow::Cow<'a, str>> {
         let (host, port) = match raw.rsplit_once(':') {
             Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h, Some(p)),
             _ => (raw, None),
@@ -104,11 +104,16 @@ impl Settings {
                 return None;
             }
         }
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = host.trim_end_matches('.');
         if host.is_empty() {
             return None;
         }
-        Some(host)
+        // Borrowed in the common case: hosts arrive lower-case.
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Some(std::borrow::Cow::Owned(host.to_ascii_lowercase()))
+        } else {
+            Some(std::borrow::Cow::Borrowed(host))
+        }
     }
 
     /// Attributes of a gate cookie: host-only, Secure on https, HttpOnly, Lax.

@@ -30,7 +30,10 @@ pub struct ChainQuery {
 fn workspace_host(state: &AppState, headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(header::HOST)?.to_str().ok()?;
     let host = state.settings.normalize_host(raw)?;
-    state.settings.is_workspace_host(&host).then_some(host)
+    state
+        .settings
+        .is_workspace_host(&host)
+        .then(|| host.into_owned())
 }
 
 pub async fn callback_post(
