@@ -143,7 +143,7 @@ entryPoints: { web: { address: "127.0.0.1:$tp" } }
 providers: { file: { filename: "$work/dynamic.yaml" } }
 log: { level: ERROR }
 T
-taskset -c 1 "$traefik" --configFile="$work/traefik.yaml" &
+taskset -c 1 "$traefik" --configFile="$work/traefik.yaml" > "$work/traefik.log" 2>&1 &
 for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tp/open")" = 200 ] && break; sleep 0.1; done
 code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$tp/protected")"
 [ "$code" = 200 ] || { echo "traefik protected answered $code" >&2; exit 1; }
