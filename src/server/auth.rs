@@ -51,7 +51,26 @@ struct Ctx<'a> {
     json: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The context of a request that must address the auth host; any other
+    /// host gets a 404 page (the login pages set host-only cookies).
+    fn on_auth_host(
+        state: &'a AppState,
+        id: &'a RequestId,
+        headers: &HeaderMap,
+    ) -> Result<Self, Box<Response>> {
+        let ctx = Ctx {
+            state,
+            id: &id.0,
+            json: pages::wants_json(headers),
+        };
+        if on_auth_host(state, headers) {
+            Ok(ctx)
+        } else {
+            Err(Box::new(ctx.page(Page::NotFound)))
+        }
+    }
+
     fn page(&self, page: Page) -> Response {
         pages::respond(page, self.id, self.json)
     }
@@ -99,14 +118,10 @@ pub async fn start(
     headers: HeaderMap,
     Query(q): Query<StartQuery>,
 ) -> Response {
-    let ctx = Ctx {
-        state: &state,
-        id: &id.0,
-        json: pages::wants_json(&headers),
+    let ctx = match Ctx::on_auth_host(&state, &id, &headers) {
+        Ok(ctx) => ctx,
+        Err(not_found) => return *not_found,
     };
-    if !on_auth_host(&state, &headers) {
-        return ctx.page(Page::NotFound);
-    }
     // ingress-nginx sends every 401 here, fetches and WebSockets included;
     // only a top-level navigation may go on to the provider.
     let h = |n: header::HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
@@ -184,14 +199,10 @@ pub async fn callback(
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
-    let ctx = Ctx {
-        state: &state,
-        id: &id.0,
-        json: pages::wants_json(&headers),
+    let ctx = match Ctx::on_auth_host(&state, &id, &headers) {
+        Ok(ctx) => ctx,
+        Err(not_found) => return *not_found,
     };
-    if !on_auth_host(&state, &headers) {
-        return ctx.page(Page::NotFound);
-    }
     if let Some(err) = q.error.as_deref() {
         // Only the error code is logged; descriptions may echo input.
         let code: String = err
