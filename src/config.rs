@@ -492,6 +492,29 @@ fn parent(p: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The documented default of `key` (empty when it has none).
+pub(crate) fn key_default(key: &str) -> &'static str {
+    KEYS.iter()
+        .find(|kd| kd.key == key)
+        .map(|kd| kd.default)
+        .unwrap_or("")
+}
+
+/// A single value as a string (numbers and booleans accepted), the key's
+/// default when absent; a list or mapping is a problem.
+pub(crate) fn scalar(value: Option<&Value>, key: &str, problems: &mut Vec<Problem>) -> String {
+    match value {
+        None => key_default(key).to_string(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(_) => {
+            problems.push(problem(key, "must be a single value"));
+            String::new()
+        }
+    }
+}
+
 fn problem(key: &str, reason: impl Into<String>) -> Problem {
     Problem {
         key: key.to_string(),
@@ -561,24 +584,12 @@ impl<'a> Reader<'a> {
     }
 
     fn default(key: &str) -> &'static str {
-        KEYS.iter()
-            .find(|kd| kd.key == key)
-            .map(|kd| kd.default)
-            .unwrap_or("")
+        key_default(key)
     }
 
     /// The value as a string (numbers and booleans accepted), or the default.
     fn string(&mut self, key: &str) -> String {
-        match self.raw(key) {
-            None => Self::default(key).to_string(),
-            Some(Value::String(s)) => s.trim().to_string(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::Bool(b)) => b.to_string(),
-            Some(_) => {
-                self.problems.push(problem(key, "must be a single value"));
-                String::new()
-            }
-        }
+        scalar(self.raw(key), key, &mut self.problems)
     }
 
     fn required(&mut self, key: &str) -> String {

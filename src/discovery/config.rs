@@ -194,24 +194,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn default(key: &str) -> &'static str {
-        KEYS.iter()
-            .find(|kd| kd.key == key)
-            .map(|kd| kd.default)
-            .unwrap_or("")
-    }
-
     fn string(&mut self, key: &str) -> String {
-        match self.raw(key) {
-            None => Self::default(key).to_string(),
-            Some(Value::String(s)) => s.trim().to_string(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::Bool(b)) => b.to_string(),
-            Some(_) => {
-                self.problems.push(problem(key, "must be a single value"));
-                String::new()
-            }
-        }
+        crate::config::scalar(self.raw(key), key, &mut self.problems)
     }
 
     fn optional(&mut self, key: &str) -> Option<String> {
