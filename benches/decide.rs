@@ -103,12 +103,9 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 
-/// The whole gRPC `Check` handler (decode-free: the request is built in
-/// memory), to see what surrounds `decide()` on that path.
-fn bench_grpc_handler(c: &mut Criterion) {
-    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-    use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
-    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest as PbCheck};
+/// A gate state as `serve` builds it (one workspace, owner-annotation
+/// authorization) and a valid pass for `ws-1.workspaces.test`.
+fn gate_state() -> (workspace_gate::server::AppState, String) {
     use workspace_gate::config::Config;
     use workspace_gate::server::{AppState, now};
 
@@ -164,6 +161,17 @@ fn bench_grpc_handler(c: &mut Criterion) {
         Default::default(),
         Default::default(),
     );
+    (state, pass)
+}
+
+/// The whole gRPC `Check` handler (decode-free: the request is built in
+/// memory), to see what surrounds `decide()` on that path.
+fn bench_grpc_handler(c: &mut Criterion) {
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest as PbCheck};
+
+    let (state, pass) = gate_state();
     let svc = workspace_gate::adapters::envoy_grpc::Service::new(state);
     let mut headers = std::collections::HashMap::new();
     headers.insert(
@@ -199,5 +207,43 @@ fn bench_grpc_handler(c: &mut Criterion) {
     });
 }
 
-criterion_group!(grpc, bench_grpc_handler);
-criterion_main!(benches, grpc);
+/// `GET /check/nginx` with a valid pass and `GET /trivial` through the
+/// gate's router (no sockets): the user-space part of the HTTP check and
+/// of the baseline that `bench/run.sh` compares it with.
+fn bench_http_router(c: &mut Criterion) {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let (state, pass) = gate_state();
+    let router =
+        workspace_gate::server::app(state).route("/trivial", axum::routing::get(|| async { "ok" }));
+    let cookie = format!("theme=dark; __Host-workspace-gate-pass={pass}");
+    let request = |path: &str| {
+        Request::get(path)
+            .header(
+                "x-original-url",
+                "https://ws-1.workspaces.test/src/main.rs?x=1",
+            )
+            .header("x-original-method", "GET")
+            .header("cookie", &cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ok = rt
+        .block_on(router.clone().oneshot(request("/check/nginx")))
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers().contains_key("x-workspace-user"));
+    for path in ["/trivial", "/check/nginx"] {
+        c.bench_function(&format!("router{path}"), |b| {
+            b.iter(|| rt.block_on(router.clone().oneshot(black_box(request(path)))))
+        });
+    }
+}
+
+criterion_group!(handlers, bench_grpc_handler, bench_http_router);
+criterion_main!(benches, handlers);

@@ -124,7 +124,7 @@ async fn new_workspace_service_gets_its_index_entry_and_routing_objects() {
     };
     match check(&owner) {
         Decision::Allow(a) => assert_eq!(
-            (a.workspace_id.as_str(), a.who.user_id.as_str()),
+            (a.workspace.id.as_str(), a.who.user_id.as_str()),
             ("42", "1001")
         ),
         other => panic!("owner not allowed: {other:?}"),

@@ -13,8 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
-use super::{allow_response, relayed, relayed_response};
-use crate::core::{CheckRequest, Decision};
+use super::{allow_response, check_request, header_str, names, relayed, relayed_response};
+use crate::core::Decision;
 use crate::server::{AppState, check, pages};
 
 pub const PREFIX: &str = "/check/envoy";
@@ -22,7 +22,6 @@ pub const PREFIX: &str = "/check/envoy";
 pub async fn check(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     let headers = &parts.headers;
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let full = parts
         .uri
         .path_and_query()
@@ -30,16 +29,8 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
         .unwrap_or("/");
     let path = full.strip_prefix(PREFIX).unwrap_or("/");
     let path = if path.is_empty() { "/" } else { path };
-    let req = CheckRequest {
-        method: parts.method.as_str(),
-        host: get("host").unwrap_or(""),
-        path,
-        cookie: get("cookie"),
-        authorization: get("authorization"),
-        accept: get("accept"),
-        sec_fetch_mode: get("sec-fetch-mode"),
-        upgrade: headers.contains_key(header::UPGRADE),
-    };
+    let host = header_str(headers, &header::HOST).unwrap_or("");
+    let req = check_request(headers, parts.method.as_str(), host, path);
     let had_cookie = req.cookie.is_some();
     let had_authorization = req.authorization.is_some();
     let decision = check::run(&state, "envoy_http", &req).await;
@@ -64,7 +55,7 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
             resp
         }
         other => {
-            let id = get("x-request-id").unwrap_or("-");
+            let id = header_str(headers, &names::X_REQUEST_ID).unwrap_or("-");
             let r = relayed(&other, id, pages::wants_json(headers)).unwrap_or(super::Relayed {
                 status: 403,
                 headers: vec![],

@@ -12,11 +12,53 @@ use std::borrow::Cow;
 
 use crate::core::Allow;
 
+use axum::http::{HeaderMap, HeaderName, header};
+
+use crate::core::CheckRequest;
+
 /// Identity headers set on the upstream request, overwriting anything the
 /// client sent under the same names.
 pub const USER_HEADER: &str = "x-workspace-user";
 pub const USER_ID_HEADER: &str = "x-workspace-user-id";
 pub const WORKSPACE_ID_HEADER: &str = "x-workspace-id";
+
+/// Header names the HTTP checks read and write, parsed at compile time so
+/// that no check parses a name.
+pub mod names {
+    use axum::http::HeaderName;
+
+    pub const USER: HeaderName = HeaderName::from_static(super::USER_HEADER);
+    pub const USER_ID: HeaderName = HeaderName::from_static(super::USER_ID_HEADER);
+    pub const WORKSPACE_ID: HeaderName = HeaderName::from_static(super::WORKSPACE_ID_HEADER);
+    pub const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+}
+
+/// A header's value as text, if present and visible ASCII.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A [`CheckRequest`] for what the controller says about the request
+/// (method, host, path) plus the client's own credentials and hints, which
+/// every controller passes through unchanged.
+pub fn check_request<'a>(
+    headers: &'a HeaderMap,
+    method: &'a str,
+    host: &'a str,
+    path: &'a str,
+) -> CheckRequest<'a> {
+    CheckRequest {
+        method,
+        host,
+        path,
+        cookie: header_str(headers, &header::COOKIE),
+        authorization: header_str(headers, &header::AUTHORIZATION),
+        accept: header_str(headers, &header::ACCEPT),
+        sec_fetch_mode: header_str(headers, &names::SEC_FETCH_MODE),
+        upgrade: headers.contains_key(header::UPGRADE),
+    }
+}
 
 /// The identity headers of an allowed request, as (name, value) pairs.
 /// Values are made header-safe by percent-encoding anything outside
@@ -25,7 +67,7 @@ pub fn identity_headers(allow: &Allow) -> [(&'static str, Cow<'_, str>); 3] {
     [
         (USER_HEADER, header_safe(&allow.who.username)),
         (USER_ID_HEADER, header_safe(&allow.who.user_id)),
-        (WORKSPACE_ID_HEADER, header_safe(&allow.workspace_id)),
+        (WORKSPACE_ID_HEADER, header_safe(&allow.workspace.id)),
     ]
 }
 
@@ -112,13 +154,15 @@ pub fn relayed_response(r: Relayed) -> axum::response::Response {
 /// checks whose controller copies listed response headers onto the
 /// upstream request (nginx, Traefik, Envoy HTTP mode).
 pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
-    use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+    use axum::http::{HeaderValue, StatusCode};
     use axum::response::IntoResponse;
-    let mut resp = StatusCode::OK.into_response();
-    let h = resp.headers_mut();
-    for (name, value) in identity_headers(&allow) {
+    let mut h = HeaderMap::with_capacity(5);
+    for (name, (_, value)) in [names::USER, names::USER_ID, names::WORKSPACE_ID]
+        .into_iter()
+        .zip(identity_headers(&allow))
+    {
         if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(HeaderName::from_static(name), v);
+            h.insert(name, v);
         }
     }
     // The controller replaces the request's Cookie/Authorization with what
@@ -135,7 +179,7 @@ pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
     {
         h.insert(header::AUTHORIZATION, a);
     }
-    resp
+    (StatusCode::OK, h).into_response()
 }
 
 /// The gRPC server settings for Envoy's checks. Envoy multiplexes every

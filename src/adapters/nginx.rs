@@ -11,36 +11,30 @@
 //! other status becomes a 500. The body never reaches the client.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::core::{CheckRequest, Decision, Page};
+use super::{check_request, header_str};
+use crate::core::{Decision, Page};
 use crate::server::AppState;
 use crate::server::check;
+
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 
 pub async fn check(State(state): State<AppState>, request: Request) -> Response {
     // Borrow the headers from the request: the HeaderMap extractor would
     // copy them on every check.
     let headers = request.headers();
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let Some(original) = get("x-original-url") else {
+    let Some(original) = header_str(headers, &X_ORIGINAL_URL) else {
         tracing::warn!("nginx check without X-Original-URL; is auth-url pointing at /check/nginx?");
         return StatusCode::FORBIDDEN.into_response();
     };
-    let Some((scheme, host, path)) = split_url(original) else {
+    let Some((_scheme, host, path)) = split_url(original) else {
         return StatusCode::FORBIDDEN.into_response();
     };
-    let _ = scheme;
-    let req = CheckRequest {
-        method: get("x-original-method").unwrap_or("GET"),
-        host,
-        path,
-        cookie: get("cookie"),
-        authorization: get("authorization"),
-        accept: get("accept"),
-        sec_fetch_mode: get("sec-fetch-mode"),
-        upgrade: headers.contains_key(header::UPGRADE),
-    };
+    let method = header_str(headers, &X_ORIGINAL_METHOD).unwrap_or("GET");
+    let req = check_request(headers, method, host, path);
     let decision = check::run(&state, "nginx", &req).await;
     answer(decision)
 }

@@ -8,33 +8,33 @@
 //! `/.workspace-gate/` paths; no extra route is needed.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::HeaderName;
 use axum::response::Response;
 
-use super::{allow_response, relayed, relayed_response};
-use crate::core::{CheckRequest, Decision};
+use super::{allow_response, check_request, header_str, names, relayed, relayed_response};
+use crate::core::Decision;
 use crate::server::{AppState, check, pages};
+
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 
 pub async fn check(State(state): State<AppState>, request: Request) -> Response {
     // Borrow the headers from the request: the HeaderMap extractor would
     // copy them on every check.
     let headers = request.headers();
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let req = CheckRequest {
-        method: get("x-forwarded-method").unwrap_or(""),
-        host: get("x-forwarded-host").unwrap_or(""),
-        path: get("x-forwarded-uri").unwrap_or("/"),
-        cookie: get("cookie"),
-        authorization: get("authorization"),
-        accept: get("accept"),
-        sec_fetch_mode: get("sec-fetch-mode"),
-        upgrade: headers.contains_key(header::UPGRADE),
-    };
+    let get = |name: &HeaderName| header_str(headers, name);
+    let req = check_request(
+        headers,
+        get(&X_FORWARDED_METHOD).unwrap_or(""),
+        get(&X_FORWARDED_HOST).unwrap_or(""),
+        get(&X_FORWARDED_URI).unwrap_or("/"),
+    );
     let decision = check::run(&state, "traefik", &req).await;
     match decision {
         Decision::Allow(allow) => allow_response(allow),
         other => {
-            let id = get("x-request-id").unwrap_or("-");
+            let id = get(&names::X_REQUEST_ID).unwrap_or("-");
             match relayed(&other, id, pages::wants_json(headers)) {
                 Some(r) => relayed_response(r),
                 None => relayed_response(super::Relayed {

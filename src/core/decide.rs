@@ -7,12 +7,15 @@ use super::decision::{Allow, Decision, Page};
 use super::request::CheckRequest;
 use super::reserved::{self, RESERVED_PREFIX};
 use super::settings::Settings;
-use crate::session::claims::PassRef;
-use crate::session::signed::{check_time, verified_payload};
-use crate::session::{Identity, Keyring, TokenKind};
+use crate::session::Keyring;
+use crate::session::signed::verify_pass;
 use crate::workspaces::Snapshot;
 
 /// Decides about one request to a workspace host.
+///
+/// No I/O. The keyring remembers the passes it has verified (see
+/// [`crate::session::memo`]), which makes a repeated pass cheaper to check
+/// and never changes an answer.
 pub fn decide(
     snapshot: &Snapshot,
     keyring: &Keyring,
@@ -35,27 +38,24 @@ pub fn decide(
             .and_then(|c| cookies::strip_prefixed(c, settings.cookie_prefix))
     };
     for value in cookies::values(cookie, &settings.pass_cookie) {
-        let Ok(payload) = verified_payload(keyring, TokenKind::Pass, value) else {
+        let Ok(pass) = verify_pass(keyring, value, now) else {
             continue;
         };
-        let Ok(pass) = serde_json::from_slice::<PassRef<'_>>(&payload) else {
-            continue;
-        };
-        if check_time(&pass, now).is_err() || pass.aud != host {
+        if pass.aud != *host {
             continue;
         }
         // The workspace must still be the one the pass was issued for, with
         // the same owner when the source knows it.
-        let owner_ok = workspace.owner.as_ref().is_none_or(|o| o.id == pass.sub);
+        let owner_ok = workspace
+            .owner
+            .as_ref()
+            .is_none_or(|o| o.id == pass.who.user_id);
         if pass.wid != workspace.id || !owner_ok {
             return Decision::Deny(Page::NotAllowed);
         }
         return Decision::Allow(Allow {
-            who: Identity {
-                user_id: pass.sub.into_owned(),
-                username: pass.name.into_owned(),
-            },
-            workspace_id: workspace.id.clone(),
+            who: pass.who.clone(),
+            workspace: workspace.clone(),
             upstream_cookie: upstream_cookie(),
             upstream_authorization: req.authorization.map(str::to_string),
         });

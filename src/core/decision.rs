@@ -8,8 +8,8 @@ use crate::workspaces::Workspace;
 /// Identity and upstream headers for an allowed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allow {
-    pub who: Identity,
-    pub workspace_id: String,
+    pub who: Arc<Identity>,
+    pub workspace: Arc<Workspace>,
     /// The client's `Cookie` header without the gate's cookies; `None`
     /// removes the header.
     pub upstream_cookie: Option<String>,

@@ -108,7 +108,7 @@ fn valid_pass_allows_with_identity_and_strips_gate_cookies() {
     match run(&req("ws-1.workspaces.test", "/", Some(&c))) {
         Decision::Allow(a) => {
             assert_eq!(a.who.username, "alice");
-            assert_eq!(a.workspace_id, "1");
+            assert_eq!(a.workspace.id, "1");
             assert_eq!(a.upstream_cookie.as_deref(), Some("a=1; b=2"));
         }
         d => panic!("expected allow, got {d:?}"),

@@ -16,14 +16,17 @@ pub async fn run(state: &AppState, controller: &'static str, req: &CheckRequest<
     let decision = decide(&snapshot, &state.keyring, &state.settings, now(), req);
     drop(snapshot);
     let decision = match decision {
+        // Boxed: the authorizer's future (HTTP calls to GitLab or the
+        // provider) is large, and inline it would make every check's future
+        // as large, to be moved on every request that carries a pass.
         Decision::Bearer {
             token,
             workspace,
             upstream_cookie,
-        } => match state.authz.bearer(&token, &workspace).await {
+        } => match Box::pin(state.authz.bearer(&token, &workspace)).await {
             Ok(Outcome::Allowed(who)) => Decision::Allow(Allow {
-                who,
-                workspace_id: workspace.id.clone(),
+                who: who.into(),
+                workspace,
                 upstream_cookie,
                 // The header carried the credential: never pass it on.
                 upstream_authorization: None,

@@ -135,6 +135,8 @@ impl Key {
 /// All keys in order: the first signs, all verify.
 pub struct Keyring {
     keys: Vec<Key>,
+    /// Passes verified with these keys (see [`super::memo`]).
+    passes: super::memo::PassMemo,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -153,6 +155,7 @@ impl Keyring {
         }
         Ok(Keyring {
             keys: materials.iter().map(|m| Key::new(m)).collect(),
+            passes: super::memo::PassMemo::new(super::memo::DEFAULT_CAPACITY),
         })
     }
 
@@ -172,6 +175,11 @@ impl Keyring {
 
     pub fn keys(&self) -> &[Key] {
         &self.keys
+    }
+
+    /// The passes these keys have verified.
+    pub fn passes(&self) -> &super::memo::PassMemo {
+        &self.passes
     }
 }
 

@@ -9,11 +9,13 @@
 //! | sign-out | signed | one redirect chain | the hosts it lists |
 pub mod claims;
 pub mod keyring;
+pub mod memo;
 pub mod sealed;
 pub mod signed;
 
 pub use claims::{Identity, LoginClaims, PassClaims, SignOutClaims, StateClaims, TransferClaims};
 pub use keyring::{Keyring, TokenKind};
+pub use memo::VerifiedPass;
 pub use signed::TokenError;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,9 @@ use hmac::Mac;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::claims::{Identity, PassRef};
 use super::keyring::{Keyring, TokenKind};
+use super::memo::VerifiedPass;
 
 /// Why a token was refused. Deliberately coarse towards clients; the label
 /// goes to metrics and logs, never the token.
@@ -103,6 +105,36 @@ pub fn verify<C: DeserializeOwned + Timed>(
     let claims: C = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
     check_time(&claims, now)?;
     Ok(claims)
+}
+
+/// A pass's claims, verified in full the first time this exact token is
+/// seen and taken from the keyring's memo afterwards. Expiry and issue time
+/// are checked on every call; the caller checks audience and workspace.
+pub fn verify_pass(
+    keyring: &Keyring,
+    token: &str,
+    now: u64,
+) -> Result<std::sync::Arc<VerifiedPass>, TokenError> {
+    if let Some(pass) = keyring.passes().get(token) {
+        check_time(&*pass, now)?;
+        return Ok(pass);
+    }
+    let payload = verified_payload(keyring, TokenKind::Pass, token)?;
+    let claims: PassRef<'_> =
+        serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    check_time(&claims, now)?;
+    let pass = std::sync::Arc::new(VerifiedPass {
+        aud: claims.aud.into_owned(),
+        who: std::sync::Arc::new(Identity {
+            user_id: claims.sub.into_owned(),
+            username: claims.name.into_owned(),
+        }),
+        wid: claims.wid.into_owned(),
+        iat: claims.iat,
+        exp: claims.exp,
+    });
+    keyring.passes().insert(token, pass.clone(), now);
+    Ok(pass)
 }
 
 /// Expiry and issue time, with [`CLOCK_SKEW`] for the latter.

@@ -6,8 +6,9 @@ use hmac::Mac;
 
 use super::claims::*;
 use super::keyring::{Keyring, TokenKind};
+use super::memo::PassMemo;
 use super::sealed::{open, seal};
-use super::signed::{TokenError, sign, verify};
+use super::signed::{TokenError, sign, verify, verify_pass};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -42,8 +43,23 @@ fn with_header(t: &str, h: serde_json::Value) -> String {
     format!("{}.{p}.{s}", B64.encode(h.to_string()))
 }
 
+/// Verifies a pass both ways the gate does: the generic `verify` and the
+/// check path's `verify_pass` (twice, so the second call goes through the
+/// memo when the first remembered the token). All must agree.
 fn check(r: &Keyring, t: &str) -> Result<PassClaims, TokenError> {
-    verify::<PassClaims>(r, TokenKind::Pass, t, NOW)
+    let generic = verify::<PassClaims>(r, TokenKind::Pass, t, NOW);
+    for _ in 0..2 {
+        let fast = verify_pass(r, t, NOW);
+        match (&generic, &fast) {
+            (Ok(g), Ok(f)) => {
+                assert_eq!((&g.aud, &g.who, &g.wid), (&f.aud, &*f.who, &f.wid));
+                assert_eq!((g.iat, g.exp), (f.iat, f.exp));
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("verify and verify_pass disagree: {generic:?} vs {fast:?}"),
+        }
+    }
+    generic
 }
 
 #[test]
@@ -248,4 +264,98 @@ fn sealed_login_hides_provider_tokens_and_resists_tampering() {
         .is_err()
     );
     assert!(open::<LoginClaims>(&ring(&[2]), TokenKind::Login, &t, NOW).is_err());
+}
+
+#[test]
+fn a_remembered_pass_is_served_from_the_memo_only_for_the_same_bytes() {
+    let r = ring(&[1]);
+    let t = sign(&r, TokenKind::Pass, &pass("ws-1.w.test", NOW, NOW + 60));
+    let first = verify_pass(&r, &t, NOW).unwrap();
+    let again = verify_pass(&r, &t, NOW).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "second check must hit the memo"
+    );
+    assert_eq!(r.passes().len(), 1);
+
+    // The remembered token with one signature character changed.
+    let (h, p, sig) = parts(&t);
+    let last = sig.chars().last().unwrap();
+    let other = if last == 'A' { 'B' } else { 'A' };
+    let forged = format!("{h}.{p}.{}{other}", &sig[..sig.len() - 1]);
+    assert_eq!(verify_pass(&r, &forged, NOW), Err(TokenError::Signature));
+    // A payload changed under the remembered signature.
+    let mut claims: serde_json::Value = serde_json::from_slice(&B64.decode(&p).unwrap()).unwrap();
+    claims["wid"] = "2".into();
+    let swapped = format!("{h}.{}.{sig}", B64.encode(claims.to_string()));
+    assert_eq!(verify_pass(&r, &swapped, NOW), Err(TokenError::Signature));
+    // A prefix or an extension of the remembered token.
+    assert!(verify_pass(&r, &t[..t.len() - 1], NOW).is_err());
+    assert!(verify_pass(&r, &format!("{t}A"), NOW).is_err());
+    assert_eq!(r.passes().len(), 1, "refused tokens are never remembered");
+}
+
+#[test]
+fn a_remembered_pass_still_expires() {
+    let r = ring(&[1]);
+    let t = sign(&r, TokenKind::Pass, &pass("h", NOW, NOW + 60));
+    assert!(verify_pass(&r, &t, NOW).is_ok());
+    assert_eq!(verify_pass(&r, &t, NOW + 60), Err(TokenError::Expired));
+    assert_eq!(verify_pass(&r, &t, NOW + 3600), Err(TokenError::Expired));
+}
+
+#[test]
+fn another_keyring_does_not_share_the_memo() {
+    let a = ring(&[1]);
+    let b = ring(&[2]);
+    let t = sign(&a, TokenKind::Pass, &pass("h", NOW, NOW + 60));
+    assert!(verify_pass(&a, &t, NOW).is_ok());
+    assert_eq!(verify_pass(&b, &t, NOW), Err(TokenError::UnknownKey));
+}
+
+#[test]
+fn the_memo_stays_within_its_capacity_and_drops_expired_passes_first() {
+    let r = ring(&[1]);
+    // 16 entries per shard.
+    let cap = 16 * super::memo::SHARDS;
+    let memo = PassMemo::new(cap);
+    let entry = |exp: u64| {
+        std::sync::Arc::new(super::VerifiedPass {
+            aud: "h".into(),
+            who: std::sync::Arc::new(Identity {
+                user_id: "1".into(),
+                username: "a".into(),
+            }),
+            wid: "1".into(),
+            iat: NOW,
+            exp,
+        })
+    };
+    let tokens: Vec<String> = (0..2100)
+        .map(|i| {
+            sign(
+                &r,
+                TokenKind::Pass,
+                &pass(&format!("ws-{i}"), NOW, NOW + 60),
+            )
+        })
+        .collect();
+    for t in &tokens[..2000] {
+        memo.insert(t, entry(NOW + 1), NOW);
+        assert!(memo.len() <= cap, "memo grew to {}", memo.len());
+    }
+    assert!(
+        memo.len() > cap / 2,
+        "a full memo holds more than half its capacity"
+    );
+    // Later every remembered pass has expired: a hundred new ones make room
+    // by dropping expired entries, never each other.
+    let later = NOW + 10;
+    for t in &tokens[2000..] {
+        memo.insert(t, entry(later + 60), later);
+    }
+    for t in &tokens[2000..] {
+        assert!(memo.get(t).is_some_and(|p| p.exp > later));
+    }
+    assert!(memo.len() <= cap);
 }
