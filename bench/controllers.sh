@@ -63,7 +63,8 @@ gate_filter='          - name: envoy.filters.http.ext_authz
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               transport_api_version: V3
               failure_mode_allow: false
-              grpc_service: { envoy_grpc: { cluster_name: gate_grpc }, timeout: 1s }'
+              grpc_service: { envoy_grpc: { cluster_name: gate_grpc }, timeout: 1s }
+              allowed_headers: { patterns: [{ exact: cookie }, { exact: authorization }, { exact: accept }, { exact: upgrade }, { exact: sec-fetch-mode }, { exact: x-request-id }] }'
 jwks_yaml="$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$jwks")"
 jwt_filter="          - name: envoy.filters.http.jwt_authn
             typed_config:

@@ -31,18 +31,18 @@ cpu() { # CPU ticks (1/100 s) used so far by the processes in $pids
   for p in $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
   echo "$t"
 }
-run() { # name, url, extra wrk args... -> "name rps p99 non2xx cpu_ticks requests"
+run() { # name, url, extra wrk args... -> "name rps p99 non2xx cpu_ticks requests gate_ticks"
   local name="$1" url="$2"; shift 2
-  local before after
-  before="$(cpu)"
+  local before after gate_before gate_after
+  before="$(cpu)"; gate_before="$(pids="$pid" cpu)"
   taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url" > "$work/$name.txt"
-  after="$(cpu)"
+  after="$(cpu)"; gate_after="$(pids="$pid" cpu)"
   local rps p99 non2xx total
   rps="$(awk '/^Requests\/sec/ {print $2}' "$work/$name.txt")"
   p99="$(awk '$1=="99%" {print $2}' "$work/$name.txt")"
   non2xx="$(awk '/Non-2xx/ {print $4}' "$work/$name.txt")"
   total="$(awk '/requests in/ {print $1}' "$work/$name.txt")"
-  echo "$name $rps $p99 ${non2xx:-0} $((after - before)) $total"
+  echo "$name $rps $p99 ${non2xx:-0} $((after - before)) $total $((gate_after - gate_before))"
 }
 
 pids="$pid"
@@ -126,24 +126,28 @@ def p99_ms(v):
 runs = {}
 secs = None
 for line in open(sys.argv[1]):
-    n, rps, p99, bad, ticks, total = line.split()
+    n, rps, p99, bad, ticks, total, gate_ticks = line.split()
     if int(bad):
         sys.exit(f"{n}: {bad} non-2xx answers; the run is invalid")
-    # server CPU per request (µs) and server cores busy
+    # server CPU per request (µs), server cores busy, the gate's share (µs)
     us = int(ticks) * 10_000 / max(int(total), 1)
-    runs.setdefault(n, []).append((float(rps), p99_ms(p99), us, int(ticks) / 100 * float(rps) / max(int(total), 1)))
-med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
+    gate_us = int(gate_ticks) * 10_000 / max(int(total), 1)
+    runs.setdefault(n, []).append((float(rps), p99_ms(p99), us, int(ticks) / 100 * float(rps) / max(int(total), 1), gate_us))
+med = {n: tuple(statistics.median(x[i] for x in v) for i in range(5)) for n, v in runs.items()}
 idle, loaded, peak = (int(x) for x in sys.argv[3:6])
 print(f"Medians of {sys.argv[2]} interleaved rounds.")
 print()
-print("| measurement | requests/s | p99 (ms) | server CPU per request (µs) | server cores busy |")
-print("|---|---|---|---|---|")
-for n, (r, p, us, busy) in med.items():
-    print(f"| {n} | {r:.0f} | {p:.2f} | {us:.1f} | {busy:.2f} |")
+print("| measurement | requests/s | p99 (ms) | server CPU per request (µs) | of which the gate (µs) | server cores busy |")
+print("|---|---|---|---|---|---|")
+for n, (r, p, us, busy, gate_us) in med.items():
+    print(f"| {n} | {r:.0f} | {p:.2f} | {us:.1f} | {gate_us:.1f} | {busy:.2f} |")
 print()
 b, c, o, p = med["trivial"], med["check"], med["nginx_open"], med["nginx_auth"]
 print(f"- check/trivial throughput ratio: {c[0]/b[0]:.2f} (goal >= 0.8); server CPU per request, trivial/check: {b[2]/c[2]:.2f}")
 print(f"- nginx with/without auth_request throughput ratio: {p[0]/o[0]:.2f} (goal >= 0.5)")
 print(f"- added p99 through nginx at the run's connections: {p[1]-o[1]:.2f} ms")
+print(f"- CPU per request through nginx, without/with auth_request: nginx {o[2]-o[4]:.1f}/{p[2]-p[4]:.1f} µs, gate {o[4]:.1f}/{p[4]:.1f} µs")
+per_round = lambda a, b: ", ".join(f"{x[0]/y[0]:.2f}" for x, y in zip(runs[a], runs[b]))
+print(f"- per round: check/trivial {per_round('check', 'trivial')}; nginx auth/open {per_round('nginx_auth', 'nginx_open')}")
 print(f"- gate RSS: idle {idle/1024:.1f} MiB, after the gate-alone load {loaded/1024:.1f} MiB, peak {peak/1024:.1f} MiB")
 PY

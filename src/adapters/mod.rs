@@ -22,6 +22,18 @@ pub const USER_HEADER: &str = "x-workspace-user";
 pub const USER_ID_HEADER: &str = "x-workspace-user-id";
 pub const WORKSPACE_ID_HEADER: &str = "x-workspace-id";
 
+/// The client headers a check reads, besides what the controller says
+/// about the request (method, host, path). Envoy and Envoy Gateway are told
+/// to send only these.
+pub const CLIENT_HEADERS: [&str; 6] = [
+    "cookie",
+    "authorization",
+    "accept",
+    "upgrade",
+    "sec-fetch-mode",
+    "x-request-id",
+];
+
 /// Header names the HTTP checks read and write, parsed at compile time so
 /// that no check parses a name.
 pub mod names {

@@ -146,6 +146,9 @@ pub struct PolicyTargetReference {
 #[serde(rename_all = "camelCase")]
 pub struct ExtAuth {
     pub grpc: GrpcExtAuth,
+    /// The client headers Envoy sends to the check; all when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_ext_auth: Vec<String>,
     /// Explicit even though false is the default: fail closed is a security
     /// property, not something to inherit.
     pub fail_open: bool,

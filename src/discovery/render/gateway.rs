@@ -87,6 +87,10 @@ pub(super) fn render(
                         port: i32::from(gate.grpc_port),
                     }],
                 },
+                headers_to_ext_auth: crate::adapters::CLIENT_HEADERS
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect(),
                 fail_open: false,
             },
         },
@@ -162,6 +166,17 @@ mod tests {
         assert_eq!(backend["namespace"], "gate");
         assert_eq!(backend["port"], 9091);
         assert_eq!(policy["spec"]["extAuth"]["failOpen"], false);
+        assert_eq!(
+            policy["spec"]["extAuth"]["headersToExtAuth"],
+            serde_json::json!([
+                "cookie",
+                "authorization",
+                "accept",
+                "upgrade",
+                "sec-fetch-mode",
+                "x-request-id"
+            ])
+        );
     }
 
     #[test]
