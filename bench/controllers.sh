@@ -7,6 +7,10 @@
 #   gRPC:    the gate's Check vs. a trivial tonic unary handler on the same
 #            server (grpc_bench as client)
 # Usage: bench/controllers.sh [seconds-per-run] [connections] [rounds]
+# GATE_CPU=1 (default) puts the gate (and the upstream it serves) on the
+# controller's core, so every request's whole cost lands on one core;
+# GATE_CPU=0 puts it beside wrk instead, leaving the controller a core of
+# its own, as when the gate runs in its own pods.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-10}"
@@ -22,17 +26,22 @@ work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-taskset -c 1 "$target/bench_server" --grpc --seconds 3600 > "$work/server.json" &
+gate_cpu="${GATE_CPU:-1}"
+taskset -c "$gate_cpu" "$target/bench_server" --grpc --seconds 3600 > "$work/server.json" &
 for _ in $(seq 100); do [ -s "$work/server.json" ] && break; sleep 0.1; done
 info="$(head -1 "$work/server.json")"
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$info" "$1"; }
 gate="$(field http)"; grpc="$(field grpc)"; cookie="$(field cookie)"; host="$(field host)"; jwks="$(field jwks)"
-gate_port="${gate##*:}"; grpc_port="${grpc##*:}"
+gate_port="${gate##*:}"; grpc_port="${grpc##*:}"; gate_pid="$(field pid)"
 
-run() { # name url -> "name rps p99 non2xx"
-  local name="$1" url="$2"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # name url -> "name rps p99 non2xx gate_us controller_us"
+  local name="$1" url="$2" g0 c0 g1 c1 total
+  g0="$(ticks "$gate_pid")"; c0="$(ticks "$ctl_pid")"
   taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --latency -H "Host: $host" -H "Cookie: $cookie" "$url" > "$work/$name.txt"
-  echo "$name $(awk '/^Requests\/sec/ {print $2}' "$work/$name.txt") $(awk '$1=="99%" {print $2}' "$work/$name.txt") $(awk '/Non-2xx/ {print $4}' "$work/$name.txt" | grep . || echo 0)"
+  g1="$(ticks "$gate_pid")"; c1="$(ticks "$ctl_pid")"
+  total="$(awk '/requests in/ {print $1}' "$work/$name.txt")"
+  echo "$name $(awk '/^Requests\/sec/ {print $2}' "$work/$name.txt") $(awk '$1=="99%" {print $2}' "$work/$name.txt") $(awk '/Non-2xx/ {print $4}' "$work/$name.txt" | grep . || echo 0) $(( (g1 - g0) * 10000 / total )) $(( (c1 - c0) * 10000 / total ))"
 }
 
 # ---- Envoy: three listeners, identical but for the auth filter.
@@ -98,6 +107,7 @@ C
 } > "$work/envoy.yaml"
 "$envoy" --mode validate -c "$work/envoy.yaml" >/dev/null 2>&1 || { "$envoy" --mode validate -c "$work/envoy.yaml" >&2; exit 1; }
 taskset -c 1 "$envoy" -c "$work/envoy.yaml" --disable-hot-restart --base-id $$ --log-level error --concurrency 1 &
+ctl_pid=$!
 for p in "$p_none" "$p_gate" "$p_jwt"; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
   code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$p/")"
@@ -145,6 +155,7 @@ providers: { file: { filename: "$work/dynamic.yaml" } }
 log: { level: ERROR }
 T
 taskset -c 1 "$traefik" --configFile="$work/traefik.yaml" > "$work/traefik.log" 2>&1 &
+ctl_pid=$!
 for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tp/open")" = 200 ] && break; sleep 0.1; done
 code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$tp/protected")"
 [ "$code" = 200 ] || { echo "traefik protected answered $code" >&2; exit 1; }
@@ -175,7 +186,7 @@ for _ in $(seq "$rounds"); do
 done
 python3 -c 'import json,sys; p=json.loads(sys.argv[1]); sys.exit(0 if p["errors"]==0 and p["rps"]>0 else "Check did not allow: %s" % p)' "$proof"
 
-python3 - "$work/results" "$work/grpc" "$rounds" <<'PY'
+python3 - "$work/results" "$work/grpc" "$rounds" "$gate_cpu" <<'PY'
 import json, statistics, sys
 def p99_ms(v):
     for u, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
@@ -183,23 +194,24 @@ def p99_ms(v):
             return float(v[: -len(u)]) * f
 runs = {}
 for line in open(sys.argv[1]):
-    n, rps, p99, bad = line.split()
+    n, rps, p99, bad, gate_us, ctl_us = line.split()
     if int(bad):
         sys.exit(f"{n}: {bad} non-2xx answers; the run is invalid")
-    runs.setdefault(n, []).append((float(rps), p99_ms(p99)))
+    runs.setdefault(n, []).append((float(rps), p99_ms(p99), int(gate_us), int(ctl_us)))
 for line in open(sys.argv[2]):
     n, js = line.split(" ", 1)
     d = json.loads(js)
     if d["errors"]:
         sys.exit(f"{n}: {d['errors']} failed requests")
-    runs.setdefault(n, []).append((d["rps"], float("nan")))
-med = {n: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v)) for n, v in runs.items()}
-print(f"Medians of {sys.argv[3]} interleaved rounds.")
+    runs.setdefault(n, []).append((d["rps"], float("nan"), float("nan"), float("nan")))
+med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
+print(f"Medians of {sys.argv[3]} interleaved rounds; the gate on CPU {sys.argv[4]}, the controller on CPU 1, wrk on CPU 0.")
 print()
-print("| measurement | requests/s | p99 (ms) |")
-print("|---|---|---|")
-for n, (r, p) in med.items():
-    print(f"| {n} | {r:.0f} | {'-' if p != p else f'{p:.2f}'} |")
+print("| measurement | requests/s | p99 (ms) | controller CPU per request (µs) | gate CPU per request (µs) |")
+print("|---|---|---|---|---|")
+dash = lambda v, f: "-" if v != v else f.format(v)
+for n, (r, p, g, c) in med.items():
+    print(f"| {n} | {r:.0f} | {dash(p, '{:.2f}')} | {dash(c, '{:.0f}')} | {dash(g, '{:.0f}')} |")
 print()
 en, eg, ej = med["envoy_none"], med["envoy_ext_authz"], med["envoy_jwt_authn"]
 to, ta = med["traefik_open"], med["traefik_forwardauth"]
@@ -208,4 +220,6 @@ print(f"- Envoy: gate ext_authz / no auth: {eg[0]/en[0]:.2f}; jwt_authn / no aut
 print(f"- Envoy: gate ext_authz / in-process jwt_authn: {eg[0]/ej[0]:.2f} (goal >= 0.7); added p99 vs no auth: gate {eg[1]-en[1]:.2f} ms, jwt_authn {ej[1]-en[1]:.2f} ms")
 print(f"- Traefik: forwardAuth / no auth: {ta[0]/to[0]:.2f}; added p99 {ta[1]-to[1]:.2f} ms")
 print(f"- gRPC Check / trivial unary: {gc[0]/gh[0]:.2f} (goal >= 0.7)")
+per_round = lambda a, b: ", ".join(f"{x[0]/y[0]:.2f}" for x, y in zip(runs[a], runs[b]))
+print(f"- per round: ext_authz/jwt_authn {per_round('envoy_ext_authz', 'envoy_jwt_authn')}; gRPC check/trivial {per_round('grpc_check', 'grpc_health')}")
 PY
