@@ -88,7 +88,7 @@ fn answer(
     if let Decision::Allow(allow) = &decision {
         let mut ok = OkHttpResponseBuilder::new();
         for (name, value) in identity_headers(allow) {
-            ok.add_header(name, value.into_owned(), overwrite, true);
+            ok.add_header(name.as_str(), value.into_owned(), overwrite, true);
         }
         match &allow.upstream_cookie {
             Some(c) => {

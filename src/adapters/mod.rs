@@ -75,11 +75,11 @@ pub fn check_request<'a>(
 /// The identity headers of an allowed request, as (name, value) pairs.
 /// Values are made header-safe by percent-encoding anything outside
 /// visible ASCII.
-pub fn identity_headers(allow: &Allow) -> [(&'static str, Cow<'_, str>); 3] {
+pub fn identity_headers(allow: &Allow) -> [(HeaderName, Cow<'_, str>); 3] {
     [
-        (USER_HEADER, header_safe(&allow.who.username)),
-        (USER_ID_HEADER, header_safe(&allow.who.user_id)),
-        (WORKSPACE_ID_HEADER, header_safe(&allow.workspace.id)),
+        (names::USER, header_safe(&allow.who.username)),
+        (names::USER_ID, header_safe(&allow.who.user_id)),
+        (names::WORKSPACE_ID, header_safe(&allow.workspace.id)),
     ]
 }
 
@@ -169,10 +169,7 @@ pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
     use axum::http::{HeaderValue, StatusCode};
     use axum::response::IntoResponse;
     let mut h = HeaderMap::with_capacity(5);
-    for (name, (_, value)) in [names::USER, names::USER_ID, names::WORKSPACE_ID]
-        .into_iter()
-        .zip(identity_headers(&allow))
-    {
+    for (name, value) in identity_headers(&allow) {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
         }
