@@ -106,17 +106,17 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
         let addr = l.local_addr()?;
         let st = state.clone();
         // The gate's Authorization service and a trivial unary service
-        // (health) on one tonic server: the baseline shares everything.
+        // (health) on one gRPC server: the baseline shares everything.
         let (_reporter, health) = tonic_health::server::health_reporter();
         tokio::spawn(async move {
             let _keep = _reporter;
-            workspace_gate::adapters::grpc_server()
-                .add_service(workspace_gate::adapters::envoy_grpc::service(st))
-                .add_service(health)
-                .serve_with_incoming(
-                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
-                )
-                .await
+            workspace_gate::adapters::grpc_transport::serve(
+                l,
+                tonic::service::Routes::new(workspace_gate::adapters::envoy_grpc::service(st))
+                    .add_service(health),
+                std::future::pending(),
+            )
+            .await
         });
         Some(addr)
     } else {

@@ -1,6 +1,6 @@
 //! gRPC load client: calls the gate's ext_authz `Check` with a valid pass,
 //! or the trivial `grpc.health.v1.Health/Check` that `bench_server --grpc`
-//! serves on the same tonic server, so both are measured in one run. Used
+//! serves on the same gRPC server, so both are measured in one run. Used
 //! by `bench/run.sh`.
 //!
 //! `grpc_bench --addr A --rpc check|health --conns N --secs S --host H --cookie C`

@@ -5,6 +5,7 @@
 
 pub mod envoy_grpc;
 pub mod envoy_http;
+pub mod grpc_transport;
 pub mod nginx;
 pub mod traefik;
 
@@ -191,31 +192,16 @@ pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
     (StatusCode::OK, h).into_response()
 }
 
-/// The gRPC server settings for Envoy's checks. Envoy multiplexes every
-/// check of a worker on one HTTP/2 connection; with HTTP/2's default 64 KiB
-/// windows a few hundred checks in flight (each carrying the request's
-/// cookies) would wait for window updates. The windows are fixed: adaptive
-/// sizing pings the peer to measure the link, which checks of a few hundred
-/// bytes never need (about 2 µs of CPU per check in `bench/controllers.sh`).
-pub fn grpc_server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .initial_connection_window_size(Some(4 << 20))
-        .initial_stream_window_size(Some(1 << 20))
-        .http2_adaptive_window(Some(false))
-}
-
 /// Serves Envoy's ext_authz gRPC API on `listener`.
 pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
     state: crate::server::AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Envoy multiplexes checks on few HTTP/2 connections: small frames must
-    // go out at once, not wait for Nagle's algorithm.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    grpc_server()
-        .add_service(envoy_grpc::service(state))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
-    Ok(())
+    grpc_transport::serve(
+        listener,
+        tonic::service::Routes::new(envoy_grpc::service(state)),
+        shutdown,
+    )
+    .await
 }
