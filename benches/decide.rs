@@ -164,46 +164,85 @@ fn gate_state() -> (workspace_gate::server::AppState, String) {
     (state, pass)
 }
 
-/// The whole gRPC `Check` handler (decode-free: the request is built in
-/// memory), to see what surrounds `decide()` on that path.
+/// The gRPC `Check` handler from the encoded message (decode included, no
+/// transport), to see what surrounds `decide()` on that path; and the
+/// decoding alone, into the gate's lean types and into the full generated
+/// types. The message has the shape Envoy sends (see `examples/grpc_bench.rs`).
 fn bench_grpc_handler(c: &mut Criterion) {
-    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-    use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+    use envoy_types::pb::envoy::config::core::v3::{
+        Address, Metadata, SocketAddress, address, socket_address,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Peer, Request,
+    };
     use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest as PbCheck};
+    use prost::Message;
+    use workspace_gate::adapters::envoy_grpc::wire;
 
     let (state, pass) = gate_state();
     let svc = workspace_gate::adapters::envoy_grpc::Service::new(state);
+    let peer = |port: u32| Peer {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "127.0.0.1".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    };
     let mut headers = std::collections::HashMap::new();
     headers.insert(
         "cookie".to_string(),
-        format!("__Host-workspace-gate-pass={pass}"),
+        format!("theme=dark; __Host-workspace-gate-pass={pass}"),
     );
-    headers.insert("accept".to_string(), "application/json".to_string());
-    let req = PbCheck {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    host: "ws-1.workspaces.test".into(),
-                    path: "/src".into(),
-                    headers,
-                    ..Default::default()
+    headers.insert("accept".to_string(), "text/html".to_string());
+    headers.insert(
+        "x-request-id".to_string(),
+        "6240fbe1-f53e-4bfe-a2a6-3f301334f171".to_string(),
+    );
+    let encoded = bytes::Bytes::from(
+        PbCheck {
+            attributes: Some(AttributeContext {
+                source: Some(peer(36980)),
+                destination: Some(peer(42001)),
+                request: Some(Request {
+                    time: Some(envoy_types::pb::google::protobuf::Timestamp {
+                        seconds: 1_795_338_297,
+                        nanos: 750_182_000,
+                    }),
+                    http: Some(HttpRequest {
+                        id: "16295462864675257343".into(),
+                        method: "GET".into(),
+                        host: "ws-1.workspaces.test".into(),
+                        path: "/src/main.rs?x=1".into(),
+                        scheme: "http".into(),
+                        protocol: "HTTP/1.1".into(),
+                        headers,
+                        ..Default::default()
+                    }),
                 }),
+                metadata_context: Some(Metadata::default()),
+                route_metadata_context: Some(Metadata::default()),
                 ..Default::default()
             }),
-            ..Default::default()
-        }),
-    };
+        }
+        .encode_to_vec(),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let ok = rt
-        .block_on(svc.check(tonic::Request::new(req.clone())))
-        .unwrap()
-        .into_inner();
+    let decode = |b: &bytes::Bytes| wire::CheckRequest::decode(b.clone()).unwrap();
+    let ok = rt.block_on(svc.check(decode(&encoded)));
     assert_eq!(ok.status.unwrap().code, 0);
     c.bench_function("grpc/check_handler_valid_pass", |b| {
-        b.iter(|| rt.block_on(svc.check(tonic::Request::new(black_box(req.clone())))))
+        b.iter(|| rt.block_on(svc.check(decode(black_box(&encoded)))))
+    });
+    c.bench_function("grpc/decode_lean", |b| {
+        b.iter(|| wire::CheckRequest::decode(black_box(&encoded).clone()).unwrap())
+    });
+    c.bench_function("grpc/decode_generated", |b| {
+        b.iter(|| PbCheck::decode(black_box(&encoded).clone()).unwrap())
     });
 }
 

@@ -9,19 +9,83 @@
 //! 302 with `Set-Cookie` for navigations and reserved paths, 401/403 with a
 //! page otherwise.
 
-use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest as PbCheckRequest, CheckResponse,
-    HeaderAppendAction, HttpStatusCode,
-};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, HttpStatusCode};
 use envoy_types::ext_authz::v3::{
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
-use tonic::{Request, Response, Status};
+use tonic::Status;
+use tonic::server::NamedService;
 
 use super::{identity_headers, relayed};
 use crate::core::{CheckRequest, Decision};
 use crate::server::{AppState, check};
 
+/// The parts of Envoy's `CheckRequest` a check reads, with the field
+/// numbers of `envoy.service.auth.v3`. Every other field (the peers'
+/// addresses, the time, metadata, TLS details) is skipped without being
+/// decoded. Texts stay slices of the received message and are checked for
+/// UTF-8 when read; header map entries are read in wire order.
+pub mod wire {
+    use bytes::Bytes;
+
+    /// `envoy.service.auth.v3.CheckRequest`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CheckRequest {
+        #[prost(message, optional, tag = "1")]
+        pub attributes: Option<AttributeContext>,
+    }
+
+    /// `envoy.service.auth.v3.AttributeContext`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AttributeContext {
+        #[prost(message, optional, tag = "4")]
+        pub request: Option<Request>,
+    }
+
+    /// `envoy.service.auth.v3.AttributeContext.Request`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Request {
+        #[prost(message, optional, tag = "2")]
+        pub http: Option<HttpRequest>,
+    }
+
+    /// `envoy.service.auth.v3.AttributeContext.HttpRequest`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HttpRequest {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub id: Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub method: Bytes,
+        /// `map<string, string> headers`: on the wire, one entry message
+        /// per header.
+        #[prost(message, repeated, tag = "3")]
+        pub headers: Vec<Header>,
+        /// Path with query.
+        #[prost(bytes = "bytes", tag = "4")]
+        pub path: Bytes,
+        #[prost(bytes = "bytes", tag = "5")]
+        pub host: Bytes,
+    }
+
+    /// One entry of `HttpRequest.headers`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Header {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub key: Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub value: Bytes,
+    }
+}
+
+const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+/// The `envoy.service.auth.v3.Authorization` gRPC service.
+#[derive(Clone)]
 pub struct Service {
     state: AppState,
 }
@@ -30,50 +94,137 @@ impl Service {
     pub fn new(state: AppState) -> Self {
         Service { state }
     }
-}
 
-pub fn service(state: AppState) -> AuthorizationServer<Service> {
-    AuthorizationServer::new(Service::new(state))
-}
-
-#[tonic::async_trait]
-impl Authorization for Service {
-    async fn check(
-        &self,
-        request: Request<PbCheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
-        let req = request.into_inner();
-        let http = req
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
-        let Some(http) = http else {
+    /// Answers one `Check`.
+    pub async fn check(&self, req: wire::CheckRequest) -> CheckResponse {
+        let Some(http) = req.attributes.and_then(|a| a.request).and_then(|r| r.http) else {
             // Fail closed on a request we cannot read.
-            return Ok(Response::new(deny_plain(403)));
+            return deny_plain(403);
         };
-        let get = |name: &str| http.headers.get(name).map(String::as_str);
+        let Some(read) = Read::from(&http) else {
+            return deny_plain(403);
+        };
         let check_req = CheckRequest {
-            method: &http.method,
-            host: &http.host,
-            path: &http.path,
-            cookie: get("cookie"),
-            authorization: get("authorization"),
-            accept: get("accept"),
-            sec_fetch_mode: get("sec-fetch-mode"),
-            upgrade: http.headers.contains_key("upgrade"),
+            method: read.method,
+            host: read.host,
+            path: read.path,
+            cookie: read.cookie,
+            authorization: read.authorization,
+            accept: read.accept,
+            sec_fetch_mode: read.sec_fetch_mode,
+            upgrade: read.upgrade,
         };
         let decision = check::run(&self.state, "envoy_grpc", &check_req).await;
-        let json = get("accept")
+        let json = read
+            .accept
             .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
-        let request_id = get("x-request-id").unwrap_or(&http.id);
-        Ok(Response::new(answer(
+        answer(
             decision,
-            check_req.cookie.is_some(),
-            check_req.authorization.is_some(),
-            request_id,
+            read.cookie.is_some(),
+            read.authorization.is_some(),
+            read.request_id,
             json,
-        )))
+        )
+    }
+}
+
+/// What a check reads from Envoy's request, as text.
+struct Read<'a> {
+    method: &'a str,
+    host: &'a str,
+    path: &'a str,
+    cookie: Option<&'a str>,
+    authorization: Option<&'a str>,
+    accept: Option<&'a str>,
+    sec_fetch_mode: Option<&'a str>,
+    upgrade: bool,
+    request_id: &'a str,
+}
+
+impl<'a> Read<'a> {
+    /// `None` when a field the check reads is not UTF-8, which Envoy never
+    /// sends: such a request is refused, as an undecodable one was.
+    fn from(http: &'a wire::HttpRequest) -> Option<Read<'a>> {
+        let text = |b: &'a bytes::Bytes| std::str::from_utf8(b).ok();
+        let mut read = Read {
+            method: text(&http.method)?,
+            host: text(&http.host)?,
+            path: text(&http.path)?,
+            cookie: None,
+            authorization: None,
+            accept: None,
+            sec_fetch_mode: None,
+            upgrade: false,
+            request_id: text(&http.id)?,
+        };
+        // Envoy writes each header once, lower-cased; were a name repeated,
+        // the last entry would win, as in a decoded map.
+        for h in &http.headers {
+            let slot = match &h.key[..] {
+                b"cookie" => &mut read.cookie,
+                b"authorization" => &mut read.authorization,
+                b"accept" => &mut read.accept,
+                b"sec-fetch-mode" => &mut read.sec_fetch_mode,
+                b"x-request-id" => {
+                    read.request_id = text(&h.value)?;
+                    continue;
+                }
+                b"upgrade" => {
+                    read.upgrade = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = Some(text(&h.value)?);
+        }
+        Some(read)
+    }
+}
+
+/// The gRPC service for `Routes`: `Check` decodes into [`wire`] types,
+/// every other method of the service is `unimplemented`.
+pub fn service(state: AppState) -> Service {
+    Service::new(state)
+}
+
+impl NamedService for Service {
+    const NAME: &'static str = "envoy.service.auth.v3.Authorization";
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl tower::Service<http::Request<tonic::body::Body>> for Service {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path() != CHECK_PATH {
+            return Box::pin(async {
+                Ok(Status::unimplemented("").into_http::<tonic::body::Body>())
+            });
+        }
+        let unary = Unary(self.clone());
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<CheckResponse, wire::CheckRequest>::default();
+            Ok(tonic::server::Grpc::new(codec).unary(unary, req).await)
+        })
+    }
+}
+
+struct Unary(Service);
+
+impl tonic::server::UnaryService<wire::CheckRequest> for Unary {
+    type Response = CheckResponse;
+    type Future = BoxFuture<Result<tonic::Response<CheckResponse>, Status>>;
+
+    fn call(&mut self, req: tonic::Request<wire::CheckRequest>) -> Self::Future {
+        let svc = self.0.clone();
+        Box::pin(async move { Ok(tonic::Response::new(svc.check(req.into_inner()).await)) })
     }
 }
 
@@ -157,5 +308,169 @@ fn status_code(status: u16) -> HttpStatusCode {
         404 => HttpStatusCode::NotFound,
         503 => HttpStatusCode::ServiceUnavailable,
         _ => HttpStatusCode::Forbidden,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use envoy_types::pb::envoy::config::core::v3::{
+        Address, HeaderMap, HeaderValue, Metadata, SocketAddress, address, socket_address,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Peer, Request, TlsSession,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    use prost::Message;
+
+    use super::{Read, wire};
+
+    fn peer(port: u32) -> Peer {
+        Peer {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: "10.0.0.7".into(),
+                    port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                    ..Default::default()
+                })),
+            }),
+            principal: "spiffe://cluster.local/ns/x/sa/y".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Every field Envoy can fill in, read with the generated types'
+    /// encoding and decoded with the lean ones.
+    fn encoded(headers: HashMap<String, String>) -> Vec<u8> {
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(peer(36980)),
+                destination: Some(peer(443)),
+                request: Some(Request {
+                    time: Some(envoy_types::pb::google::protobuf::Timestamp {
+                        seconds: 1_795_338_297,
+                        nanos: 1,
+                    }),
+                    http: Some(HttpRequest {
+                        id: "16295462864675257343".into(),
+                        method: "POST".into(),
+                        headers,
+                        path: "/src/main.rs?x=1&y=%2F".into(),
+                        host: "60001-ws-1.workspaces.example.dev".into(),
+                        scheme: "https".into(),
+                        query: "x=1".into(),
+                        fragment: "f".into(),
+                        size: 12,
+                        protocol: "HTTP/2".into(),
+                        body: "ignored body".into(),
+                        raw_body: b"\xff\xfe".to_vec(),
+                        header_map: Some(HeaderMap {
+                            headers: vec![HeaderValue {
+                                key: "cookie".into(),
+                                value: "__Host-workspace-gate-pass=from-header-map".into(),
+                                raw_value: vec![],
+                            }],
+                        }),
+                    }),
+                }),
+                context_extensions: HashMap::from([("k".into(), "v".into())]),
+                metadata_context: Some(Metadata::default()),
+                route_metadata_context: Some(Metadata::default()),
+                tls_session: Some(TlsSession {
+                    sni: "ws-1.workspaces.example.dev".into(),
+                }),
+            }),
+        }
+        .encode_to_vec()
+    }
+
+    fn http(bytes: &[u8]) -> wire::HttpRequest {
+        wire::CheckRequest::decode(bytes)
+            .unwrap()
+            .attributes
+            .unwrap()
+            .request
+            .unwrap()
+            .http
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_what_envoy_sends_and_skips_the_rest() {
+        let headers = HashMap::from([
+            (
+                "cookie".to_string(),
+                "theme=dark; __Host-workspace-gate-pass=p".to_string(),
+            ),
+            ("authorization".to_string(), "Bearer t".to_string()),
+            ("accept".to_string(), "application/json".to_string()),
+            ("sec-fetch-mode".to_string(), "navigate".to_string()),
+            ("upgrade".to_string(), "websocket".to_string()),
+            ("x-request-id".to_string(), "rid-1".to_string()),
+            ("user-agent".to_string(), "curl".to_string()),
+        ]);
+        let http = http(&encoded(headers));
+        let read = Read::from(&http).expect("all text");
+        assert_eq!(read.method, "POST");
+        assert_eq!(read.host, "60001-ws-1.workspaces.example.dev");
+        assert_eq!(read.path, "/src/main.rs?x=1&y=%2F");
+        assert_eq!(
+            read.cookie,
+            Some("theme=dark; __Host-workspace-gate-pass=p")
+        );
+        assert_eq!(read.authorization, Some("Bearer t"));
+        assert_eq!(read.accept, Some("application/json"));
+        assert_eq!(read.sec_fetch_mode, Some("navigate"));
+        assert!(read.upgrade);
+        assert_eq!(read.request_id, "rid-1");
+    }
+
+    #[test]
+    fn absent_headers_stay_absent_and_the_id_is_envoys() {
+        let http = http(&encoded(HashMap::new()));
+        let read = Read::from(&http).expect("all text");
+        // The raw header map (encode_raw_headers) is not read: no cookie.
+        assert_eq!(read.cookie, None);
+        assert_eq!(read.authorization, None);
+        assert_eq!(read.accept, None);
+        assert_eq!(read.sec_fetch_mode, None);
+        assert!(!read.upgrade);
+        assert_eq!(read.request_id, "16295462864675257343");
+    }
+
+    #[test]
+    fn a_read_field_that_is_not_utf8_refuses_the_request() {
+        let mut http = http(&encoded(HashMap::from([(
+            "cookie".to_string(),
+            "__Host-workspace-gate-pass=p".to_string(),
+        )])));
+        assert!(Read::from(&http).is_some());
+        http.headers[0].value = bytes::Bytes::from_static(b"__Host-workspace-gate-pass=\xff");
+        assert!(Read::from(&http).is_none(), "a cookie that is not UTF-8");
+        let mut other = http.clone();
+        other.headers.clear();
+        other.host = bytes::Bytes::from_static(b"ws-1\xc0.workspaces.example.dev");
+        assert!(Read::from(&other).is_none(), "a host that is not UTF-8");
+        // A header the check does not read may be anything.
+        let mut ignored = other.clone();
+        ignored.host = bytes::Bytes::from_static(b"ws-1.workspaces.example.dev");
+        ignored.headers.push(wire::Header {
+            key: bytes::Bytes::from_static(b"user-agent"),
+            value: bytes::Bytes::from_static(b"\xff"),
+        });
+        assert!(Read::from(&ignored).is_some());
+    }
+
+    #[test]
+    fn the_last_of_repeated_entries_wins_as_in_a_map() {
+        let mut http = http(&encoded(HashMap::new()));
+        for v in ["first", "last"] {
+            http.headers.push(wire::Header {
+                key: bytes::Bytes::from_static(b"authorization"),
+                value: bytes::Bytes::from(v),
+            });
+        }
+        assert_eq!(Read::from(&http).unwrap().authorization, Some("last"));
     }
 }
