@@ -3,7 +3,9 @@
 # measured in the same run:
 #   1. /check/nginx with a valid pass vs. a trivial 200 handler in the same
 #      process (wrk straight at the gate);
-#   2. real nginx, same upstream, with and without auth_request;
+#   2. real nginx, same upstream, with and without auth_request (with
+#      connections to the gate kept open, as ingress-nginx's auth-keepalive
+#      renders it, and with a new connection per check, its default);
 #   3. resident memory of the gate at idle and after the load.
 # Usage: bench/run.sh [seconds-per-run] [connections] [rounds]
 set -euo pipefail
@@ -87,6 +89,29 @@ http {
       proxy_set_header Connection "";
       proxy_pass http://gate/check/nginx;
     }
+    # ingress-nginx's default without auth-keepalive: the auth-url through a
+    # variable, so every check opens a new connection to the gate.
+    location = /_external-auth-fresh {
+      internal;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+      proxy_set_header X-Sent-From "nginx-ingress-controller";
+      proxy_http_version 1.1;
+      set \$target http://$gate/check/nginx;
+      proxy_pass \$target;
+    }
+    location /protected-fresh/ {
+      auth_request /_external-auth-fresh;
+      auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
+      proxy_set_header X-Workspace-User \$authHeader0;
+      auth_request_set \$authHeader1 \$upstream_http_cookie;
+      proxy_set_header Cookie \$authHeader1;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://workspace/trivial;
+    }
     location /protected/ {
       auth_request /_external-auth;
       auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
@@ -107,13 +132,16 @@ http {
 NGINX
 taskset -c 1 nginx -p "$work" -c "$work/nginx.conf" &
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$nport/open/" && break; sleep 0.1; done
-code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$nport/protected/")"
-[ "$code" = 200 ] || { echo "protected location answered $code, expected 200" >&2; exit 1; }
+for loc in protected protected-fresh; do
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$nport/$loc/")"
+  [ "$code" = 200 ] || { echo "$loc location answered $code, expected 200" >&2; exit 1; }
+done
 echo "# through nginx (wrk -t1 -c$conns -d${secs}s)"
 pids="$pid $(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ') $(cat "$work/nginx.pid")"
 for _ in $(seq "$rounds"); do
   run nginx_open "http://127.0.0.1:$nport/open/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
   run nginx_auth "http://127.0.0.1:$nport/protected/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
+  run nginx_auth_fresh "http://127.0.0.1:$nport/protected-fresh/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
 done
 
 peak="$(hwm)"
@@ -144,10 +172,11 @@ for n, (r, p, us, busy, gate_us) in med.items():
 print()
 b, c, o, p = med["trivial"], med["check"], med["nginx_open"], med["nginx_auth"]
 print(f"- check/trivial throughput ratio: {c[0]/b[0]:.2f} (goal >= 0.8); server CPU per request, trivial/check: {b[2]/c[2]:.2f}")
-print(f"- nginx with/without auth_request throughput ratio: {p[0]/o[0]:.2f} (goal >= 0.5)")
+f = med["nginx_auth_fresh"]
+print(f"- nginx with/without auth_request throughput ratio: {p[0]/o[0]:.2f} (goal >= 0.5); with a new connection per check (no auth-keepalive): {f[0]/o[0]:.2f}")
 print(f"- added p99 through nginx at the run's connections: {p[1]-o[1]:.2f} ms")
 print(f"- CPU per request through nginx, without/with auth_request: nginx {o[2]-o[4]:.1f}/{p[2]-p[4]:.1f} µs, gate {o[4]:.1f}/{p[4]:.1f} µs")
 per_round = lambda a, b: ", ".join(f"{x[0]/y[0]:.2f}" for x, y in zip(runs[a], runs[b]))
-print(f"- per round: check/trivial {per_round('check', 'trivial')}; nginx auth/open {per_round('nginx_auth', 'nginx_open')}")
+print(f"- per round: check/trivial {per_round('check', 'trivial')}; nginx auth/open {per_round('nginx_auth', 'nginx_open')}; fresh/open {per_round('nginx_auth_fresh', 'nginx_open')}")
 print(f"- gate RSS: idle {idle/1024:.1f} MiB, after the gate-alone load {loaded/1024:.1f} MiB, peak {peak/1024:.1f} MiB")
 PY

@@ -193,6 +193,11 @@ pub const KEYS: &[KeyDoc] = &[
         "`ingressClassName` of workspace Ingresses; empty for the cluster default.",
     ),
     k(
+        "routing.auth_keepalive",
+        "0",
+        "`ingress-nginx`: idle connections each nginx worker keeps open to the gate for checks (`auth-keepalive`); 0 opens one per check. ingress-nginx honours it only with `use-http2: \"false\"` in its ConfigMap.",
+    ),
+    k(
         "routing.gate_service.name",
         "",
         "Name of the gate's Service (check endpoints); required unless `routing.mode` is `none`.",

@@ -53,6 +53,10 @@ fn defaults_need_no_sections_and_write_nothing() {
     assert_eq!(d.lease.duration, Duration::from_secs(15));
     assert_eq!(d.routing.gate.http_port, 8080);
     assert_eq!(d.routing.gate.grpc_port, 9091);
+    assert_eq!(
+        d.routing.auth_keepalive, 0,
+        "a connection per check unless asked"
+    );
     let d = parse(&cfg, &[]).unwrap();
     assert_eq!(d.lease.namespace, "default");
 }
@@ -63,7 +67,7 @@ fn every_problem_is_reported_with_its_dotted_key() {
     let problems = load_problems(
         &dir,
         "discovery:\n  namespaces: [Team_A]\n  namespace_selector: 'a b'\n  owner_id_annotation: 'not valid'\n  lease_duration: soon\n  typo: 1\n\
-         routing:\n  mode: gateway-api\n  gate_service: {http_port: 0, grpc_port: x}\n  gateway: {name: eg}\n  extra: {deep: 1}\n",
+         routing:\n  mode: gateway-api\n  auth_keepalive: -1\n  gate_service: {http_port: 0, grpc_port: x}\n  gateway: {name: eg}\n  extra: {deep: 1}\n",
     );
     let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
     for expected in [
@@ -76,6 +80,7 @@ fn every_problem_is_reported_with_its_dotted_key() {
         "routing.gate_service.namespace",
         "routing.gate_service.http_port",
         "routing.gate_service.grpc_port",
+        "routing.auth_keepalive",
         "routing.gateway.namespace",
         "routing.extra",
     ] {
@@ -111,6 +116,7 @@ fn environment_overrides_reach_the_discovery_keys() {
         "WORKSPACE_GATE_ROUTING_MODE" => Some("traefik".to_string()),
         "WORKSPACE_GATE_ROUTING_GATE_SERVICE_NAME" => Some("gate".to_string()),
         "WORKSPACE_GATE_ROUTING_GATE_SERVICE_NAMESPACE" => Some("gate-ns".to_string()),
+        "WORKSPACE_GATE_ROUTING_AUTH_KEEPALIVE" => Some("64".to_string()),
         _ => None,
     };
     let cfg = Config::load(Some(&file), &env).unwrap();
@@ -121,6 +127,7 @@ fn environment_overrides_reach_the_discovery_keys() {
     );
     assert_eq!(d.routing.mode, RoutingMode::Traefik);
     assert_eq!(d.routing.gate.dns_name(), "gate.gate-ns.svc.cluster.local");
+    assert_eq!(d.routing.auth_keepalive, 64);
 }
 
 #[test]
@@ -138,6 +145,7 @@ fn every_discovery_key_is_documented_in_the_configuration_table() {
         "routing.mode",
         "routing.tls_secret",
         "routing.ingress_class",
+        "routing.auth_keepalive",
         "routing.gate_service.name",
         "routing.gate_service.namespace",
         "routing.gate_service.http_port",

@@ -78,6 +78,8 @@ pub struct RoutingConfig {
     /// Wildcard TLS secret in each workspace namespace (Ingress modes).
     pub tls_secret: Option<String>,
     pub ingress_class: Option<String>,
+    /// ingress-nginx `auth-keepalive`; 0 leaves it out.
+    pub auth_keepalive: u32,
     pub gate: GateService,
     /// Required in `gateway-api` mode.
     pub gateway: Option<GatewayRef>,
@@ -264,6 +266,21 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A whole number from 0 to `max`.
+    fn count(&mut self, key: &str, max: u32) -> u32 {
+        let s = self.string(key);
+        match s.parse::<u32>() {
+            Ok(n) if n <= max => n,
+            _ => {
+                self.problems.push(problem(
+                    key,
+                    format!("'{s}' is not a whole number from 0 to {max}"),
+                ));
+                0
+            }
+        }
+    }
+
     /// A Kubernetes object or namespace name (DNS-1123 label).
     fn name(&mut self, key: &str, required: bool) -> Option<String> {
         let s = self.string(key);
@@ -358,6 +375,7 @@ impl<'a> Reader<'a> {
         let writes = mode != RoutingMode::None;
         let tls_secret = self.name("routing.tls_secret", false);
         let ingress_class = self.name("routing.ingress_class", false);
+        let auth_keepalive = self.count("routing.auth_keepalive", 4096);
         let gate = GateService {
             name: self
                 .name("routing.gate_service.name", writes)
@@ -402,6 +420,7 @@ impl<'a> Reader<'a> {
                 mode,
                 tls_secret,
                 ingress_class,
+                auth_keepalive,
                 gate,
                 gateway,
             },

@@ -186,6 +186,16 @@ def test_config_follows_the_routing_mode(scenario, transfer):
         assert config["routing"]["ingress_class"] == {"ingress-nginx": "nginx", "traefik": "traefik"}[mode]
 
 
+def test_auth_keepalive_reaches_the_config_in_ingress_nginx_mode_only():
+    values, _ = SCENARIOS["ingress-nginx-created-secrets"]
+    assert "auth_keepalive" not in config_of(rendered_objects("ingress-nginx-created-secrets"))["routing"]
+    on = cs.deep_merge(values, {"routing": {"authKeepalive": 64}})
+    assert config_of(cs.objects(cs.render(on)))["routing"]["auth_keepalive"] == 64
+    traefik, _ = SCENARIOS["traefik-created-secrets"]
+    off = cs.deep_merge(traefik, {"routing": {"authKeepalive": 64}})
+    assert "auth_keepalive" not in config_of(cs.objects(cs.render(off)))["routing"]
+
+
 def test_config_carries_every_discovery_setting():
     config = config_of(rendered_objects("namespaced-rbac"))
     assert config["discovery"] == {

@@ -160,6 +160,7 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
 {{- if has $v.routing.mode (list "ingress-nginx" "traefik") -}}
 {{- $_ := set $routing "ingress_class" (include "workspace-gate.ingressClass" .) -}}
 {{- with $v.routing.tlsSecret }}{{ $_ := set $routing "tls_secret" . }}{{ end -}}
+{{- if and (eq $v.routing.mode "ingress-nginx") $v.routing.authKeepalive }}{{ $_ := set $routing "auth_keepalive" (int $v.routing.authKeepalive) }}{{ end -}}
 {{- end -}}
 {{- if eq $v.routing.mode "gateway-api" -}}
 {{- $gw := dict "name" $v.routing.gateway.name "namespace" $v.routing.gateway.namespace -}}

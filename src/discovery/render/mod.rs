@@ -279,6 +279,7 @@ pub(crate) mod tests {
                 mode,
                 tls_secret: Some("wildcard-tls".into()),
                 ingress_class: Some("nginx".into()),
+                auth_keepalive: 0,
                 gate: GateService {
                     name: "workspace-gate".into(),
                     namespace: "gate".into(),

@@ -45,6 +45,13 @@ pub(super) fn render(
         "nginx.ingress.kubernetes.io/auth-response-headers".to_string(),
         AUTH_RESPONSE_HEADERS.join(", "),
     );
+    // Keeps connections to the gate open instead of one per check.
+    if ctx.routing.auth_keepalive > 0 {
+        auth.insert(
+            "nginx.ingress.kubernetes.io/auth-keepalive".to_string(),
+            ctx.routing.auth_keepalive.to_string(),
+        );
+    }
     let main_name = object_name(svc, "wg");
     let main = Ingress {
         metadata: owned_meta(ws, main_name.clone(), Some(auth))?,
@@ -179,6 +186,23 @@ mod tests {
         );
         assert_eq!(main["spec"]["tls"][0]["secretName"], "wildcard-tls");
         assert_eq!(main["spec"]["ingressClassName"], "nginx");
+        assert!(
+            a["nginx.ingress.kubernetes.io/auth-keepalive"].is_null(),
+            "a connection per check unless asked"
+        );
+    }
+
+    #[test]
+    fn auth_keepalive_is_written_when_set() {
+        let mut ctx = ctx(RoutingMode::IngressNginx);
+        ctx.routing.auth_keepalive = 64;
+        let objs = render(&ctx, &ws()).unwrap();
+        assert_eq!(
+            objs[0].body["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-keepalive"],
+            "64"
+        );
+        // Only the checked Ingress asks the gate.
+        assert!(objs[1].body["metadata"]["annotations"].is_null());
     }
 
     #[test]
