@@ -60,9 +60,41 @@ for _ in $(seq "$rounds"); do
 done
 loaded="$(rss)"
 
-# Real nginx: one server, two locations with the same upstream; /protected
-# has auth_request as ingress-nginx renders it, /open has none.
+# Real nginx: one server, three locations with the same upstream: /open has
+# no auth; /protected and /protected-fresh have auth_request as
+# ingress-nginx renders it, with and without auth-keepalive.
 mkdir -p "$work/tmp"
+protected() { # location name, how the auth subrequest reaches the gate
+  cat <<LOC
+    location = /_external-auth-$1 {
+      internal;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+      proxy_set_header X-Sent-From "nginx-ingress-controller";
+      proxy_http_version 1.1;
+$2
+    }
+    location /$1/ {
+      auth_request /_external-auth-$1;
+      auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
+      proxy_set_header X-Workspace-User \$authHeader0;
+      auth_request_set \$authHeader1 \$upstream_http_cookie;
+      proxy_set_header Cookie \$authHeader1;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://workspace/trivial;
+    }
+LOC
+}
+# auth-keepalive: an upstream block with keepalive, connections kept open.
+kept='      proxy_set_header Connection "";
+      proxy_pass http://gate/check/nginx;'
+# ingress-nginx's default: the auth-url through a variable, so every check
+# opens a new connection to the gate.
+fresh="      set \$target http://$gate/check/nginx;
+      proxy_pass \$target;"
 nport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 cat > "$work/nginx.conf" <<NGINX
 daemon off;
@@ -78,50 +110,8 @@ http {
   upstream workspace { server $gate; keepalive 64; }
   server {
     listen 127.0.0.1:$nport;
-    location = /_external-auth {
-      internal;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-      proxy_set_header X-Original-Method \$request_method;
-      proxy_set_header X-Sent-From "nginx-ingress-controller";
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass http://gate/check/nginx;
-    }
-    # ingress-nginx's default without auth-keepalive: the auth-url through a
-    # variable, so every check opens a new connection to the gate.
-    location = /_external-auth-fresh {
-      internal;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-      proxy_set_header X-Original-Method \$request_method;
-      proxy_set_header X-Sent-From "nginx-ingress-controller";
-      proxy_http_version 1.1;
-      set \$target http://$gate/check/nginx;
-      proxy_pass \$target;
-    }
-    location /protected-fresh/ {
-      auth_request /_external-auth-fresh;
-      auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
-      proxy_set_header X-Workspace-User \$authHeader0;
-      auth_request_set \$authHeader1 \$upstream_http_cookie;
-      proxy_set_header Cookie \$authHeader1;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass http://workspace/trivial;
-    }
-    location /protected/ {
-      auth_request /_external-auth;
-      auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
-      proxy_set_header X-Workspace-User \$authHeader0;
-      auth_request_set \$authHeader1 \$upstream_http_cookie;
-      proxy_set_header Cookie \$authHeader1;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass http://workspace/trivial;
-    }
+$(protected protected "$kept")
+$(protected protected-fresh "$fresh")
     location /open/ {
       proxy_http_version 1.1;
       proxy_set_header Connection "";

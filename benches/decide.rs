@@ -10,6 +10,9 @@ use workspace_gate::session::signed::sign;
 use workspace_gate::session::{Identity, Keyring, PassClaims, TokenKind};
 use workspace_gate::workspaces::{HostPort, Owner, Snapshot, Workspace};
 
+#[path = "../examples/support/envoy_request.rs"]
+mod envoy_request;
+
 fn bench(c: &mut Criterion) {
     let now = 1_800_000_000;
     let settings = Settings::new(
@@ -167,66 +170,19 @@ fn gate_state() -> (workspace_gate::server::AppState, String) {
 /// The gRPC `Check` handler from the encoded message (decode included, no
 /// transport), to see what surrounds `decide()` on that path; and the
 /// decoding alone, into the gate's lean types and into the full generated
-/// types. The message has the shape Envoy sends (see `examples/grpc_bench.rs`).
+/// types. The message has the shape Envoy sends (`examples/support/envoy_request.rs`).
 fn bench_grpc_handler(c: &mut Criterion) {
-    use envoy_types::pb::envoy::config::core::v3::{
-        Address, Metadata, SocketAddress, address, socket_address,
-    };
-    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
-        HttpRequest, Peer, Request,
-    };
-    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest as PbCheck};
+    use envoy_types::pb::envoy::service::auth::v3::CheckRequest as PbCheck;
     use prost::Message;
     use workspace_gate::adapters::envoy_grpc::wire;
 
     let (state, pass) = gate_state();
     let svc = workspace_gate::adapters::envoy_grpc::Service::new(state);
-    let peer = |port: u32| Peer {
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: "127.0.0.1".into(),
-                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
-                ..Default::default()
-            })),
-        }),
-        ..Default::default()
-    };
-    let mut headers = std::collections::HashMap::new();
-    headers.insert(
-        "cookie".to_string(),
-        format!("theme=dark; __Host-workspace-gate-pass={pass}"),
-    );
-    headers.insert("accept".to_string(), "text/html".to_string());
-    headers.insert(
-        "x-request-id".to_string(),
-        "6240fbe1-f53e-4bfe-a2a6-3f301334f171".to_string(),
-    );
     let encoded = bytes::Bytes::from(
-        PbCheck {
-            attributes: Some(AttributeContext {
-                source: Some(peer(36980)),
-                destination: Some(peer(42001)),
-                request: Some(Request {
-                    time: Some(envoy_types::pb::google::protobuf::Timestamp {
-                        seconds: 1_795_338_297,
-                        nanos: 750_182_000,
-                    }),
-                    http: Some(HttpRequest {
-                        id: "16295462864675257343".into(),
-                        method: "GET".into(),
-                        host: "ws-1.workspaces.test".into(),
-                        path: "/src/main.rs?x=1".into(),
-                        scheme: "http".into(),
-                        protocol: "HTTP/1.1".into(),
-                        headers,
-                        ..Default::default()
-                    }),
-                }),
-                metadata_context: Some(Metadata::default()),
-                route_metadata_context: Some(Metadata::default()),
-                ..Default::default()
-            }),
-        }
+        envoy_request::envoy_check_request(
+            "ws-1.workspaces.test",
+            &format!("theme=dark; __Host-workspace-gate-pass={pass}"),
+        )
         .encode_to_vec(),
     );
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -112,7 +112,7 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
             let _keep = _reporter;
             workspace_gate::adapters::grpc_transport::serve(
                 l,
-                tonic::service::Routes::new(workspace_gate::adapters::envoy_grpc::service(st))
+                tonic::service::Routes::new(workspace_gate::adapters::envoy_grpc::Service::new(st))
                     .add_service(health),
                 std::future::pending(),
             )

@@ -6,16 +6,15 @@
 //! `grpc_bench --addr A --rpc check|health --conns N --secs S --host H --cookie C`
 //! prints `{"rps": .., "p50_us": .., "p99_us": .., "errors": ..}`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::config::core::v3::Address;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+
+#[path = "support/envoy_request.rs"]
+mod envoy_request;
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -46,7 +45,7 @@ fn dump() -> anyhow::Result<()> {
         out.extend_from_slice(&msg);
         out
     };
-    let check = check_request(&arg("--host", "ws-1.workspaces.test"), &arg("--cookie", ""));
+    let check = check_request();
     std::fs::write(dir.join("check.bin"), frame(check.encode_to_vec()))?;
     let health = HealthCheckRequest {
         service: String::new(),
@@ -55,57 +54,10 @@ fn dump() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `CheckRequest` shaped like the ones Envoy 1.40 sends with the
-/// `allowed_headers` of `examples/envoy/envoy-grpc.yaml` (captured from a
-/// real Envoy): both peers' addresses, the time, the request id, three
-/// headers, path, host, scheme, protocol and two empty metadata contexts.
-fn check_request(host: &str, cookie: &str) -> CheckRequest {
-    use envoy_types::pb::envoy::config::core::v3::{
-        Metadata, SocketAddress, address, socket_address,
-    };
-    use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
-    let peer = |port: u32| Peer {
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: "127.0.0.1".into(),
-                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
-                ..Default::default()
-            })),
-        }),
-        ..Default::default()
-    };
-    let mut headers = HashMap::new();
-    headers.insert(
-        "x-request-id".to_string(),
-        "6240fbe1-f53e-4bfe-a2a6-3f301334f171".to_string(),
-    );
-    headers.insert("accept".to_string(), "text/html".to_string());
-    headers.insert("cookie".to_string(), format!("theme=dark; {cookie}"));
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(peer(36980)),
-            destination: Some(peer(42001)),
-            request: Some(Request {
-                time: Some(envoy_types::pb::google::protobuf::Timestamp {
-                    seconds: 1_795_338_297,
-                    nanos: 750_182_000,
-                }),
-                http: Some(HttpRequest {
-                    id: "16295462864675257343".into(),
-                    method: "GET".into(),
-                    host: host.into(),
-                    path: "/src/main.rs?x=1".into(),
-                    scheme: "http".into(),
-                    protocol: "HTTP/1.1".into(),
-                    headers,
-                    ..Default::default()
-                }),
-            }),
-            metadata_context: Some(Metadata::default()),
-            route_metadata_context: Some(Metadata::default()),
-            ..Default::default()
-        }),
-    }
+/// The Envoy-shaped `Check` for `--host`, with `--cookie` among others.
+fn check_request() -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+    let cookie = format!("theme=dark; {}", arg("--cookie", ""));
+    envoy_request::envoy_check_request(&arg("--host", "ws-1.workspaces.test"), &cookie)
 }
 
 async fn load() -> anyhow::Result<()> {
@@ -113,10 +65,7 @@ async fn load() -> anyhow::Result<()> {
     let rpc = arg("--rpc", "check");
     let conns: usize = arg("--conns", "64").parse()?;
     let secs: u64 = arg("--secs", "10").parse()?;
-    let req = Arc::new(check_request(
-        &arg("--host", "ws-1.workspaces.test"),
-        &arg("--cookie", ""),
-    ));
+    let req = Arc::new(check_request());
     // One HTTP/2 connection per 8 concurrent callers, as Envoy pools them.
     let mut channels = Vec::new();
     for _ in 0..conns.div_ceil(8) {

@@ -181,12 +181,8 @@ impl<'a> Read<'a> {
     }
 }
 
-/// The gRPC service for `Routes`: `Check` decodes into [`wire`] types,
+/// As a gRPC service for `Routes`: `Check` decodes into [`wire`] types,
 /// every other method of the service is `unimplemented`.
-pub fn service(state: AppState) -> Service {
-    Service::new(state)
-}
-
 impl NamedService for Service {
     const NAME: &'static str = "envoy.service.auth.v3.Authorization";
 }

@@ -51,6 +51,9 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, call: F) {
+        // A call that panics ends alone, as a task of its own would; Envoy
+        // sees its stream reset and refuses the request.
+        let call = AssertUnwindSafe(call).catch_unwind().map(|_| ());
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -77,19 +80,13 @@ where
         // Reads every frame the peer sent, hands over the new calls and
         // writes what earlier calls answered.
         let closed = this.conn.as_mut().poll(cx);
-        let new = std::mem::take(
-            &mut *this
-                .handed_over
+        this.running.extend(
+            this.handed_over
                 .0
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner),
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain(..),
         );
-        for call in new {
-            // A call that panics ends alone, as a task of its own would;
-            // Envoy sees its stream reset and refuses the request.
-            this.running
-                .push(Box::pin(AssertUnwindSafe(call).catch_unwind().map(|_| ())));
-        }
         // Runs the new calls and those woken since the last poll. Their
         // answers wake this task, so the connection writes them all at once
         // on its next poll.
@@ -234,6 +231,21 @@ mod tests {
     }
 
     const PATIENCE: Duration = Duration::from_secs(5);
+    const SERVING: i32 = health_check_response::ServingStatus::Serving as i32;
+    const NOT_SERVING: i32 = health_check_response::ServingStatus::NotServing as i32;
+
+    /// The next status an open `Watch` call reports; `what` names the wait.
+    async fn next_status(
+        watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+        what: &str,
+    ) -> i32 {
+        tokio::time::timeout(PATIENCE, watch.message())
+            .await
+            .unwrap_or_else(|_| panic!("{what}"))
+            .expect("the connection is alive")
+            .expect("the call is still open")
+            .status
+    }
 
     #[tokio::test]
     async fn a_waiting_call_holds_up_neither_the_others_nor_its_own_answers() {
@@ -244,14 +256,9 @@ mod tests {
         let mut client = HealthClient::new(channel(addr).await);
         // A call that stays open on the connection, waiting for news.
         let mut watch = client.watch(check("ws")).await.unwrap().into_inner();
-        let first = tokio::time::timeout(PATIENCE, watch.message())
-            .await
-            .expect("the first status arrives")
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            first.status,
-            health_check_response::ServingStatus::NotServing as i32
+            next_status(&mut watch, "the first status arrives").await,
+            NOT_SERVING
         );
         // Many unary calls on the same connection, all at once, all answered.
         let calls = (0..64).map(|_| {
@@ -262,23 +269,15 @@ mod tests {
             .await
             .expect("the unary calls are not held up by the open one");
         for a in answers {
-            assert_eq!(
-                a.unwrap().into_inner().status,
-                health_check_response::ServingStatus::NotServing as i32
-            );
+            assert_eq!(a.unwrap().into_inner().status, NOT_SERVING);
         }
         // The waiting call is woken and answers when its news comes.
         reporter
             .set_service_status("ws", ServingStatus::Serving)
             .await;
-        let next = tokio::time::timeout(PATIENCE, watch.message())
-            .await
-            .expect("the open call answers once woken")
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            next.status,
-            health_check_response::ServingStatus::Serving as i32
+            next_status(&mut watch, "the open call answers once woken").await,
+            SERVING
         );
     }
 
@@ -295,11 +294,10 @@ mod tests {
             .await
             .unwrap()
             .into_inner();
-        tokio::time::timeout(PATIENCE, watch.message())
-            .await
-            .expect("the first status arrives")
-            .unwrap()
-            .unwrap();
+        assert_eq!(
+            next_status(&mut watch, "the first status arrives").await,
+            NOT_SERVING
+        );
         let mut grpc = tonic::client::Grpc::new(chan);
         grpc.ready().await.unwrap();
         let failed = tokio::time::timeout(
@@ -317,14 +315,9 @@ mod tests {
         reporter
             .set_service_status("ws", ServingStatus::Serving)
             .await;
-        let next = tokio::time::timeout(PATIENCE, watch.message())
-            .await
-            .expect("the open call still answers")
-            .expect("the connection survived the panic")
-            .unwrap();
         assert_eq!(
-            next.status,
-            health_check_response::ServingStatus::Serving as i32
+            next_status(&mut watch, "the open call still answers after the panic").await,
+            SERVING
         );
     }
 

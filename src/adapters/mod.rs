@@ -200,7 +200,7 @@ pub async fn serve_grpc(
 ) -> anyhow::Result<()> {
     grpc_transport::serve(
         listener,
-        tonic::service::Routes::new(envoy_grpc::service(state)),
+        tonic::service::Routes::new(envoy_grpc::Service::new(state)),
         shutdown,
     )
     .await
