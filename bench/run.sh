@@ -60,41 +60,115 @@ for _ in $(seq "$rounds"); do
 done
 loaded="$(rss)"
 
-# Real nginx: one server, three locations with the same upstream: /open has
-# no auth; /protected and /protected-fresh have auth_request as
-# ingress-nginx renders it, with and without auth-keepalive.
+# Real nginx: one server, five locations with the same upstream (the
+# gate's /trivial). Three are rendered as ingress-nginx renders a workspace
+# Ingress (its proxy headers on every location, the access log of every
+# request in its default format, the auth subrequest location of auth-url,
+# kept upstream connections to the workspace as its default
+# upstream-keepalive-connections gives):
+#   /open/             no auth;
+#   /protected/        auth-url with auth-keepalive: kept connections to the gate;
+#   /protected-fresh/  auth-url without it (the default): the URL through a
+#                      variable, a new connection to the gate per check.
+# Two are a minimal nginx (no access log, only the headers the check needs),
+# to show how much the ratio owes to nginx's own per-request work:
+#   /lean-open/, /lean-protected/ (kept connections).
 mkdir -p "$work/tmp"
-protected() { # location name, how the auth subrequest reaches the gate
-  cat <<LOC
-    location = /_external-auth-$1 {
-      internal;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
+location() { # name, style (ingress|lean), auth (none|kept|fresh)
+  local name="$1" style="$2" auth="$3"
+  if [ "$auth" != none ]; then
+    echo "    location = /_external-auth-$name {"
+    echo "      internal;"
+    echo "      access_log off;"
+    echo "      proxy_pass_request_body off;"
+    echo "      proxy_set_header Content-Length \"\";"
+    if [ "$style" = ingress ]; then cat <<LOC
+      proxy_set_header X-Forwarded-Proto "";
+      proxy_set_header X-Request-ID \$req_id;
+      proxy_set_header Host $gate;
       proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
       proxy_set_header X-Original-Method \$request_method;
       proxy_set_header X-Sent-From "nginx-ingress-controller";
-      proxy_http_version 1.1;
-$2
-    }
-    location /$1/ {
-      auth_request /_external-auth-$1;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Auth-Request-Redirect \$request_uri;
+      proxy_buffering off;
+      proxy_buffer_size 4k;
+      proxy_buffers 4 4k;
+      proxy_request_buffering on;
+      proxy_pass_request_headers on;
+      client_max_body_size 1m;
+LOC
+    else cat <<LOC
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+LOC
+    fi
+    echo "      proxy_http_version 1.1;"
+    if [ "$auth" = kept ]; then
+      # auth-keepalive: an upstream block with keepalive.
+      echo "      proxy_set_header Connection \"\";"
+      echo "      proxy_pass http://gate/check/nginx;"
+    else
+      # ingress-nginx's default: the auth-url through a variable.
+      echo "      set \$target http://$gate/check/nginx;"
+      echo "      proxy_pass \$target;"
+    fi
+    echo "    }"
+  fi
+  echo "    location /$name/ {"
+  if [ "$auth" != none ]; then
+    echo "      auth_request /_external-auth-$name;"
+    if [ "$style" = ingress ]; then cat <<LOC
+      auth_request_set \$auth_cookie \$upstream_http_set_cookie;
+      add_header Set-Cookie \$auth_cookie;
+      auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
+      proxy_set_header 'X-Workspace-User' \$authHeader0;
+      auth_request_set \$authHeader1 \$upstream_http_x_workspace_user_id;
+      proxy_set_header 'X-Workspace-User-Id' \$authHeader1;
+      auth_request_set \$authHeader2 \$upstream_http_x_workspace_id;
+      proxy_set_header 'X-Workspace-Id' \$authHeader2;
+      auth_request_set \$authHeader3 \$upstream_http_cookie;
+      proxy_set_header 'Cookie' \$authHeader3;
+      auth_request_set \$authHeader4 \$upstream_http_authorization;
+      proxy_set_header 'Authorization' \$authHeader4;
+LOC
+    else cat <<LOC
       auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
       proxy_set_header X-Workspace-User \$authHeader0;
       auth_request_set \$authHeader1 \$upstream_http_cookie;
       proxy_set_header Cookie \$authHeader1;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass http://workspace/trivial;
-    }
 LOC
+    fi
+  fi
+  if [ "$style" = ingress ]; then cat <<LOC
+      set \$proxy_upstream_name "ns-ws-1-60001";
+      proxy_set_header Host \$best_http_host;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header X-Request-ID \$req_id;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Host \$best_http_host;
+      proxy_set_header X-Forwarded-Port \$pass_server_port;
+      proxy_set_header X-Forwarded-Proto \$pass_access_scheme;
+      proxy_set_header X-Forwarded-Scheme \$pass_access_scheme;
+      proxy_set_header X-Scheme \$pass_access_scheme;
+      proxy_set_header X-Original-Forwarded-For \$http_x_forwarded_for;
+      proxy_set_header Proxy "";
+      proxy_connect_timeout 5s;
+      proxy_send_timeout 60s;
+      proxy_read_timeout 60s;
+      proxy_buffering off;
+      access_log $work/access.log upstreaminfo;
+LOC
+  else
+    echo "      proxy_set_header Connection \"\";"
+  fi
+  echo "      proxy_http_version 1.1;"
+  echo "      proxy_pass http://workspace/trivial;"
+  echo "    }"
 }
-# auth-keepalive: an upstream block with keepalive, connections kept open.
-kept='      proxy_set_header Connection "";
-      proxy_pass http://gate/check/nginx;'
-# ingress-nginx's default: the auth-url through a variable, so every check
-# opens a new connection to the gate.
-fresh="      set \$target http://$gate/check/nginx;
-      proxy_pass \$target;"
 nport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 cat > "$work/nginx.conf" <<NGINX
 daemon off;
@@ -106,33 +180,45 @@ http {
   access_log off;
   client_body_temp_path $work/tmp/body; proxy_temp_path $work/tmp/proxy;
   fastcgi_temp_path $work/tmp/f; uwsgi_temp_path $work/tmp/u; scgi_temp_path $work/tmp/s;
+  # ingress-nginx's log format and maps (nginx.tmpl, default configmap).
+  log_format upstreaminfo '\$remote_addr - \$remote_user [\$time_local] "\$request" \$status \$body_bytes_sent "\$http_referer" "\$http_user_agent" \$request_length \$request_time [\$proxy_upstream_name] \$upstream_addr \$upstream_status \$req_id';
+  map \$http_x_request_id \$req_id { default \$http_x_request_id; "" \$request_id; }
+  map \$http_upgrade \$connection_upgrade { default upgrade; "" ""; }
+  map "" \$pass_access_scheme { default \$scheme; }
+  map "" \$pass_server_port { default \$server_port; }
+  map \$http_host \$best_http_host { default \$http_host; "" \$host; }
   upstream gate { server $gate; keepalive 64; }
   upstream workspace { server $gate; keepalive 64; }
   server {
     listen 127.0.0.1:$nport;
-$(protected protected "$kept")
-$(protected protected-fresh "$fresh")
-    location /open/ {
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass http://workspace/trivial;
-    }
+$(location open ingress none)
+$(location protected ingress kept)
+$(location protected-fresh ingress fresh)
+$(location lean-open lean none)
+$(location lean-protected lean kept)
   }
 }
 NGINX
 taskset -c 1 nginx -p "$work" -c "$work/nginx.conf" &
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$nport/open/" && break; sleep 0.1; done
-for loc in protected protected-fresh; do
+for loc in open protected protected-fresh lean-open lean-protected; do
   code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$nport/$loc/")"
   [ "$code" = 200 ] || { echo "$loc location answered $code, expected 200" >&2; exit 1; }
 done
 echo "# through nginx (wrk -t1 -c$conns -d${secs}s)"
 pids="$pid $(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ') $(cat "$work/nginx.pid")"
-for _ in $(seq "$rounds"); do
-  run nginx_open "http://127.0.0.1:$nport/open/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
-  run nginx_auth "http://127.0.0.1:$nport/protected/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
-  run nginx_auth_fresh "http://127.0.0.1:$nport/protected-fresh/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"
+# Kept connections first, each pair in alternating order; the runs with a
+# connection per check come last, as their tens of thousands of sockets in
+# TIME-WAIT would otherwise weigh on the runs after them.
+at() { run "$1" "http://127.0.0.1:$nport/$2/" -H "Host: $host" -H "Cookie: $cookie" >> "$work/results"; }
+for i in $(seq "$rounds"); do
+  if [ $((i % 2)) = 1 ]; then
+    at nginx_open open; at nginx_auth protected; at lean_open lean-open; at lean_auth lean-protected
+  else
+    at lean_auth lean-protected; at lean_open lean-open; at nginx_auth protected; at nginx_open open
+  fi
 done
+for _ in $(seq "$rounds"); do at nginx_auth_fresh protected-fresh; done
 
 peak="$(hwm)"
 python3 - "$work/results" "$rounds" "$idle" "$loaded" "$peak" <<'PY'
@@ -163,10 +249,12 @@ print()
 b, c, o, p = med["trivial"], med["check"], med["nginx_open"], med["nginx_auth"]
 print(f"- check/trivial throughput ratio: {c[0]/b[0]:.2f} (goal >= 0.8); server CPU per request, trivial/check: {b[2]/c[2]:.2f}")
 f = med["nginx_auth_fresh"]
-print(f"- nginx with/without auth_request throughput ratio: {p[0]/o[0]:.2f} (goal >= 0.5); with a new connection per check (no auth-keepalive): {f[0]/o[0]:.2f}")
+lo, la = med["lean_open"], med["lean_auth"]
+print(f"- nginx as ingress-nginx renders it, with/without auth_request throughput ratio: {p[0]/o[0]:.2f} (goal >= 0.5); with a new connection per check (no auth-keepalive): {f[0]/o[0]:.2f}")
+print(f"- minimal nginx (no access log, only the check's headers), with/without auth_request: {la[0]/lo[0]:.2f}")
 print(f"- added p99 through nginx at the run's connections: {p[1]-o[1]:.2f} ms")
 print(f"- CPU per request through nginx, without/with auth_request: nginx {o[2]-o[4]:.1f}/{p[2]-p[4]:.1f} µs, gate {o[4]:.1f}/{p[4]:.1f} µs")
 per_round = lambda a, b: ", ".join(f"{x[0]/y[0]:.2f}" for x, y in zip(runs[a], runs[b]))
-print(f"- per round: check/trivial {per_round('check', 'trivial')}; nginx auth/open {per_round('nginx_auth', 'nginx_open')}; fresh/open {per_round('nginx_auth_fresh', 'nginx_open')}")
+print(f"- per round: check/trivial {per_round('check', 'trivial')}; nginx auth/open {per_round('nginx_auth', 'nginx_open')}; fresh/open {per_round('nginx_auth_fresh', 'nginx_open')}; minimal {per_round('lean_auth', 'lean_open')}")
 print(f"- gate RSS: idle {idle/1024:.1f} MiB, after the gate-alone load {loaded/1024:.1f} MiB, peak {peak/1024:.1f} MiB")
 PY
