@@ -8,6 +8,11 @@
 #      renders it, and with a new connection per check, its default);
 #   3. resident memory of the gate at idle and after the load.
 # Usage: bench/run.sh [seconds-per-run] [connections] [rounds]
+# Through nginx, the upstream (a second bench server standing for the
+# workspace) runs on nginx's CPU 1. GATE_CPU=1 (default) puts the gate there
+# too, so every request's whole cost lands on one core; GATE_CPU=0 moves it
+# beside wrk, leaving nginx and the workspace a core of their own, as when
+# the gate runs in its own pods.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-10}"
@@ -27,6 +32,7 @@ field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]
 gate="$(field http)"; pid="$(field pid)"; cookie="$(field cookie)"; host="$(field host)"
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$pid/status"; }
+gate_cpu="${GATE_CPU:-1}"
 
 cpu() { # CPU ticks (1/100 s) used so far by the processes in $pids
   local t=0 p
@@ -60,12 +66,19 @@ for _ in $(seq "$rounds"); do
 done
 loaded="$(rss)"
 
-# Real nginx: one server, five locations with the same upstream (the
-# gate's /trivial). Three are rendered as ingress-nginx renders a workspace
-# Ingress (its proxy headers on every location, the access log of every
-# request in its default format, the auth subrequest location of auth-url,
-# kept upstream connections to the workspace as its default
-# upstream-keepalive-connections gives):
+# The workspace: a second bench server's /trivial, on nginx's core.
+taskset -c 1 "$target/release/examples/bench_server" --seconds 3600 > "$work/upstream.json" &
+for _ in $(seq 50); do [ -s "$work/upstream.json" ] && break; sleep 0.1; done
+upstream="$(python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["http"])' < "$work/upstream.json")"
+upstream_pid="$(python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["pid"])' < "$work/upstream.json")"
+taskset -a -p -c "$gate_cpu" "$pid" >/dev/null
+
+# Real nginx: one server, five locations with the same upstream. Three
+# are rendered as ingress-nginx renders a workspace Ingress (its proxy
+# headers on every location, the access log of every request in its default
+# format, the auth subrequest location of auth-url, kept upstream
+# connections to the workspace as its default upstream-keepalive-connections
+# gives):
 #   /open/             no auth;
 #   /protected/        auth-url with auth-keepalive: kept connections to the gate;
 #   /protected-fresh/  auth-url without it (the default): the URL through a
@@ -188,7 +201,7 @@ http {
   map "" \$pass_server_port { default \$server_port; }
   map \$http_host \$best_http_host { default \$http_host; "" \$host; }
   upstream gate { server $gate; keepalive 64; }
-  upstream workspace { server $gate; keepalive 64; }
+  upstream workspace { server $upstream; keepalive 64; }
   server {
     listen 127.0.0.1:$nport;
 $(location open ingress none)
@@ -205,8 +218,8 @@ for loc in open protected protected-fresh lean-open lean-protected; do
   code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$nport/$loc/")"
   [ "$code" = 200 ] || { echo "$loc location answered $code, expected 200" >&2; exit 1; }
 done
-echo "# through nginx (wrk -t1 -c$conns -d${secs}s)"
-pids="$pid $(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ') $(cat "$work/nginx.pid")"
+echo "# through nginx (wrk -t1 -c$conns -d${secs}s; the gate on CPU $gate_cpu)"
+pids="$pid $upstream_pid $(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ') $(cat "$work/nginx.pid")"
 # Kept connections first, each pair in alternating order; the runs with a
 # connection per check come last, as their tens of thousands of sockets in
 # TIME-WAIT would otherwise weigh on the runs after them.
@@ -221,7 +234,7 @@ done
 for _ in $(seq "$rounds"); do at nginx_auth_fresh protected-fresh; done
 
 peak="$(hwm)"
-python3 - "$work/results" "$rounds" "$idle" "$loaded" "$peak" <<'PY'
+python3 - "$work/results" "$rounds" "$idle" "$loaded" "$peak" "$gate_cpu" <<'PY'
 import statistics, sys
 def p99_ms(v):
     for u, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
@@ -239,7 +252,7 @@ for line in open(sys.argv[1]):
     runs.setdefault(n, []).append((float(rps), p99_ms(p99), us, int(ticks) / 100 * float(rps) / max(int(total), 1), gate_us))
 med = {n: tuple(statistics.median(x[i] for x in v) for i in range(5)) for n, v in runs.items()}
 idle, loaded, peak = (int(x) for x in sys.argv[3:6])
-print(f"Medians of {sys.argv[2]} interleaved rounds.")
+print(f"Medians of {sys.argv[2]} interleaved rounds; through nginx, the gate on CPU {sys.argv[6]}.")
 print()
 print("| measurement | requests/s | p99 (ms) | server CPU per request (µs) | of which the gate (µs) | server cores busy |")
 print("|---|---|---|---|---|---|")
@@ -253,7 +266,7 @@ lo, la = med["lean_open"], med["lean_auth"]
 print(f"- nginx as ingress-nginx renders it, with/without auth_request throughput ratio: {p[0]/o[0]:.2f} (goal >= 0.5); with a new connection per check (no auth-keepalive): {f[0]/o[0]:.2f}")
 print(f"- minimal nginx (no access log, only the check's headers), with/without auth_request: {la[0]/lo[0]:.2f}")
 print(f"- added p99 through nginx at the run's connections: {p[1]-o[1]:.2f} ms")
-print(f"- CPU per request through nginx, without/with auth_request: nginx {o[2]-o[4]:.1f}/{p[2]-p[4]:.1f} µs, gate {o[4]:.1f}/{p[4]:.1f} µs")
+print(f"- CPU per request through nginx, without/with auth_request: nginx and the workspace {o[2]-o[4]:.1f}/{p[2]-p[4]:.1f} µs, gate {o[4]:.1f}/{p[4]:.1f} µs")
 per_round = lambda a, b: ", ".join(f"{x[0]/y[0]:.2f}" for x, y in zip(runs[a], runs[b]))
 print(f"- per round: check/trivial {per_round('check', 'trivial')}; nginx auth/open {per_round('nginx_auth', 'nginx_open')}; fresh/open {per_round('nginx_auth_fresh', 'nginx_open')}; minimal {per_round('lean_auth', 'lean_open')}")
 print(f"- gate RSS: idle {idle/1024:.1f} MiB, after the gate-alone load {loaded/1024:.1f} MiB, peak {peak/1024:.1f} MiB")
