@@ -7,10 +7,11 @@
 #   gRPC:    the gate's Check vs. a trivial tonic unary handler on the same
 #            server (grpc_bench as client)
 # Usage: bench/controllers.sh [seconds-per-run] [connections] [rounds]
-# GATE_CPU=1 (default) puts the gate (and the upstream it serves) on the
-# controller's core, so every request's whole cost lands on one core;
-# GATE_CPU=0 puts it beside wrk instead, leaving the controller a core of
-# its own, as when the gate runs in its own pods.
+# The upstream (a second bench server standing for the workspace) runs on
+# the controller's CPU 1. GATE_CPU=1 (default) puts the gate there too, so
+# every request's whole cost lands on one core; GATE_CPU=0 puts it beside
+# wrk instead, leaving the controller and the workspace a core of their
+# own, as when the gate runs in its own pods.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-10}"
@@ -32,7 +33,11 @@ for _ in $(seq 100); do [ -s "$work/server.json" ] && break; sleep 0.1; done
 info="$(head -1 "$work/server.json")"
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$info" "$1"; }
 gate="$(field http)"; grpc="$(field grpc)"; cookie="$(field cookie)"; host="$(field host)"; jwks="$(field jwks)"
-gate_port="${gate##*:}"; grpc_port="${grpc##*:}"; gate_pid="$(field pid)"
+grpc_port="${grpc##*:}"; gate_pid="$(field pid)"
+taskset -c 1 "$target/bench_server" --seconds 3600 > "$work/upstream.json" &
+for _ in $(seq 100); do [ -s "$work/upstream.json" ] && break; sleep 0.1; done
+upstream="$(python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["http"])' < "$work/upstream.json")"
+upstream_port="${upstream##*:}"; upstream_pid="$(python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["pid"])' < "$work/upstream.json")"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name url -> "name rps p99 non2xx gate_us controller_us"
@@ -102,7 +107,7 @@ C
   listener gate "$p_gate" "$gate_filter"
   listener jwt "$p_jwt" "$jwt_filter"
   echo "  clusters:"
-  cluster upstream "$gate_port" h1
+  cluster upstream "$upstream_port" h1
   cluster gate_grpc "$grpc_port" h2
 } > "$work/envoy.yaml"
 "$envoy" --mode validate -c "$work/envoy.yaml" >/dev/null 2>&1 || { "$envoy" --mode validate -c "$work/envoy.yaml" >&2; exit 1; }
@@ -113,13 +118,19 @@ for p in "$p_none" "$p_gate" "$p_jwt"; do
   code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$p/")"
   [ "$code" = 200 ] || { echo "envoy listener $p answered $code" >&2; exit 1; }
 done
-# Interleaved rounds; the summary takes each measurement's median.
-for _ in $(seq "$rounds"); do
-  run envoy_none "http://127.0.0.1:$p_none/" >> "$work/results"
-  run envoy_ext_authz "http://127.0.0.1:$p_gate/" >> "$work/results"
-  run envoy_jwt_authn "http://127.0.0.1:$p_jwt/" >> "$work/results"
+# Interleaved rounds, in alternating order; the summary takes each
+# measurement's median.
+for i in $(seq "$rounds"); do
+  if [ $((i % 2)) = 1 ]; then order="none gate jwt"; else order="jwt gate none"; fi
+  for l in $order; do
+    case "$l" in
+      none) run envoy_none "http://127.0.0.1:$p_none/" ;;
+      gate) run envoy_ext_authz "http://127.0.0.1:$p_gate/" ;;
+      jwt) run envoy_jwt_authn "http://127.0.0.1:$p_jwt/" ;;
+    esac >> "$work/results"
+  done
 done
-kill %2 2>/dev/null || true
+kill "$ctl_pid" 2>/dev/null || true
 
 # ---- Traefik: two routers on one entry point, identical but for forwardAuth.
 tp="$(port)"
@@ -146,7 +157,7 @@ http:
       service: upstream
   services:
     upstream:
-      loadBalancer: { servers: [{ url: "http://$gate" }] }
+      loadBalancer: { servers: [{ url: "http://$upstream" }] }
 T
 cat > "$work/traefik.yaml" <<T
 global: { checkNewVersion: false, sendAnonymousUsage: false }
@@ -159,9 +170,14 @@ ctl_pid=$!
 for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tp/open")" = 200 ] && break; sleep 0.1; done
 code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$tp/protected")"
 [ "$code" = 200 ] || { echo "traefik protected answered $code" >&2; exit 1; }
-for _ in $(seq "$rounds"); do
-  run traefik_open "http://127.0.0.1:$tp/open" >> "$work/results"
-  run traefik_forwardauth "http://127.0.0.1:$tp/protected" >> "$work/results"
+for i in $(seq "$rounds"); do
+  if [ $((i % 2)) = 1 ]; then
+    run traefik_open "http://127.0.0.1:$tp/open" >> "$work/results"
+    run traefik_forwardauth "http://127.0.0.1:$tp/protected" >> "$work/results"
+  else
+    run traefik_forwardauth "http://127.0.0.1:$tp/protected" >> "$work/results"
+    run traefik_open "http://127.0.0.1:$tp/open" >> "$work/results"
+  fi
 done
 
 # ---- gRPC: Check vs. a trivial unary handler on the same server. h2load
