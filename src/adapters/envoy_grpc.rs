@@ -2,13 +2,15 @@
 //! used by plain Envoy and by Envoy Gateway's `SecurityPolicy.extAuth.grpc`.
 //!
 //! Reads the request attributes Envoy fills in (method, host, path with
-//! query, headers). An allow sets the identity headers with
+//! query, headers, either as the `headers` map or, with Envoy's
+//! `encode_raw_headers: true`, as the raw `header_map` list). An allow sets the identity headers with
 //! `OVERWRITE_IF_EXISTS_OR_ADD` (the default action would append to a
 //! client-sent copy) and replaces or removes `cookie` and `authorization`.
 //! Everything else is a `denied_response` that Envoy relays to the browser:
 //! 302 with `Set-Cookie` for navigations and reserved paths, 401/403 with a
 //! page otherwise.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,7 +31,7 @@ use crate::server::{AppState, check};
 /// numbers of `envoy.service.auth.v3`. Every other field (the peers'
 /// addresses, the time, metadata, TLS details) is skipped without being
 /// decoded. Texts stay slices of the received message and are checked for
-/// UTF-8 when read; header map entries are read in wire order.
+/// UTF-8 when read; header entries are read in wire order.
 pub mod wire {
     use bytes::Bytes;
 
@@ -70,6 +72,29 @@ pub mod wire {
         pub path: Bytes,
         #[prost(bytes = "bytes", tag = "5")]
         pub host: Bytes,
+        /// `config.core.v3.HeaderMap header_map`, filled instead of
+        /// `headers` when Envoy's `encode_raw_headers` is on.
+        #[prost(message, optional, tag = "13")]
+        pub header_map: Option<HeaderMap>,
+    }
+
+    /// `envoy.config.core.v3.HeaderMap`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HeaderMap {
+        #[prost(message, repeated, tag = "1")]
+        pub headers: Vec<RawHeader>,
+    }
+
+    /// `envoy.config.core.v3.HeaderValue`: Envoy fills `raw_value`; a
+    /// `value` is read when `raw_value` is empty.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RawHeader {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub key: Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub value: Bytes,
+        #[prost(bytes = "bytes", tag = "3")]
+        pub raw_value: Bytes,
     }
 
     /// One entry of `HttpRequest.headers`.
@@ -108,21 +133,22 @@ impl Service {
             method: read.method,
             host: read.host,
             path: read.path,
-            cookie: read.cookie,
-            authorization: read.authorization,
-            accept: read.accept,
-            sec_fetch_mode: read.sec_fetch_mode,
+            cookie: read.cookie.as_deref(),
+            authorization: read.authorization.as_deref(),
+            accept: read.accept.as_deref(),
+            sec_fetch_mode: read.sec_fetch_mode.as_deref(),
             upgrade: read.upgrade,
         };
         let decision = check::run(&self.state, "envoy_grpc", &check_req).await;
         let json = read
             .accept
+            .as_deref()
             .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
         answer(
             decision,
             read.cookie.is_some(),
             read.authorization.is_some(),
-            read.request_id,
+            &read.request_id,
             json,
         )
     }
@@ -133,19 +159,19 @@ struct Read<'a> {
     method: &'a str,
     host: &'a str,
     path: &'a str,
-    cookie: Option<&'a str>,
-    authorization: Option<&'a str>,
-    accept: Option<&'a str>,
-    sec_fetch_mode: Option<&'a str>,
+    cookie: Option<Cow<'a, str>>,
+    authorization: Option<Cow<'a, str>>,
+    accept: Option<Cow<'a, str>>,
+    sec_fetch_mode: Option<Cow<'a, str>>,
     upgrade: bool,
-    request_id: &'a str,
+    request_id: Cow<'a, str>,
 }
 
 impl<'a> Read<'a> {
     /// `None` when a field the check reads is not UTF-8, which Envoy never
-    /// sends: such a request is refused, as an undecodable one was.
+    /// sends, or when both header forms are filled, which it never does
+    /// either: such a request is refused, as an undecodable one was.
     fn from(http: &'a wire::HttpRequest) -> Option<Read<'a>> {
-        let text = |b: &'a bytes::Bytes| std::str::from_utf8(b).ok();
         let mut read = Read {
             method: text(&http.method)?,
             host: text(&http.host)?,
@@ -155,30 +181,57 @@ impl<'a> Read<'a> {
             accept: None,
             sec_fetch_mode: None,
             upgrade: false,
-            request_id: text(&http.id)?,
+            request_id: Cow::Borrowed(text(&http.id)?),
         };
-        // Envoy writes each header once, lower-cased; were a name repeated,
-        // the last entry would win, as in a decoded map.
+        let raw = http.header_map.as_ref().map_or(&[][..], |m| &m.headers[..]);
+        if !raw.is_empty() && !http.headers.is_empty() {
+            return None;
+        }
+        // The map: Envoy writes each header once, lower-cased; were a name
+        // repeated, the last entry would win, as in a decoded map.
         for h in &http.headers {
-            let slot = match &h.key[..] {
-                b"cookie" => &mut read.cookie,
-                b"authorization" => &mut read.authorization,
-                b"accept" => &mut read.accept,
-                b"sec-fetch-mode" => &mut read.sec_fetch_mode,
-                b"x-request-id" => {
-                    read.request_id = text(&h.value)?;
-                    continue;
-                }
-                b"upgrade" => {
-                    read.upgrade = true;
-                    continue;
-                }
-                _ => continue,
+            read.header(&h.key, &h.value, false)?;
+        }
+        // The raw list keeps repeated headers apart; they are joined as
+        // the map would have them, so both forms read the same.
+        for h in raw {
+            let value = if h.raw_value.is_empty() {
+                &h.value
+            } else {
+                &h.raw_value
             };
-            *slot = Some(text(&h.value)?);
+            read.header(&h.key, value, true)?;
         }
         Some(read)
     }
+
+    fn header(&mut self, key: &[u8], value: &'a bytes::Bytes, join: bool) -> Option<()> {
+        let (slot, sep) = match key {
+            b"cookie" => (&mut self.cookie, "; "),
+            b"authorization" => (&mut self.authorization, ","),
+            b"accept" => (&mut self.accept, ","),
+            b"sec-fetch-mode" => (&mut self.sec_fetch_mode, ","),
+            b"x-request-id" => {
+                self.request_id = Cow::Borrowed(text(value)?);
+                return Some(());
+            }
+            b"upgrade" => {
+                self.upgrade = true;
+                return Some(());
+            }
+            _ => return Some(()),
+        };
+        let value = text(value)?;
+        *slot = Some(match slot.take() {
+            Some(prev) if join => Cow::Owned(format!("{prev}{sep}{value}")),
+            _ => Cow::Borrowed(value),
+        });
+        Some(())
+    }
+}
+
+fn text(b: &bytes::Bytes) -> Option<&str> {
+    std::str::from_utf8(b).ok()
 }
 
 /// As a gRPC service for `Routes`: `Check` decodes into [`wire`] types,
@@ -339,6 +392,24 @@ mod tests {
     /// Every field Envoy can fill in, read with the generated types'
     /// encoding and decoded with the lean ones.
     fn encoded(headers: HashMap<String, String>) -> Vec<u8> {
+        encoded_with(headers, None)
+    }
+
+    /// With `encode_raw_headers: true`, Envoy leaves `headers` empty and
+    /// fills `header_map` with `key` and `raw_value`.
+    fn encoded_raw(raw: &[(&str, &[u8])]) -> Vec<u8> {
+        let headers = raw
+            .iter()
+            .map(|(k, v)| HeaderValue {
+                key: k.to_string(),
+                value: String::new(),
+                raw_value: v.to_vec(),
+            })
+            .collect();
+        encoded_with(HashMap::new(), Some(HeaderMap { headers }))
+    }
+
+    fn encoded_with(headers: HashMap<String, String>, header_map: Option<HeaderMap>) -> Vec<u8> {
         CheckRequest {
             attributes: Some(AttributeContext {
                 source: Some(peer(36980)),
@@ -361,13 +432,7 @@ mod tests {
                         protocol: "HTTP/2".into(),
                         body: "ignored body".into(),
                         raw_body: b"\xff\xfe".to_vec(),
-                        header_map: Some(HeaderMap {
-                            headers: vec![HeaderValue {
-                                key: "cookie".into(),
-                                value: "__Host-workspace-gate-pass=from-header-map".into(),
-                                raw_value: vec![],
-                            }],
-                        }),
+                        header_map,
                     }),
                 }),
                 context_extensions: HashMap::from([("k".into(), "v".into())]),
@@ -407,26 +472,93 @@ mod tests {
             ("user-agent".to_string(), "curl".to_string()),
         ]);
         let http = http(&encoded(headers));
-        let read = Read::from(&http).expect("all text");
+        assert_reads_the_sample(&Read::from(&http).expect("all text"));
+    }
+
+    /// The values of the sample request both header forms carry.
+    fn assert_reads_the_sample(read: &Read<'_>) {
         assert_eq!(read.method, "POST");
         assert_eq!(read.host, "60001-ws-1.workspaces.example.dev");
         assert_eq!(read.path, "/src/main.rs?x=1&y=%2F");
         assert_eq!(
-            read.cookie,
+            read.cookie.as_deref(),
             Some("theme=dark; __Host-workspace-gate-pass=p")
         );
-        assert_eq!(read.authorization, Some("Bearer t"));
-        assert_eq!(read.accept, Some("application/json"));
-        assert_eq!(read.sec_fetch_mode, Some("navigate"));
+        assert_eq!(read.authorization.as_deref(), Some("Bearer t"));
+        assert_eq!(read.accept.as_deref(), Some("application/json"));
+        assert_eq!(read.sec_fetch_mode.as_deref(), Some("navigate"));
         assert!(read.upgrade);
         assert_eq!(read.request_id, "rid-1");
+    }
+
+    #[test]
+    fn raw_headers_read_as_the_map_does() {
+        let http = http(&encoded_raw(&[
+            ("cookie", b"theme=dark; __Host-workspace-gate-pass=p"),
+            ("authorization", b"Bearer t"),
+            ("accept", b"application/json"),
+            ("sec-fetch-mode", b"navigate"),
+            ("upgrade", b"websocket"),
+            ("x-request-id", b"rid-1"),
+            ("user-agent", b"\xff not read"),
+        ]));
+        assert_reads_the_sample(&Read::from(&http).expect("all text"));
+    }
+
+    #[test]
+    fn repeated_raw_headers_are_joined_as_the_map_would_join_them() {
+        // Cookies split over several fields (as HTTP/2 clients send them)
+        // read as one cookie string; two Authorization headers read as one
+        // value the token check refuses, never as either token alone.
+        let http = http(&encoded_raw(&[
+            ("cookie", b"theme=dark"),
+            ("authorization", b"Bearer a"),
+            ("cookie", b"__Host-workspace-gate-pass=p"),
+            ("authorization", b"Bearer b"),
+        ]));
+        let read = Read::from(&http).expect("all text");
+        assert_eq!(
+            read.cookie.as_deref(),
+            Some("theme=dark; __Host-workspace-gate-pass=p")
+        );
+        assert_eq!(read.authorization.as_deref(), Some("Bearer a,Bearer b"));
+    }
+
+    #[test]
+    fn a_raw_header_without_raw_value_is_read_from_value() {
+        let mut http = http(&encoded_raw(&[]));
+        http.header_map = Some(wire::HeaderMap {
+            headers: vec![wire::RawHeader {
+                key: bytes::Bytes::from_static(b"cookie"),
+                value: bytes::Bytes::from_static(b"__Host-workspace-gate-pass=v"),
+                raw_value: bytes::Bytes::new(),
+            }],
+        });
+        let read = Read::from(&http).expect("all text");
+        assert_eq!(read.cookie.as_deref(), Some("__Host-workspace-gate-pass=v"));
+    }
+
+    #[test]
+    fn both_header_forms_at_once_or_a_raw_cookie_not_utf8_refuse_the_request() {
+        let mut both = http(&encoded(HashMap::from([(
+            "cookie".to_string(),
+            "__Host-workspace-gate-pass=p".to_string(),
+        )])));
+        assert!(Read::from(&both).is_some());
+        both.header_map =
+            http(&encoded_raw(&[("cookie", b"__Host-workspace-gate-pass=q")])).header_map;
+        assert!(Read::from(&both).is_none(), "headers and header_map");
+        let bad = http(&encoded_raw(&[(
+            "cookie",
+            b"__Host-workspace-gate-pass=\xff",
+        )]));
+        assert!(Read::from(&bad).is_none(), "a raw cookie that is not UTF-8");
     }
 
     #[test]
     fn absent_headers_stay_absent_and_the_id_is_envoys() {
         let http = http(&encoded(HashMap::new()));
         let read = Read::from(&http).expect("all text");
-        // The raw header map (encode_raw_headers) is not read: no cookie.
         assert_eq!(read.cookie, None);
         assert_eq!(read.authorization, None);
         assert_eq!(read.accept, None);
@@ -467,6 +599,9 @@ mod tests {
                 value: bytes::Bytes::from(v),
             });
         }
-        assert_eq!(Read::from(&http).unwrap().authorization, Some("last"));
+        assert_eq!(
+            Read::from(&http).unwrap().authorization.as_deref(),
+            Some("last")
+        );
     }
 }

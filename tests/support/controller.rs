@@ -30,6 +30,9 @@ pub enum ControllerKind {
     Traefik,
     /// Envoy with ext_authz over gRPC.
     EnvoyGrpc,
+    /// The same, with `encode_raw_headers: true`: Envoy sends the headers
+    /// as the raw `header_map` list instead of the `headers` map.
+    EnvoyGrpcRaw,
     /// Envoy with ext_authz in HTTP mode.
     EnvoyHttp,
 }
@@ -40,6 +43,7 @@ impl ControllerKind {
             ControllerKind::Nginx => "ingress-nginx",
             ControllerKind::Traefik => "traefik",
             ControllerKind::EnvoyGrpc => "envoy-grpc",
+            ControllerKind::EnvoyGrpcRaw => "envoy-grpc-raw-headers",
             ControllerKind::EnvoyHttp => "envoy-http",
         }
     }
@@ -51,15 +55,19 @@ impl ControllerKind {
         match self {
             ControllerKind::Nginx => "form_post",
             // Their checks carry no request body.
-            ControllerKind::Traefik | ControllerKind::EnvoyGrpc | ControllerKind::EnvoyHttp => {
-                "query"
-            }
+            ControllerKind::Traefik
+            | ControllerKind::EnvoyGrpc
+            | ControllerKind::EnvoyGrpcRaw
+            | ControllerKind::EnvoyHttp => "query",
         }
     }
 
     /// Whether the gate must listen for gRPC (Envoy ext_authz).
     pub fn needs_grpc(self) -> bool {
-        matches!(self, ControllerKind::EnvoyGrpc)
+        matches!(
+            self,
+            ControllerKind::EnvoyGrpc | ControllerKind::EnvoyGrpcRaw
+        )
     }
 
     pub async fn start(
@@ -69,7 +77,9 @@ impl ControllerKind {
         match self {
             ControllerKind::Nginx => Ok(Box::new(super::nginx::Nginx::start(setup).await?)),
             ControllerKind::Traefik => Ok(Box::new(super::traefik::Traefik::start(setup).await?)),
-            ControllerKind::EnvoyGrpc | ControllerKind::EnvoyHttp => {
+            ControllerKind::EnvoyGrpc
+            | ControllerKind::EnvoyGrpcRaw
+            | ControllerKind::EnvoyHttp => {
                 Ok(Box::new(super::envoy::Envoy::start(self, setup).await?))
             }
         }

