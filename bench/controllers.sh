@@ -21,6 +21,7 @@ cd "$root"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 envoy="$root/.venv/bin/envoy"; traefik="$root/.venv/bin/traefik"
 [ -x "$envoy" ] && [ -x "$traefik" ] || { echo "run scripts/install-deps.sh (envoy, traefik)" >&2; exit 1; }
+source "$root/bench/envoy_lib.sh"
 cargo build --release --example bench_server --example grpc_bench >&2
 target="${CARGO_TARGET_DIR:-$root/target}/release/examples"
 work="$(mktemp -d)"
@@ -51,64 +52,15 @@ run() { # name url -> "name rps p99 non2xx gate_us controller_us"
 
 # ---- Envoy: three listeners, identical but for the auth filter.
 p_none="$(port)"; p_gate="$(port)"; p_jwt="$(port)"
-listener() { # name port filter-yaml
-  cat <<L
-  - name: $1
-    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          route_config:
-            virtual_hosts:
-            - name: ws
-              domains: ["*"]
-              routes: [{ match: { prefix: "/" }, route: { cluster: upstream, prefix_rewrite: "/trivial" } }]
-          http_filters:
-$3
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-L
-}
-gate_filter='          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              transport_api_version: V3
-              failure_mode_allow: false
-              grpc_service: { envoy_grpc: { cluster_name: gate_grpc }, timeout: 1s }
-              allowed_headers: { patterns: [{ exact: cookie }, { exact: authorization }, { exact: accept }, { exact: upgrade }, { exact: sec-fetch-mode }, { exact: x-request-id }] }'
-jwks_yaml="$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$jwks")"
-jwt_filter="          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                pass:
-                  from_cookies: [\"__Host-workspace-gate-pass\"]
-                  audiences: [\"$host\"]
-                  local_jwks: { inline_string: $jwks_yaml }
-              rules: [{ match: { prefix: \"/\" }, requires: { provider_name: pass } }]"
-cluster() { # name port http2?
-  cat <<C
-  - name: $1
-    type: STATIC
-    connect_timeout: 1s
-$( [ "$3" = h2 ] && printf '    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: {} }\n' )
-    load_assignment:
-      cluster_name: $1
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } } }] }]
-C
-}
 {
   echo "static_resources:"
   echo "  listeners:"
-  listener none "$p_none" ""
-  listener gate "$p_gate" "$gate_filter"
-  listener jwt "$p_jwt" "$jwt_filter"
+  envoy_listener none "$p_none" ""
+  envoy_listener gate "$p_gate" "$(envoy_gate_filter)"
+  envoy_listener jwt "$p_jwt" "$(envoy_jwt_filter "$host" "$jwks")"
   echo "  clusters:"
-  cluster upstream "$upstream_port" h1
-  cluster gate_grpc "$grpc_port" h2
+  envoy_cluster upstream "$upstream_port" h1
+  envoy_cluster gate_grpc "$grpc_port" h2
 } > "$work/envoy.yaml"
 "$envoy" --mode validate -c "$work/envoy.yaml" >/dev/null 2>&1 || { "$envoy" --mode validate -c "$work/envoy.yaml" >&2; exit 1; }
 taskset -c 1 "$envoy" -c "$work/envoy.yaml" --disable-hot-restart --base-id $$ --log-level error --concurrency 1 &

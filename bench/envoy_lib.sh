@@ -1,0 +1,98 @@
+# Envoy bootstrap pieces shared by bench/controllers.sh and
+# bench/envoy_instructions.sh (sourced, not run): listeners that differ only
+# in their auth filter, and the clusters of the workspace and the gate.
+
+# envoy_listener NAME PORT FILTER-YAML
+envoy_listener() {
+  cat <<L
+  - name: $1
+    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: $1
+          route_config:
+            virtual_hosts:
+            - name: ws
+              domains: ["*"]
+              routes: [{ match: { prefix: "/" }, route: { cluster: upstream, prefix_rewrite: "/trivial" } }]
+          http_filters:
+$3
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+L
+}
+
+# envoy_gate_filter [EXTRA-YAML]: ext_authz over gRPC to the cluster
+# gate_grpc, with allowed_headers as in examples/envoy/envoy-grpc.yaml.
+envoy_gate_filter() {
+  cat <<F
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              failure_mode_allow: false
+              grpc_service: { envoy_grpc: { cluster_name: gate_grpc }, timeout: 1s }
+              allowed_headers: { patterns: [{ exact: cookie }, { exact: authorization }, { exact: accept }, { exact: upgrade }, { exact: sec-fetch-mode }, { exact: x-request-id }] }
+F
+  if [ -n "${1:-}" ]; then printf '              %s\n' "$1"; fi
+}
+
+# envoy_gate_http_filter: ext_authz in HTTP mode to the cluster gate_http,
+# as in examples/envoy/envoy-http.yaml.
+envoy_gate_http_filter() {
+  cat <<F
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              failure_mode_allow: false
+              http_service:
+                server_uri: { uri: "http://gate", cluster: gate_http, timeout: 1s }
+                path_prefix: /check/envoy
+                authorization_response: { allowed_upstream_headers: { patterns: [{ exact: x-workspace-user }, { exact: x-workspace-user-id }, { exact: x-workspace-id }, { exact: cookie }, { exact: authorization }] } }
+              allowed_headers: { patterns: [{ exact: cookie }, { exact: authorization }, { exact: accept }, { exact: upgrade }, { exact: sec-fetch-mode }, { exact: x-request-id }] }
+F
+}
+
+# envoy_jwt_filter HOST JWKS: Envoy's own jwt_authn verifying the pass
+# cookie (HS256, the pass subkey as a JWKS).
+envoy_jwt_filter() {
+  local jwks
+  jwks="$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$2")"
+  cat <<F
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                pass:
+                  from_cookies: ["__Host-workspace-gate-pass"]
+                  audiences: ["$1"]
+                  local_jwks: { inline_string: $jwks }
+              rules: [{ match: { prefix: "/" }, requires: { provider_name: pass } }]
+F
+}
+
+# envoy_cluster NAME PORT h1|h2
+envoy_cluster() {
+  cat <<C
+  - name: $1
+    type: STATIC
+    connect_timeout: 1s
+C
+  if [ "$3" = h2 ]; then
+    cat <<C
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+C
+  fi
+  cat <<C
+    load_assignment:
+      cluster_name: $1
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } } }] }]
+C
+}
