@@ -25,36 +25,32 @@ $3
 L
 }
 
-# envoy_gate_filter [EXTRA-YAML]: ext_authz over gRPC to the cluster
-# gate_grpc, with allowed_headers as in examples/envoy/envoy-grpc.yaml.
-envoy_gate_filter() {
+# envoy_ext_authz SERVICE-YAML [EXTRA-YAML]: Envoy's ext_authz filter with
+# the given service and allowed_headers as in the examples/envoy bootstraps.
+envoy_ext_authz() {
   cat <<F
           - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               transport_api_version: V3
               failure_mode_allow: false
-              grpc_service: { envoy_grpc: { cluster_name: gate_grpc }, timeout: 1s }
               allowed_headers: { patterns: [{ exact: cookie }, { exact: authorization }, { exact: accept }, { exact: upgrade }, { exact: sec-fetch-mode }, { exact: x-request-id }] }
+$1
 F
-  if [ -n "${1:-}" ]; then printf '              %s\n' "$1"; fi
+  if [ -n "${2:-}" ]; then printf '              %s\n' "$2"; fi
 }
 
-# envoy_gate_http_filter: ext_authz in HTTP mode to the cluster gate_http,
-# as in examples/envoy/envoy-http.yaml.
+# envoy_gate_filter [EXTRA-YAML]: ext_authz over gRPC to the cluster gate_grpc.
+envoy_gate_filter() {
+  envoy_ext_authz '              grpc_service: { envoy_grpc: { cluster_name: gate_grpc }, timeout: 1s }' "${1:-}"
+}
+
+# envoy_gate_http_filter: ext_authz in HTTP mode to the cluster gate_http.
 envoy_gate_http_filter() {
-  cat <<F
-          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              transport_api_version: V3
-              failure_mode_allow: false
-              http_service:
+  envoy_ext_authz '              http_service:
                 server_uri: { uri: "http://gate", cluster: gate_http, timeout: 1s }
                 path_prefix: /check/envoy
-                authorization_response: { allowed_upstream_headers: { patterns: [{ exact: x-workspace-user }, { exact: x-workspace-user-id }, { exact: x-workspace-id }, { exact: cookie }, { exact: authorization }] } }
-              allowed_headers: { patterns: [{ exact: cookie }, { exact: authorization }, { exact: accept }, { exact: upgrade }, { exact: sec-fetch-mode }, { exact: x-request-id }] }
-F
+                authorization_response: { allowed_upstream_headers: { patterns: [{ exact: x-workspace-user }, { exact: x-workspace-user-id }, { exact: x-workspace-id }, { exact: cookie }, { exact: authorization }] } }'
 }
 
 # envoy_jwt_filter HOST JWKS: Envoy's own jwt_authn verifying the pass
