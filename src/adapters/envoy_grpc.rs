@@ -2,9 +2,9 @@
 //! used by plain Envoy and by Envoy Gateway's `SecurityPolicy.extAuth.grpc`.
 //!
 //! Reads the request attributes Envoy fills in (method, host, path with
-//! query, headers, either as the `headers` map or, with Envoy's
-//! `encode_raw_headers: true`, as the raw `header_map` list). An allow sets the identity headers with
-//! `OVERWRITE_IF_EXISTS_OR_ADD` (the default action would append to a
+//! query, headers: the `headers` map, or the raw `header_map` list with
+//! Envoy's `encode_raw_headers: true`). An allow sets the identity headers
+//! with `OVERWRITE_IF_EXISTS_OR_ADD` (the default action would append to a
 //! client-sent copy) and replaces or removes `cookie` and `authorization`.
 //! Everything else is a `denied_response` that Envoy relays to the browser:
 //! 302 with `Set-Cookie` for navigations and reserved paths, 401/403 with a
@@ -148,7 +148,7 @@ impl Service {
             decision,
             read.cookie.is_some(),
             read.authorization.is_some(),
-            &read.request_id,
+            read.request_id,
             json,
         )
     }
@@ -164,7 +164,7 @@ struct Read<'a> {
     accept: Option<Cow<'a, str>>,
     sec_fetch_mode: Option<Cow<'a, str>>,
     upgrade: bool,
-    request_id: Cow<'a, str>,
+    request_id: &'a str,
 }
 
 impl<'a> Read<'a> {
@@ -181,7 +181,7 @@ impl<'a> Read<'a> {
             accept: None,
             sec_fetch_mode: None,
             upgrade: false,
-            request_id: Cow::Borrowed(text(&http.id)?),
+            request_id: text(&http.id)?,
         };
         let raw = http.header_map.as_ref().map_or(&[][..], |m| &m.headers[..]);
         if !raw.is_empty() && !http.headers.is_empty() {
@@ -205,6 +205,8 @@ impl<'a> Read<'a> {
         Some(read)
     }
 
+    /// Takes one header entry; `join` appends a repeated one to the value
+    /// read so far, else it replaces it. `None` when the value is not UTF-8.
     fn header(&mut self, key: &[u8], value: &'a bytes::Bytes, join: bool) -> Option<()> {
         let (slot, sep) = match key {
             b"cookie" => (&mut self.cookie, "; "),
@@ -212,7 +214,7 @@ impl<'a> Read<'a> {
             b"accept" => (&mut self.accept, ","),
             b"sec-fetch-mode" => (&mut self.sec_fetch_mode, ","),
             b"x-request-id" => {
-                self.request_id = Cow::Borrowed(text(value)?);
+                self.request_id = text(value)?;
                 return Some(());
             }
             b"upgrade" => {
