@@ -31,3 +31,8 @@ async fn envoy_grpc_fails_closed_and_recovers() {
 async fn envoy_http_fails_closed_and_recovers() {
     run(ControllerKind::EnvoyHttp).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_grpc_raw_headers_fails_closed_and_recovers() {
+    run(ControllerKind::EnvoyGrpcRaw).await;
+}
