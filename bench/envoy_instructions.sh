@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Envoy's own work per request, counted rather than timed: Envoy 1.40 runs
-# under valgrind's callgrind (cache simulation on), with four listeners that
-# differ only in their auth filter (none; ext_authz over gRPC to the gate;
-# the same with encode_raw_headers; ext_authz in HTTP mode; in-process
-# jwt_authn verifying the same pass cookie). For each listener it counts the instructions Envoy executes
-# and its misses in simulated 32 KiB first-level caches per request, over a fixed
-# number of requests sent by h2load. The counts do not depend on the VM's
-# noise; they show how much work each path costs Envoy, and how much of its
-# time goes to cache misses rather than instructions.
+# under valgrind's callgrind (cache simulation on), with listeners that
+# differ only in their auth filter: none; ext_authz over gRPC to the gate;
+# the same with encode_raw_headers, with skip_envoy_headers, and with
+# Envoy's Google gRPC client instead of its own; ext_authz in HTTP mode;
+# in-process jwt_authn verifying the same pass cookie. For each listener it
+# counts the instructions Envoy executes and its misses in simulated
+# 32 KiB first-level caches per request, over a fixed number of requests
+# sent by h2load. The counts do not depend on the VM's noise; they show how
+# much work each path costs Envoy, and how much of its time goes to cache
+# misses rather than instructions. RUNTIME='key: value' adds an Envoy
+# runtime layer (e.g. 'envoy.reloadable_features.http2_use_oghttp2: true').
 # Usage: bench/envoy_instructions.sh [requests-per-listener] [rounds]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,7 +40,7 @@ done
 cookie="$(json "$work/gate.json" cookie)"; host="$(json "$work/gate.json" host)"
 grpc="$(json "$work/gate.json" grpc)"; upstream="$(json "$work/upstream.json" http)"
 
-names="none ext_authz ext_authz_raw ext_authz_http jwt_authn"
+names="none ext_authz ext_authz_raw ext_authz_skip ext_authz_google ext_authz_http jwt_authn"
 declare -A ports
 for l in $names; do ports[$l]="$(port)"; done
 {
@@ -46,12 +49,17 @@ for l in $names; do ports[$l]="$(port)"; done
   envoy_listener none "${ports[none]}" ""
   envoy_listener ext_authz "${ports[ext_authz]}" "$(envoy_gate_filter)"
   envoy_listener ext_authz_raw "${ports[ext_authz_raw]}" "$(envoy_gate_filter 'encode_raw_headers: true')"
+  envoy_listener ext_authz_skip "${ports[ext_authz_skip]}" "$(envoy_ext_authz '              grpc_service: { envoy_grpc: { cluster_name: gate_grpc, skip_envoy_headers: true }, timeout: 1s }')"
+  envoy_listener ext_authz_google "${ports[ext_authz_google]}" "$(envoy_ext_authz "              grpc_service: { google_grpc: { target_uri: \"$grpc\", stat_prefix: gate }, timeout: 1s }")"
   envoy_listener ext_authz_http "${ports[ext_authz_http]}" "$(envoy_gate_http_filter)"
   envoy_listener jwt_authn "${ports[jwt_authn]}" "$(envoy_jwt_filter "$host" "$(json "$work/gate.json" jwks)")"
   echo "  clusters:"
   envoy_cluster upstream "${upstream##*:}" h1
   envoy_cluster gate_grpc "${grpc##*:}" h2
   envoy_cluster gate_http "$(json "$work/gate.json" http | sed 's/.*://')" h1
+  if [ -n "${RUNTIME:-}" ]; then
+    printf 'layered_runtime:\n  layers:\n  - name: static\n    static_layer: { %s }\n' "$RUNTIME"
+  fi
 } > "$work/envoy.yaml"
 "$envoy" --mode validate -c "$work/envoy.yaml" >/dev/null 2>&1 || { "$envoy" --mode validate -c "$work/envoy.yaml" >&2; exit 1; }
 # setsid: a background Envoy whose shell exits would get SIGTERM.
