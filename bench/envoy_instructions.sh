@@ -49,7 +49,7 @@ for l in $names; do ports[$l]="$(port)"; done
   envoy_listener none "${ports[none]}" ""
   envoy_listener ext_authz "${ports[ext_authz]}" "$(envoy_gate_filter)"
   envoy_listener ext_authz_raw "${ports[ext_authz_raw]}" "$(envoy_gate_filter 'encode_raw_headers: true')"
-  envoy_listener ext_authz_skip "${ports[ext_authz_skip]}" "$(envoy_ext_authz '              grpc_service: { envoy_grpc: { cluster_name: gate_grpc, skip_envoy_headers: true }, timeout: 1s }')"
+  envoy_listener ext_authz_skip "${ports[ext_authz_skip]}" "$(envoy_gate_filter '' ', skip_envoy_headers: true')"
   envoy_listener ext_authz_google "${ports[ext_authz_google]}" "$(envoy_ext_authz "              grpc_service: { google_grpc: { target_uri: \"$grpc\", stat_prefix: gate }, timeout: 1s }")"
   envoy_listener ext_authz_http "${ports[ext_authz_http]}" "$(envoy_gate_http_filter)"
   envoy_listener jwt_authn "${ports[jwt_authn]}" "$(envoy_jwt_filter "$host" "$(json "$work/gate.json" jwks)")"

@@ -40,9 +40,11 @@ F
   if [ -n "${2:-}" ]; then printf '              %s\n' "$2"; fi
 }
 
-# envoy_gate_filter [EXTRA-YAML]: ext_authz over gRPC to the cluster gate_grpc.
+# envoy_gate_filter [EXTRA-YAML] [ENVOY-GRPC-FIELDS]: ext_authz over gRPC to
+# the cluster gate_grpc; the fields (e.g. ", skip_envoy_headers: true") go
+# into its envoy_grpc.
 envoy_gate_filter() {
-  envoy_ext_authz '              grpc_service: { envoy_grpc: { cluster_name: gate_grpc }, timeout: 1s }' "${1:-}"
+  envoy_ext_authz "              grpc_service: { envoy_grpc: { cluster_name: gate_grpc${2:-} }, timeout: 1s }" "${1:-}"
 }
 
 # envoy_gate_http_filter: ext_authz in HTTP mode to the cluster gate_http.
