@@ -51,6 +51,21 @@ pub const KEYS: &[KeyDoc] = &[
         "Envoy ext_authz gRPC (`envoy.service.auth.v3.Authorization`); empty disables it.",
     ),
     k(
+        "listen.https",
+        "",
+        "HTTPS listener serving the same routes as `listen.http` (HTTP/2 and HTTP/1.1), e.g. for Traefik's forwardAuth, which then keeps one multiplexed connection instead of opening one per check; empty disables it. Needs `tls.cert_file` and `tls.key_file`.",
+    ),
+    k(
+        "tls.cert_file",
+        "",
+        "PEM certificate chain of `listen.https` (leaf first). Re-read within 10s when it changes (e.g. renewed by cert-manager); a broken renewal keeps the previous certificate and is logged.",
+    ),
+    k(
+        "tls.key_file",
+        "",
+        "PEM private key (PKCS#8, PKCS#1 or SEC1) matching `tls.cert_file`.",
+    ),
+    k(
         "oidc.issuer",
         "",
         "OpenID provider issuer URL (e.g. `https://gitlab.example.com`); discovery reads `<issuer>/.well-known/openid-configuration`.",
@@ -218,6 +233,16 @@ pub const KEYS: &[KeyDoc] = &[
         "Service port of the gate's ext_authz gRPC listener (`gateway-api` mode).",
     ),
     k(
+        "routing.gate_service.https_port",
+        "",
+        "Service port of the gate's HTTPS listener (`listen.https`); when set, `traefik` mode points forwardAuth at `https://<gate>:<port>/check/traefik`. Empty keeps plain HTTP.",
+    ),
+    k(
+        "routing.traefik_ca_secret",
+        "",
+        "`traefik` with `routing.gate_service.https_port`: Secret in each workspace namespace holding the CA (`ca.crt` or `tls.ca`) that Traefik verifies the gate's certificate with (the Middleware's `tls.caSecret`); empty uses Traefik's system roots.",
+    ),
+    k(
         "routing.gate_service.cluster_domain",
         "cluster.local",
         "Cluster DNS domain used to build the gate's in-cluster address.",
@@ -306,6 +331,15 @@ pub struct Listen {
     pub http: SocketAddr,
     pub admin: SocketAddr,
     pub grpc: Option<SocketAddr>,
+    /// `listen.https`; set only together with [`Config::tls`].
+    pub https: Option<SocketAddr>,
+}
+
+/// Certificate and key files of `listen.https` (checked at load).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone)]
@@ -351,6 +385,7 @@ pub struct Config {
     pub public_scheme: Scheme,
     pub public_port: Option<u16>,
     pub listen: Listen,
+    pub tls: Option<TlsFiles>,
     pub oidc: Oidc,
     pub keys: Vec<Vec<u8>>,
     pub session: Session,
@@ -370,6 +405,7 @@ impl fmt::Debug for Config {
             .field("workspace_domain", &self.workspace_domain)
             .field("public_scheme", &self.public_scheme)
             .field("listen", &self.listen)
+            .field("tls", &self.tls)
             .field("oidc", &self.oidc)
             .field("keys", &format_args!("{} key(s)", self.keys.len()))
             .field("session", &self.session)
@@ -679,6 +715,53 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// `tls.cert_file` and `tls.key_file`: both or neither, and both only
+    /// with `listen.https`; the pair must load.
+    fn tls_files(&mut self, https: bool) -> Option<TlsFiles> {
+        let cert = self.string("tls.cert_file");
+        let key = self.string("tls.key_file");
+        if cert.is_empty() && key.is_empty() {
+            if https {
+                for k in ["tls.cert_file", "tls.key_file"] {
+                    self.problems
+                        .push(problem(k, "is required when listen.https is set"));
+                }
+            }
+            return None;
+        }
+        if !https {
+            self.problems.push(problem(
+                "listen.https",
+                "is required when tls.cert_file or tls.key_file is set (they are used by it alone)",
+            ));
+            return None;
+        }
+        for (k, v) in [("tls.cert_file", &cert), ("tls.key_file", &key)] {
+            if v.is_empty() {
+                self.problems
+                    .push(problem(k, "is required when listen.https is set"));
+            }
+        }
+        if cert.is_empty() || key.is_empty() {
+            return None;
+        }
+        let files = TlsFiles {
+            cert: self.path(&cert),
+            key: self.path(&key),
+        };
+        match crate::server::tls::load(&files.cert, &files.key) {
+            Ok(_) => Some(files),
+            Err(crate::server::tls::TlsFileError::Cert(reason)) => {
+                self.problems.push(problem("tls.cert_file", reason));
+                None
+            }
+            Err(crate::server::tls::TlsFileError::Key(reason)) => {
+                self.problems.push(problem("tls.key_file", reason));
+                None
+            }
+        }
+    }
+
     fn host(&mut self, key: &str) -> String {
         let s = self.required(key).to_ascii_lowercase();
         if !s.is_empty() && !crate::workspaces::template::is_dns_name(&s) {
@@ -777,8 +860,12 @@ impl<'a> Reader<'a> {
         let http = self.addr("listen.http", false);
         let admin = self.addr("listen.admin", false);
         let grpc = self.addr("listen.grpc", true);
+        let https = self.addr("listen.https", true);
+        // Given but unparsable is reported once, by `addr`.
+        let https_given = !self.string("listen.https").is_empty();
+        let tls = self.tls_files(https_given);
         if scheme == Scheme::Http {
-            let all_loopback = [http, admin, grpc]
+            let all_loopback = [http, admin, grpc, https]
                 .iter()
                 .flatten()
                 .all(|a| a.ip().is_loopback());
@@ -901,7 +988,9 @@ impl<'a> Reader<'a> {
                 http: http.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
                 admin: admin.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
                 grpc,
+                https: https.filter(|_| tls.is_some()),
             },
+            tls,
             oidc: Oidc {
                 issuer: issuer.trim_end_matches('/').to_string(),
                 client_id,
@@ -963,6 +1052,97 @@ mod tests {
             "typo",
         ] {
             assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+        }
+    }
+
+    /// A minimal valid configuration in `dir` plus `extra` YAML lines.
+    fn load_with(dir: &Path, extra: &str) -> Result<Config, ConfigErrors> {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("secret"), "s").unwrap();
+        std::fs::write(dir.join("key"), crate::session::keyring::generate_key()).unwrap();
+        std::fs::write(dir.join("ws.yaml"), "workspaces: []\n").unwrap();
+        let f = dir.join("gate.yaml");
+        std::fs::write(
+            &f,
+            format!(
+                "auth_host: a.test\nworkspace_domain: w.test\n\
+oidc: {{issuer: 'https://id.test', client_id: c, client_secret_file: secret}}\n\
+keys: {{files: [key]}}\nworkspaces: {{source: file, file: ws.yaml}}\n{extra}"
+            ),
+        )
+        .unwrap();
+        Config::load(Some(&f), &no_env)
+    }
+
+    /// A self-signed certificate and its key, as PEM files `<name>.crt`
+    /// and `<name>.key`.
+    fn self_signed(dir: &Path, name: &str) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["gate.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+
+    fn problem_keys(r: Result<Config, ConfigErrors>) -> Vec<String> {
+        r.unwrap_err().0.into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn https_listener_loads_its_certificate_and_refuses_half_setups() {
+        let dir = std::env::temp_dir().join(format!("wg-cfg-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        self_signed(&dir, "a");
+        self_signed(&dir, "b");
+        std::fs::write(dir.join("junk.crt"), "not pem\n").unwrap();
+
+        let ok = load_with(
+            &dir,
+            "listen: {https: '0.0.0.0:8443'}\ntls: {cert_file: a.crt, key_file: a.key}\n",
+        )
+        .unwrap();
+        assert_eq!(ok.listen.https, Some("0.0.0.0:8443".parse().unwrap()));
+        assert_eq!(ok.tls.unwrap().cert, dir.join("a.crt"));
+        let off = load_with(&dir, "").unwrap();
+        assert_eq!((off.listen.https, off.tls), (None, None));
+
+        for (extra, want) in [
+            (
+                "listen: {https: '0.0.0.0:8443'}\n",
+                vec!["tls.cert_file", "tls.key_file"],
+            ),
+            (
+                "listen: {https: '0.0.0.0:8443'}\ntls: {cert_file: a.crt}\n",
+                vec!["tls.key_file"],
+            ),
+            (
+                "tls: {cert_file: a.crt, key_file: a.key}\n",
+                vec!["listen.https"],
+            ),
+            (
+                "listen: {https: '0.0.0.0:8443'}\ntls: {cert_file: a.crt, key_file: b.key}\n",
+                vec!["tls.key_file"],
+            ),
+            (
+                "listen: {https: '0.0.0.0:8443'}\ntls: {cert_file: junk.crt, key_file: a.key}\n",
+                vec!["tls.cert_file"],
+            ),
+            (
+                "listen: {https: '0.0.0.0:8443'}\ntls: {cert_file: missing.crt, key_file: a.key}\n",
+                vec!["tls.cert_file"],
+            ),
+            (
+                "listen: {https: '0.0.0.0:8443'}\ntls: {cert_file: a.crt, key_file: a.crt}\n",
+                vec!["tls.key_file"],
+            ),
+            (
+                "listen: {https: nope}\ntls: {cert_file: a.crt, key_file: a.key}\n",
+                vec!["listen.https"],
+            ),
+        ] {
+            assert_eq!(problem_keys(load_with(&dir, extra)), want, "{extra}");
         }
     }
 

@@ -74,6 +74,7 @@ pub struct Metrics {
     refreshes: Family<ResultLabel, Counter>,
     index_workspaces: Gauge,
     index_reloads: Family<ResultLabel, Counter>,
+    tls_reloads: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -113,6 +114,7 @@ impl Default for Metrics {
             refreshes: Family::default(),
             index_workspaces: Gauge::default(),
             index_reloads: Family::default(),
+            tls_reloads: Family::default(),
         }
     }
 }
@@ -159,6 +161,11 @@ impl Metrics {
             "index_reloads",
             "Workspace file loads, by result",
             self.index_reloads.clone(),
+        );
+        r.register(
+            "tls_certificate_reloads",
+            "Reloads of the listen.https certificate after its files changed, by result (failed keeps the previous one)",
+            self.tls_reloads.clone(),
         );
     }
 
@@ -213,6 +220,14 @@ impl Metrics {
     pub fn index(&self, workspaces: usize, result: &'static str) {
         self.index_workspaces.set(workspaces as i64);
         self.index_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+}
+
+impl Metrics {
+    pub fn tls_reload(&self, result: &'static str) {
+        self.tls_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
     }

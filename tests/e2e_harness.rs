@@ -170,6 +170,7 @@ async fn nginx_fixture_behaves_like_ingress_nginx_auth_url() {
         workspace_domain: DOMAIN.into(),
         gate_http: stub_addr,
         gate_grpc: None,
+        gate_https: None,
         upstream: echo.addr(),
     };
     let nginx = ControllerKind::Nginx.start(&setup).await.unwrap();

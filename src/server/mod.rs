@@ -8,6 +8,7 @@ pub mod pages;
 pub mod request_id;
 pub mod reserved_routes;
 pub mod start;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -139,7 +140,42 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(any(reserved_routes::not_found))
         .layer(axum::middleware::from_fn(request_id::layer));
-    checks.merge(pages).with_state(state)
+    checks
+        .merge(pages)
+        .with_state(state)
+        .layer(tower::util::MapRequestLayer::new(as_one_header_block))
+}
+
+/// Gives HTTP/2 requests the header shape the handlers read, as a gateway
+/// to HTTP/1.1 would (RFC 9113, 8.2.3 and 8.3.1): a `Host` header from
+/// `:authority` when there is none, and one `Cookie` header where the
+/// client split its cookies into several (Go's HTTP/2 client, Traefik's
+/// included, sends one per cookie). Repeated `Cookie` headers over HTTP/1.1
+/// are joined the same way.
+pub fn as_one_header_block<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    use axum::http::{HeaderValue, header};
+    if !req.headers().contains_key(header::HOST)
+        && let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    let mut cookies = req.headers().get_all(header::COOKIE).iter();
+    if cookies.next().is_some() && cookies.next().is_some() {
+        let mut joined = Vec::new();
+        for v in req.headers().get_all(header::COOKIE) {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(v.as_bytes());
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&joined) {
+            req.headers_mut().insert(header::COOKIE, v);
+        }
+    }
+    req
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -156,4 +192,38 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_one_header_block;
+    use axum::http::{Request, header};
+
+    #[test]
+    fn http2_requests_get_a_host_and_one_cookie_header() {
+        let req = Request::get("https://ws-1.workspaces.test:8443/x")
+            .header(header::COOKIE, "a=1")
+            .header(header::COOKIE, "b=2")
+            .header(header::COOKIE, "c=3")
+            .body(())
+            .unwrap();
+        let req = as_one_header_block(req);
+        assert_eq!(req.headers()[header::HOST], "ws-1.workspaces.test:8443");
+        let cookies: Vec<_> = req.headers().get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+
+        // A Host header the client sent is left alone, as is one Cookie.
+        let req = Request::get("https://other.test/x")
+            .header(header::HOST, "ws-1.workspaces.test")
+            .header(header::COOKIE, "a=1; b=2")
+            .body(())
+            .unwrap();
+        let req = as_one_header_block(req);
+        assert_eq!(req.headers()[header::HOST], "ws-1.workspaces.test");
+        assert_eq!(req.headers()[header::COOKIE], "a=1; b=2");
+
+        // Origin-form without a Host stays without one.
+        let req = as_one_header_block(Request::get("/x").body(()).unwrap());
+        assert!(!req.headers().contains_key(header::HOST));
+    }
 }

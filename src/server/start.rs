@@ -26,6 +26,7 @@ pub struct Bound {
     pub http: SocketAddr,
     pub admin: SocketAddr,
     pub grpc: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
 }
 
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
@@ -38,6 +39,13 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
+/// Binds `addr`; the error names the configuration key.
+async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{key}: cannot bind {addr}"))
+}
+
 /// Runs the gate until `shutdown` resolves. `on_bound` learns the bound
 /// addresses (tests and logs).
 pub async fn run(
@@ -45,24 +53,36 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(&Bound),
 ) -> anyhow::Result<()> {
-    let http_listener = TcpListener::bind(cfg.listen.http)
-        .await
-        .with_context(|| format!("listen.http: cannot bind {}", cfg.listen.http))?;
-    let admin_listener = TcpListener::bind(cfg.listen.admin)
-        .await
-        .with_context(|| format!("listen.admin: cannot bind {}", cfg.listen.admin))?;
+    let http_listener = bind("listen.http", cfg.listen.http).await?;
+    let admin_listener = bind("listen.admin", cfg.listen.admin).await?;
     let grpc_listener = match cfg.listen.grpc {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .with_context(|| format!("listen.grpc: cannot bind {a}"))?,
-        ),
+        Some(a) => Some(bind("listen.grpc", a).await?),
         None => None,
+    };
+    let https_listener = match cfg.listen.https {
+        Some(a) => Some(bind("listen.https", a).await?),
+        None => None,
+    };
+    // Loaded again here (the configuration only checked the files): they
+    // may have changed since.
+    let https_tls = match &cfg.tls {
+        Some(files) if https_listener.is_some() => {
+            let certs = Arc::new(
+                super::tls::ReloadingCert::new(files.cert.clone(), files.key.clone())
+                    .map_err(|e| anyhow::anyhow!("tls: {e}"))?,
+            );
+            Some((certs.clone(), super::tls::server_config(certs)?))
+        }
+        _ => None,
     };
     let bound = Bound {
         http: http_listener.local_addr()?,
         admin: admin_listener.local_addr()?,
         grpc: grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?,
+        https: https_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?,
     };
     on_bound(&bound);
 
@@ -125,7 +145,23 @@ pub async fn run(
         let stop = stopped();
         tokio::spawn(async move { crate::adapters::serve_grpc(l, state, stop).await })
     });
-    tracing::info!(http = %bound.http, admin = %bound.admin, grpc = ?bound.grpc, "workspace-gate listening");
+    let https = match (https_listener, https_tls) {
+        (Some(l), Some((certs, tls))) => {
+            tokio::spawn(certs.watch(
+                super::tls::RELOAD_INTERVAL,
+                state.metrics.clone(),
+                stopped(),
+            ));
+            Some(tokio::spawn(super::tls::serve(
+                l,
+                tls,
+                app(state.clone()),
+                stopped(),
+            )))
+        }
+        _ => None,
+    };
+    tracing::info!(http = %bound.http, admin = %bound.admin, grpc = ?bound.grpc, https = ?bound.https, "workspace-gate listening");
     let mut source = source;
     let failed = tokio::select! {
         _ = shutdown => None,
@@ -137,6 +173,9 @@ pub async fn run(
     admin.await??;
     if let Some(g) = grpc {
         g.await??;
+    }
+    if let Some(h) = https {
+        h.await??;
     }
     match failed {
         Some(Ok(Ok(()))) => anyhow::bail!("the workspace source stopped"),

@@ -18,6 +18,8 @@ pub struct ControllerSetup {
     pub workspace_domain: String,
     pub gate_http: SocketAddr,
     pub gate_grpc: Option<SocketAddr>,
+    /// The gate's `listen.https` and the CA file its certificate chains to.
+    pub gate_https: Option<(SocketAddr, PathBuf)>,
     /// The sample workspace (every workspace host routes to it).
     pub upstream: SocketAddr,
 }
@@ -28,6 +30,8 @@ pub enum ControllerKind {
     Nginx,
     /// Traefik v3 with a forwardAuth middleware.
     Traefik,
+    /// The same, asking the gate's `listen.https` (HTTP/2 over TLS).
+    TraefikHttps,
     /// Envoy with ext_authz over gRPC.
     EnvoyGrpc,
     /// The same, with `encode_raw_headers: true`: Envoy sends the headers
@@ -42,6 +46,7 @@ impl ControllerKind {
         match self {
             ControllerKind::Nginx => "ingress-nginx",
             ControllerKind::Traefik => "traefik",
+            ControllerKind::TraefikHttps => "traefik-https",
             ControllerKind::EnvoyGrpc => "envoy-grpc",
             ControllerKind::EnvoyGrpcRaw => "envoy-grpc-raw-headers",
             ControllerKind::EnvoyHttp => "envoy-http",
@@ -56,6 +61,7 @@ impl ControllerKind {
             ControllerKind::Nginx => "form_post",
             // Their checks carry no request body.
             ControllerKind::Traefik
+            | ControllerKind::TraefikHttps
             | ControllerKind::EnvoyGrpc
             | ControllerKind::EnvoyGrpcRaw
             | ControllerKind::EnvoyHttp => "query",
@@ -70,13 +76,20 @@ impl ControllerKind {
         )
     }
 
+    /// Whether the gate must listen for HTTPS checks.
+    pub fn needs_https(self) -> bool {
+        self == ControllerKind::TraefikHttps
+    }
+
     pub async fn start(
         self,
         setup: &ControllerSetup,
     ) -> anyhow::Result<Box<dyn ControllerFixture>> {
         match self {
             ControllerKind::Nginx => Ok(Box::new(super::nginx::Nginx::start(setup).await?)),
-            ControllerKind::Traefik => Ok(Box::new(super::traefik::Traefik::start(setup).await?)),
+            ControllerKind::Traefik | ControllerKind::TraefikHttps => {
+                Ok(Box::new(super::traefik::Traefik::start(self, setup).await?))
+            }
             ControllerKind::EnvoyGrpc
             | ControllerKind::EnvoyGrpcRaw
             | ControllerKind::EnvoyHttp => {

@@ -27,12 +27,17 @@ pub struct GateConfig {
     /// `form_post` or `query`.
     pub transfer: String,
     pub grpc: bool,
+    /// Also serve `listen.https`, with a certificate for 127.0.0.1 from a
+    /// CA of its own.
+    pub https: bool,
 }
 
 pub struct Gate {
     pub http: SocketAddr,
     pub admin: SocketAddr,
     pub grpc: Option<SocketAddr>,
+    /// `listen.https` and the CA file that its certificate chains to.
+    pub https: Option<(SocketAddr, PathBuf)>,
     pub config_file: PathBuf,
     /// The running process; replaced by [`Gate::restart`].
     pub proc: std::sync::Mutex<Proc>,
@@ -78,6 +83,25 @@ impl Gate {
             .grpc
             .then(|| format!("127.0.0.1:{}", free_port()).parse())
             .transpose()?;
+        let https = if cfg.https {
+            let tls_dir = dir.join("gate-tls");
+            std::fs::create_dir_all(&tls_dir)?;
+            let ca = super::tls::TestCa::issue(&tls_dir, &["127.0.0.1".to_string()])?;
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+            Some((addr, ca))
+        } else {
+            None
+        };
+        let https_lines = https
+            .as_ref()
+            .map(|(a, ca)| {
+                format!(
+                    "  https: {a}\ntls:\n  cert_file: {}\n  key_file: {}\n",
+                    ca.cert_file.display(),
+                    ca.key_file.display()
+                )
+            })
+            .unwrap_or_default();
         let key = dir.join("gate-key-1");
         let mut raw = [0u8; 32];
         rand::fill(&mut raw[..]);
@@ -95,7 +119,7 @@ auth_host: {auth}\n\
 workspace_domain: {domain}\n\
 public_scheme: https\n\
 public_port: {port}\n\
-listen:\n  http: {http}\n  admin: {admin}\n{grpc_line}\
+listen:\n  http: {http}\n  admin: {admin}\n{grpc_line}{https_lines}\
 oidc:\n  issuer: {issuer}\n  client_id: {client_id}\n  client_secret_file: {secret}\n  scopes: [openid, profile, offline_access, read_api]\n  username_claim: preferred_username\n\
 keys:\n  files: [{key}]\n\
 session:\n  pass_ttl: 12h\n  login_ttl: 7d\n  transfer: {transfer}\n\
@@ -121,6 +145,7 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
             http,
             admin,
             grpc,
+            https: https.map(|(a, ca)| (a, ca.ca_file)),
             config_file,
             proc: std::sync::Mutex::new(proc),
             binary: binary.to_path_buf(),

@@ -115,6 +115,7 @@ impl Stack {
                 gitlab_url: Some(gitlab.url()),
                 transfer,
                 grpc: options.controller.needs_grpc(),
+                https: options.controller.needs_https(),
             },
         )
         .await
@@ -128,6 +129,7 @@ impl Stack {
             workspace_domain: DOMAIN.into(),
             gate_http: gate.http,
             gate_grpc: gate.grpc,
+            gate_https: gate.https.clone(),
             upstream: echo.addr(),
         };
         let controller = options

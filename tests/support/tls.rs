@@ -27,6 +27,12 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn create(dir: &Path, domain: &str) -> anyhow::Result<TestCa> {
+        Self::issue(dir, &[format!("*.{domain}"), domain.to_string()])
+    }
+
+    /// A CA and one certificate for `names` (an IP address becomes an IP
+    /// name), written as `tls.crt`, `tls.key` and `ca.crt` in `dir`.
+    pub fn issue(dir: &Path, names: &[String]) -> anyhow::Result<TestCa> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         let mut dn = DistinguishedName::new();
@@ -37,10 +43,9 @@ impl TestCa {
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
         let leaf_key = KeyPair::generate()?;
-        let mut leaf_params =
-            CertificateParams::new(vec![format!("*.{domain}"), domain.to_string()])?;
+        let mut leaf_params = CertificateParams::new(names.to_vec())?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("*.{domain}"));
+        dn.push(DnType::CommonName, names.first().map_or("", |n| n.as_str()));
         leaf_params.distinguished_name = dn;
         let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
 

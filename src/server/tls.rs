@@ -1,0 +1,236 @@
+//! The HTTPS listener (`listen.https`): the public routes over TLS, HTTP/2
+//! and HTTP/1.1 chosen by ALPN. Its certificate is re-read when the files
+//! change, so a renewal needs no restart; a broken renewal keeps serving
+//! the previous certificate.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How often the certificate files are checked for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections still open at shutdown get this long to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a PEM certificate chain and its private key, and checks that they
+/// belong together. The error names the file at fault.
+pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsFileError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsFileError::Cert(format!("cannot read {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(TlsFileError::Cert(format!(
+            "{} holds no PEM certificate",
+            cert.display()
+        )));
+    }
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        TlsFileError::Key(format!(
+            "cannot read a PEM private key from {}: {e}",
+            key.display()
+        ))
+    })?;
+    let signer = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsFileError::Key(format!("{}: unusable key: {e}", key.display())))?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified.keys_match().map_err(|_| {
+        TlsFileError::Key(format!(
+            "{} does not match the first certificate in {}",
+            key.display(),
+            cert.display()
+        ))
+    })?;
+    Ok(certified)
+}
+
+/// Which of the two files a problem is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFileError {
+    Cert(String),
+    Key(String),
+}
+
+impl std::fmt::Display for TlsFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsFileError::Cert(s) | TlsFileError::Key(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Modification times and sizes of both files: a change in either reloads.
+type Stamp = Option<[(SystemTime, u64); 2]>;
+
+fn stamp(cert: &Path, key: &Path) -> Stamp {
+    let one = |p: &Path| {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    };
+    Some([one(cert)?, one(key)?])
+}
+
+/// Hands out the current certificate; [`ReloadingCert::watch`] replaces it.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadingCert {
+    pub fn new(cert: PathBuf, key: PathBuf) -> Result<Self, TlsFileError> {
+        let first = load(&cert, &key)?;
+        Ok(ReloadingCert {
+            cert,
+            key,
+            current: RwLock::new(Arc::new(first)),
+        })
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads both files; keeps the old certificate when they are broken
+    /// (e.g. caught half-written) and tries again on the next change.
+    pub fn reload(&self) -> Result<(), TlsFileError> {
+        let fresh = Arc::new(load(&self.cert, &self.key)?);
+        match self.current.write() {
+            Ok(mut c) => *c = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    /// Checks the files every `every` until `stop` completes, counting
+    /// reloads in `metrics`.
+    pub async fn watch(
+        self: Arc<Self>,
+        every: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+        stop: impl Future<Output = ()>,
+    ) {
+        let mut seen = stamp(&self.cert, &self.key);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            let now = stamp(&self.cert, &self.key);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match self.reload() {
+                Ok(()) => {
+                    metrics.tls_reload("ok");
+                    tracing::info!(cert = %self.cert.display(), "tls: certificate reloaded");
+                }
+                Err(e) => {
+                    metrics.tls_reload("failed");
+                    tracing::warn!(
+                        error = %e,
+                        "tls: certificate files changed but cannot be used; serving the previous certificate"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
+pub fn server_config(certs: Arc<ReloadingCert>) -> anyhow::Result<rustls::ServerConfig> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` completes, then
+/// lets open connections finish (at most [`DRAIN_TIMEOUT`]).
+pub async fn serve(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let mut http = Builder::new(TokioExecutor::new());
+    // Controllers multiplex many checks on one connection.
+    http.http2().max_concurrent_streams(1024);
+    let http = Arc::new(http);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(error = %e, "listen.https: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let http = http.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "listen.https: handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(error = %e, "listen.https: connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    Ok(())
+}
