@@ -36,3 +36,8 @@ async fn envoy_http_fails_closed_and_recovers() {
 async fn envoy_grpc_raw_headers_fails_closed_and_recovers() {
     run(ControllerKind::EnvoyGrpcRaw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_over_https_fails_closed_and_recovers() {
+    run(ControllerKind::TraefikHttps).await;
+}
