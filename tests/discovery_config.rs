@@ -92,6 +92,44 @@ fn every_problem_is_reported_with_its_dotted_key() {
 }
 
 #[test]
+fn traefik_https_settings_are_checked_when_the_configuration_loads() {
+    let dir = TempDir::new("cfg-https");
+    let routing = |extra: &str| {
+        format!(
+            "routing:\n  mode: traefik\n  gate_service:\n    name: workspace-gate\n    namespace: gate\n{extra}"
+        )
+    };
+    let problems = load_problems(
+        &dir,
+        &routing("    https_port: 70000\n  traefik_ca_secret: 'Gate CA'\n"),
+    );
+    let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "routing.gate_service.https_port",
+            "routing.traefik_ca_secret"
+        ],
+        "{problems:?}"
+    );
+    let problems = load_problems(&dir, &routing("  traefik_ca_secret: gate-ca\n"));
+    assert_eq!(
+        problems,
+        [(
+            "routing.traefik_ca_secret".to_string(),
+            "only used with routing.gate_service.https_port".to_string()
+        )]
+    );
+    let cfg = gate_config(
+        &dir,
+        &routing("    https_port: 8443\n  traefik_ca_secret: gate-ca\n"),
+    );
+    let d = parse(&cfg, &[]).unwrap();
+    assert_eq!(d.routing.gate.https_port, Some(8443));
+    assert_eq!(d.routing.traefik_ca_secret.as_deref(), Some("gate-ca"));
+}
+
+#[test]
 fn a_namespace_list_and_a_selector_are_exclusive() {
     let dir = TempDir::new("cfg-excl");
     let problems = load_problems(
@@ -150,6 +188,8 @@ fn every_discovery_key_is_documented_in_the_configuration_table() {
         "routing.gate_service.namespace",
         "routing.gate_service.http_port",
         "routing.gate_service.grpc_port",
+        "routing.gate_service.https_port",
+        "routing.traefik_ca_secret",
         "routing.gateway.name",
         "routing.gateway.namespace",
         "routing.gateway.section_name",

@@ -33,8 +33,13 @@ fn venv_bin(name: &str) -> PathBuf {
 }
 
 fn render_all(mode: &str, names: &[(&str, &str)]) -> Vec<RoutingObject> {
+    render_with(&sections(mode, "a", ""), names)
+}
+
+/// Every object for `names` under the given `discovery`/`routing` YAML.
+fn render_with(sections: &str, names: &[(&str, &str)]) -> Vec<RoutingObject> {
     let dir = TempDir::new("schema-cfg");
-    let gate = gate_config(&dir, &sections(mode, "a", ""));
+    let gate = gate_config(&dir, sections);
     let cfg = DiscoveryConfig::parse(&gate).unwrap();
     let ctx = cfg.render_context(&gate);
     let rules = cfg.service_rules(&gate);
@@ -118,6 +123,27 @@ fn every_rendered_object_validates_against_its_schema() {
             assert_eq!(out.matches("PASS").count(), crds.len(), "{out}");
         }
     }
+}
+
+#[test]
+fn the_https_middleware_with_a_ca_secret_validates() {
+    let objs = render_with(
+        "routing:\n  mode: traefik\n  traefik_ca_secret: gate-ca\n\
+         \x20 gate_service: {name: workspace-gate, namespace: gate, https_port: 8443}\n",
+        NAMES,
+    );
+    let mws: Vec<&RoutingObject> = objs
+        .iter()
+        .filter(|o| o.kind == ObjectKind::Middleware)
+        .collect();
+    assert_eq!(mws.len(), NAMES.len());
+    for mw in &mws {
+        assert_eq!(mw.body["spec"]["forwardAuth"]["tls"]["caSecret"], "gate-ca");
+    }
+    let dir = TempDir::new("schema-https");
+    let (ok, out) = validate_crds(&write_objects(&dir.0, &mws));
+    assert!(ok, "the https Middleware does not validate:\n{out}");
+    assert_eq!(out.matches("PASS").count(), mws.len(), "{out}");
 }
 
 #[test]

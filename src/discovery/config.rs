@@ -51,6 +51,11 @@ pub struct GateService {
     pub namespace: String,
     pub http_port: u16,
     pub grpc_port: u16,
+    /// The Service port of the gate's HTTPS listener, when it has one.
+    /// Traefik's forwardAuth uses it: over https it negotiates HTTP/2 and
+    /// multiplexes checks on one connection, over http it opens a
+    /// connection per check.
+    pub https_port: Option<u16>,
     pub cluster_domain: String,
 }
 
@@ -83,6 +88,10 @@ pub struct RoutingConfig {
     pub gate: GateService,
     /// Required in `gateway-api` mode.
     pub gateway: Option<GatewayRef>,
+    /// Secret (in each workspace namespace) with the CA Traefik verifies
+    /// the gate's certificate with; only with `gate.https_port`. None:
+    /// Traefik's system roots.
+    pub traefik_ca_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +265,16 @@ impl<'a> Reader<'a> {
 
     fn port(&mut self, key: &str) -> u16 {
         let s = self.string(key);
+        self.parse_port(key, &s)
+    }
+
+    /// A port that may be left empty (the feature it serves is off).
+    fn optional_port(&mut self, key: &str) -> Option<u16> {
+        let s = self.string(key);
+        (!s.is_empty()).then(|| self.parse_port(key, &s))
+    }
+
+    fn parse_port(&mut self, key: &str, s: &str) -> u16 {
         match s.parse::<u16>() {
             Ok(p) if p > 0 => p,
             _ => {
@@ -385,12 +404,20 @@ impl<'a> Reader<'a> {
                 .unwrap_or_default(),
             http_port: self.port("routing.gate_service.http_port"),
             grpc_port: self.port("routing.gate_service.grpc_port"),
+            https_port: self.optional_port("routing.gate_service.https_port"),
             cluster_domain: self.string("routing.gate_service.cluster_domain"),
         };
         if !crate::workspaces::template::is_dns_name(&gate.cluster_domain) {
             self.problems.push(problem(
                 "routing.gate_service.cluster_domain",
                 format!("'{}' is not a DNS name", gate.cluster_domain),
+            ));
+        }
+        let traefik_ca_secret = self.name("routing.traefik_ca_secret", false);
+        if traefik_ca_secret.is_some() && gate.https_port.is_none() {
+            self.problems.push(problem(
+                "routing.traefik_ca_secret",
+                "only used with routing.gate_service.https_port",
             ));
         }
         let gw = mode == RoutingMode::GatewayApi;
@@ -423,6 +450,7 @@ impl<'a> Reader<'a> {
                 auth_keepalive,
                 gate,
                 gateway,
+                traefik_ca_secret,
             },
         }
     }
@@ -506,5 +534,72 @@ mod tests {
         assert!(validate_selector("team=a,!legacy,env!=prod").is_ok());
         assert!(validate_selector("a b").is_err());
         assert!(validate_selector("a in (b)").is_err());
+    }
+
+    /// Parses a `traefik` routing section with `extra` lines appended, as
+    /// the configuration loader would.
+    fn traefik_routing(extra: &str) -> Result<RoutingConfig, Vec<(String, String)>> {
+        let routing: Value = serde_yaml::from_str(&format!(
+            "mode: traefik\ngate_service:\n  name: gate\n  namespace: gate-ns\n{extra}"
+        ))
+        .unwrap();
+        let mut r = Reader {
+            discovery: None,
+            routing: Some(&routing),
+            problems: Vec::new(),
+        };
+        r.unknown_keys();
+        let out = r.build(&|_| None);
+        if r.problems.is_empty() {
+            Ok(out.routing)
+        } else {
+            Err(r.problems.into_iter().map(|p| (p.key, p.reason)).collect())
+        }
+    }
+
+    #[test]
+    fn https_port_and_ca_secret_are_optional() {
+        let r = traefik_routing("").unwrap();
+        assert_eq!((r.gate.https_port, r.traefik_ca_secret), (None, None));
+        let r = traefik_routing("  https_port: ''\ntraefik_ca_secret: ''\n").unwrap();
+        assert_eq!((r.gate.https_port, r.traefik_ca_secret), (None, None));
+        let r = traefik_routing("  https_port: 8443\ntraefik_ca_secret: gate-ca\n").unwrap();
+        assert_eq!(r.gate.https_port, Some(8443));
+        assert_eq!(r.traefik_ca_secret.as_deref(), Some("gate-ca"));
+        assert_eq!(r.gate.http_port, 8080, "the http port is unchanged");
+    }
+
+    #[test]
+    fn a_bad_https_port_is_reported_with_its_key() {
+        for bad in ["0", "65536", "https", "-1", "8443.5"] {
+            let problems = traefik_routing(&format!("  https_port: '{bad}'\n")).unwrap_err();
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert_eq!(problems[0].0, "routing.gate_service.https_port");
+            assert!(problems[0].1.contains("not a port number"), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn ca_secret_must_be_a_kubernetes_name() {
+        let problems =
+            traefik_routing("  https_port: 8443\ntraefik_ca_secret: Gate_CA\n").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "routing.traefik_ca_secret");
+        assert!(
+            problems[0].1.contains("not a Kubernetes name"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn ca_secret_without_https_port_is_refused() {
+        let problems = traefik_routing("traefik_ca_secret: gate-ca\n").unwrap_err();
+        assert_eq!(
+            problems,
+            [(
+                "routing.traefik_ca_secret".to_string(),
+                "only used with routing.gate_service.https_port".to_string()
+            )]
+        );
     }
 }

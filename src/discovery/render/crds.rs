@@ -30,6 +30,17 @@ pub struct ForwardAuth {
     pub trust_forward_header: bool,
     pub auth_response_headers: Vec<String>,
     pub add_auth_cookies_to_response: Vec<String>,
+    /// Only when the address is https and a CA Secret is configured;
+    /// without it Traefik verifies the gate against its system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ForwardAuthTls>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardAuthTls {
+    /// Secret in the Middleware's namespace holding `ca.crt` or `tls.ca`.
+    pub ca_secret: String,
 }
 
 /// Gateway API `HTTPRoute` (standard channel, v1).

@@ -285,6 +285,7 @@ pub(crate) mod tests {
                     namespace: "gate".into(),
                     http_port: 8080,
                     grpc_port: 9091,
+                    https_port: None,
                     cluster_domain: "cluster.local".into(),
                 },
                 gateway: Some(GatewayRef {
@@ -292,6 +293,7 @@ pub(crate) mod tests {
                     namespace: "gw".into(),
                     section_name: Some("https".into()),
                 }),
+                traefik_ca_secret: None,
             },
             signin_url: "https://workspaces.test/auth/start".into(),
         }

@@ -8,12 +8,13 @@ use k8s_openapi::api::networking::v1::{
     Ingress, IngressBackend, IngressServiceBackend, ServiceBackendPort,
 };
 
-use super::crds::{ForwardAuth, Middleware, MiddlewareSpec};
+use super::crds::{ForwardAuth, ForwardAuthTls, Middleware, MiddlewareSpec};
 use super::nginx::ingress_spec;
 use super::{
     AUTH_RESPONSE_HEADERS, ObjectKind, PASS_COOKIE, RenderContext, RenderError, RoutingObject,
     object_name, owned_meta, routable_hosts, service_name,
 };
+use crate::discovery::config::GateService;
 use crate::workspaces::Workspace;
 
 pub(super) fn render(
@@ -30,11 +31,7 @@ pub(super) fn render(
         metadata: owned_meta(ws, mw_name.clone(), None)?,
         spec: MiddlewareSpec {
             forward_auth: ForwardAuth {
-                address: format!(
-                    "http://{}:{}/check/traefik",
-                    gate.dns_name(),
-                    gate.http_port
-                ),
+                address: check_address(gate),
                 // Traefik then overwrites client-sent X-Forwarded-*, which
                 // is what the gate reads the host from.
                 trust_forward_header: false,
@@ -43,6 +40,10 @@ pub(super) fn render(
                     .map(|s| s.to_string())
                     .collect(),
                 add_auth_cookies_to_response: vec![PASS_COOKIE.to_string()],
+                tls: gate
+                    .https_port
+                    .and(ctx.routing.traefik_ca_secret.clone())
+                    .map(|ca_secret| ForwardAuthTls { ca_secret }),
             },
         },
     };
@@ -81,6 +82,20 @@ pub(super) fn render(
     ])
 }
 
+/// Where Traefik sends checks: the gate's HTTPS port when it has one (over
+/// https Traefik negotiates HTTP/2 and multiplexes checks on one connection;
+/// over plain http it opens a connection per check).
+fn check_address(gate: &GateService) -> String {
+    match gate.https_port {
+        Some(port) => format!("https://{}:{port}/check/traefik", gate.dns_name()),
+        None => format!(
+            "http://{}:{}/check/traefik",
+            gate.dns_name(),
+            gate.http_port
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{ctx, ws};
@@ -98,6 +113,7 @@ mod tests {
             "http://workspace-gate.gate.svc.cluster.local:8080/check/traefik"
         );
         assert_eq!(fa["trustForwardHeader"], false);
+        assert!(fa.get("tls").is_none(), "no tls block over http: {fa}");
         assert_eq!(fa["addAuthCookiesToResponse"][0], PASS_COOKIE);
         assert_eq!(fa["authResponseHeaders"].as_array().unwrap().len(), 5);
         let ing = &objs[1].body;
@@ -106,5 +122,42 @@ mod tests {
             "team-ws-1-wg-auth@kubernetescrd"
         );
         assert_eq!(ing["spec"]["rules"][1]["host"], "3000-ws-1.workspaces.test");
+    }
+
+    fn https_ctx(ca_secret: Option<&str>) -> RenderContext {
+        let mut c = ctx(RoutingMode::Traefik);
+        c.routing.gate.https_port = Some(8443);
+        c.routing.traefik_ca_secret = ca_secret.map(str::to_string);
+        c
+    }
+
+    #[test]
+    fn https_port_points_forward_auth_at_https_with_the_ca_secret() {
+        let objs = render(&https_ctx(Some("gate-ca")), &ws()).unwrap();
+        let fa = &objs[0].body["spec"]["forwardAuth"];
+        assert_eq!(
+            fa["address"],
+            "https://workspace-gate.gate.svc.cluster.local:8443/check/traefik"
+        );
+        assert_eq!(fa["tls"], serde_json::json!({"caSecret": "gate-ca"}));
+    }
+
+    #[test]
+    fn https_without_a_ca_secret_leaves_verification_to_system_roots() {
+        let objs = render(&https_ctx(None), &ws()).unwrap();
+        let fa = &objs[0].body["spec"]["forwardAuth"];
+        assert!(fa["address"].as_str().unwrap().starts_with("https://"));
+        assert!(fa.get("tls").is_none(), "{fa}");
+    }
+
+    #[test]
+    fn a_ca_secret_without_https_port_adds_no_tls_block() {
+        // Refused by the configuration; the renderer stays http regardless.
+        let mut c = ctx(RoutingMode::Traefik);
+        c.routing.traefik_ca_secret = Some("gate-ca".into());
+        let objs = render(&c, &ws()).unwrap();
+        let fa = &objs[0].body["spec"]["forwardAuth"];
+        assert!(fa["address"].as_str().unwrap().starts_with("http://"));
+        assert!(fa.get("tls").is_none(), "{fa}");
     }
 }
