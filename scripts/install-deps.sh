@@ -16,6 +16,8 @@ command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 # h2load: HTTP/2 load for the gRPC benchmark (bench/controllers.sh).
 command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# openssl: the chart tests make the HTTPS listener's certificate with it.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -141,6 +141,28 @@ def validate_object(obj: dict, crd_validators: dict, kube_version: str) -> None:
     kubernetes_validate.validate(body, kube_version, strict=True)
 
 
+def self_signed_tls(dns_name: str) -> dict[str, str]:
+    """A `kubernetes.io/tls` Secret's entries (`tls.crt`, `tls.key`) for
+    `dns_name`: a fresh self-signed P-256 certificate made with the openssl
+    command, as cert-manager would store one."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = pathlib.Path(d, "tls.crt"), pathlib.Path(d, "tls.key")
+        argv = [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2", "-subj", f"/CN={dns_name}",
+            "-addext", f"subjectAltName=DNS:{dns_name}",
+            "-keyout", str(key), "-out", str(cert),
+        ]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        except FileNotFoundError:
+            raise AssertionError("the openssl command is missing (apt-get install openssl)") from None
+        assert done.returncode == 0, f"openssl failed: {done.stderr}"
+        return {"tls.crt": cert.read_text(), "tls.key": key.read_text()}
+
+
 # --- the binary -------------------------------------------------------------
 
 

@@ -1,14 +1,16 @@
 """Values for the installations the chart tests render: the defaults, each
-routing mode with chart-created and with existing Secrets, namespaced RBAC, and
-every optional object switched on."""
+routing mode with chart-created and with existing Secrets, Traefik over
+https, namespaced RBAC, and every optional object switched on."""
 
-from chart_support import BASE_VALUES, KEY_A, KEY_B, deep_merge
+from chart_support import BASE_VALUES, KEY_A, KEY_B, NAMESPACE, RELEASE, deep_merge, self_signed_tls
 
 # Secrets a user creates before `helm install` in the "existing" scenarios
-# (what `kubectl create secret generic ... --from-file` would hold).
+# (what `kubectl create secret generic ... --from-file` would hold, and the
+# TLS Secret a cert-manager Certificate for the gate's Service would).
 EXISTING_SECRETS = {
     "gitlab-oauth": {"client-secret": "gloas-0123456789abcdef0123456789abcdef"},
     "gate-keys": {"key-2026-11": KEY_B, "key-2026-05": KEY_A},
+    "gate-check-tls": self_signed_tls(f"{RELEASE}-workspace-gate.{NAMESPACE}.svc.cluster.local"),
 }
 
 CREATED = {
@@ -51,6 +53,20 @@ SCENARIOS = {
                     "leaseDuration": "20s",
                 },
                 "authorization": {"mode": "owner-annotation"},
+            },
+        ),
+        True,
+    ),
+    "traefik-check-tls": (
+        _v(
+            EXISTING,
+            {
+                "routing": {"mode": "traefik"},
+                "checkTls": {"secretName": "gate-check-tls", "caSecret": "gate-ca"},
+                "networkPolicy": {
+                    "enabled": True,
+                    "httpFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}],
+                },
             },
         ),
         True,

@@ -148,6 +148,86 @@ def test_services_expose_http_grpc_and_a_separate_admin_port():
     assert grpc["appProtocol"] == "kubernetes.io/h2c"
 
 
+# --- HTTPS listener for the checks (checkTls) -----------------------------------
+
+
+def test_check_tls_is_off_until_a_secret_is_named():
+    """Without `checkTls.secretName` its other values change nothing: every
+    manifest is the same as with the defaults."""
+    values, _ = SCENARIOS["traefik-existing-secrets"]
+    off = cs.render(values)
+    ignored = cs.render(cs.deep_merge(values, {"checkTls": {"port": 9443}}))
+    assert ignored == off
+    objs = cs.objects(off)
+    c = cs.one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "https-check" not in {p["name"] for p in c["ports"]}
+    assert "check-tls" not in {m["name"] for m in c["volumeMounts"]}
+    config = config_of(objs)
+    assert "https" not in config["listen"] and "tls" not in config
+    assert "https_port" not in config["routing"]["gate_service"]
+    assert "traefik_ca_secret" not in config["routing"]
+
+
+def test_check_tls_serves_https_from_the_mounted_secret():
+    objs = rendered_objects("traefik-check-tls")
+    pod = cs.one(objs, "Deployment")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["https-check"] == 8443
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "check-tls"]
+    # A directory mount (no subPath), so a renewed certificate reaches the pod.
+    assert mount == {"name": "check-tls", "mountPath": "/etc/workspace-gate/check-tls", "readOnly": True}
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "check-tls"]
+    assert vol["secret"]["secretName"] == "gate-check-tls"
+    assert [i["key"] for i in vol["secret"]["items"]] == ["tls.crt", "tls.key"]
+    config = config_of(objs)
+    assert config["listen"]["https"] == "0.0.0.0:8443"
+    assert config["tls"] == {
+        "cert_file": "/etc/workspace-gate/check-tls/tls.crt",
+        "key_file": "/etc/workspace-gate/check-tls/tls.key",
+    }
+    assert config["routing"]["gate_service"]["https_port"] == 8443
+    assert config["routing"]["traefik_ca_secret"] == "gate-ca"
+    svc = cs.one(objs, "Service", "gate-workspace-gate")
+    (https,) = [p for p in svc["spec"]["ports"] if p["name"] == "https-check"]
+    assert (https["port"], https["targetPort"], https["appProtocol"]) == (8443, "https-check", "https")
+    # Opened to the same peers as the HTTP port, in the same rule.
+    (checks,) = [r for r in cs.one(objs, "NetworkPolicy")["spec"]["ingress"] if {"port": 8080, "protocol": "TCP"} in r["ports"]]
+    assert {"port": 8443, "protocol": "TCP"} in checks["ports"]
+    assert checks["from"] == SCENARIOS["traefik-check-tls"][0]["networkPolicy"]["httpFrom"]
+
+
+def test_check_tls_port_and_ca_secret_follow_the_values():
+    values, _ = SCENARIOS["traefik-check-tls"]
+    objs = cs.objects(cs.render(cs.deep_merge(values, {"checkTls": {"port": 9443, "caSecret": ""}})))
+    config = config_of(objs)
+    assert config["listen"]["https"] == "0.0.0.0:9443"
+    assert config["routing"]["gate_service"]["https_port"] == 9443
+    assert "traefik_ca_secret" not in config["routing"], "empty: Traefik's system roots"
+    svc = cs.one(objs, "Service", "gate-workspace-gate")
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]}["https-check"] == 9443
+    c = cs.one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["https-check"] == 9443
+
+
+def test_check_tls_in_none_mode_serves_https_without_routing_keys():
+    """Mode none renders no gate_service, so neither routing key: a CA Secret
+    without `https_port` would be refused by the gate."""
+    values, _ = SCENARIOS["none-generated-key"]
+    config = config_of(cs.objects(cs.render(cs.deep_merge(values, {"checkTls": {"secretName": "gate-check-tls", "caSecret": "gate-ca"}}))))
+    assert config["listen"]["https"] == "0.0.0.0:8443"
+    assert config["routing"] == {"mode": "none"}
+
+
+def test_notes_explain_the_https_checks():
+    text = cs.notes(cs.render(SCENARIOS["traefik-check-tls"][0]))
+    assert "https://gate-workspace-gate.workspace-gate.svc.cluster.local:8443/check/traefik" in text
+    assert "Secret gate-ca holding its CA" in text
+    assert "WARNINGS" not in text
+    values, _ = SCENARIOS["ingress-nginx-existing-secrets"]
+    nginx = cs.notes(cs.render(cs.deep_merge(values, {"checkTls": {"secretName": "gate-check-tls"}})))
+    assert "checkTls: the HTTPS listener is only used by Traefik" in nginx
+
+
 # --- configuration ------------------------------------------------------------
 
 

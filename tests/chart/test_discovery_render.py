@@ -51,6 +51,7 @@ MODES = {
     "everything-on": "gateway-api",
     "namespaced-rbac": "ingress-nginx",
     "namespace-selector": "traefik",
+    "traefik-check-tls": "traefik",
 }
 
 SA = ("ServiceAccount", "gate-workspace-gate", cs.NAMESPACE)
@@ -190,7 +191,15 @@ def test_rendered_routing_points_at_the_chart_services(binary, scenario, tmp_pat
         assert ext["spec"]["ports"][0]["port"] == ports["http"]["port"]
     elif mode == "traefik":
         (mw,) = [o for o in written if o["kind"] == "Middleware"]
-        assert mw["spec"]["forwardAuth"]["address"].startswith(f"http://{in_cluster}:{ports['http']['port']}/check/traefik")
+        fa = mw["spec"]["forwardAuth"]
+        check_tls = SCENARIOS[scenario][0].get("checkTls", {})
+        if check_tls.get("secretName"):
+            # The Service port the chart opens for the HTTPS listener.
+            assert fa["address"] == f"https://{in_cluster}:{ports['https-check']['port']}/check/traefik"
+            assert fa["tls"] == {"caSecret": check_tls["caSecret"]}
+        else:
+            assert fa["address"] == f"http://{in_cluster}:{ports['http']['port']}/check/traefik"
+            assert "tls" not in fa
         ing_class = SCENARIOS[scenario][0]["routing"].get("ingressClass", "traefik")
         assert all(o["spec"]["ingressClassName"] == ing_class for o in written if o["kind"] == "Ingress")
     else:

@@ -61,6 +61,19 @@ def test_a_damaged_key_file_is_refused_naming_the_key(binary, tmp_path):
     assert "keys.files" in out, out
 
 
+def test_a_check_key_not_matching_its_certificate_is_refused(binary, tmp_path):
+    """The HTTPS listener's files are the mounted TLS Secret's, and
+    check-config loads them: a key from another certificate is named."""
+    pod = pod_files("traefik-check-tls", tmp_path)
+    key = tmp_path / "pod" / "etc" / "workspace-gate" / "check-tls" / "tls.key"
+    key.chmod(0o644)
+    key.write_text(cs.self_signed_tls("other.example.test")["tls.key"])
+    result = check_config(binary, pod)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "tls.key_file" in out, out
+
+
 def test_environment_overrides_reach_the_binary(binary, tmp_path):
     """`extraEnv` is passed as WORKSPACE_GATE_<KEY> and wins over the file."""
     values, _ = SCENARIOS["everything-on"]

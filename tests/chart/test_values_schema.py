@@ -38,6 +38,12 @@ BAD_VALUES = [
     ),
     ("lease name with a dot", {"discovery": {"leaseName": "gate.lease"}}, ["/discovery/leaseName"]),
     ("annotation key with a space", {"discovery": {"ownerIdAnnotation": "owner id"}}, ["/discovery/ownerIdAnnotation"]),
+    ("check CA Secret without the TLS Secret", {"checkTls": {"caSecret": "gate-ca"}}, ["/checkTls/secretName", "minLength"]),
+    ("check TLS Secret name with capitals", {"checkTls": {"secretName": "Gate_TLS"}}, ["/checkTls/secretName"]),
+    ("check CA Secret name with a dot", {"checkTls": {"secretName": "gate-tls", "caSecret": "gate.ca"}}, ["/checkTls/caSecret"]),
+    ("check port out of range", {"checkTls": {"secretName": "gate-tls", "port": 0}}, ["/checkTls/port", "minimum"]),
+    ("check port as text", {"checkTls": {"port": "8443"}}, ["/checkTls/port", "want integer"]),
+    ("misspelt checkTls key", {"checkTls": {"secret": "gate-tls"}}, ["/checkTls", "additional properties 'secret' not allowed"]),
 ]
 
 

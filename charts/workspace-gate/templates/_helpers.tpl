@@ -131,6 +131,7 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
 {{- define "workspace-gate.configDir" -}}/etc/workspace-gate{{- end }}
 {{- define "workspace-gate.oidcDir" -}}/etc/workspace-gate/oidc{{- end }}
 {{- define "workspace-gate.keysDir" -}}/etc/workspace-gate/keys{{- end }}
+{{- define "workspace-gate.checkTlsDir" -}}/etc/workspace-gate/check-tls{{- end }}
 
 {{/* The gate's configuration file (config.yaml), from values. */}}
 {{- define "workspace-gate.config" -}}
@@ -156,6 +157,10 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
   "http_port" (int $v.ports.http)
   "grpc_port" (int $v.ports.grpc)
   "cluster_domain" $v.clusterDomain) -}}
+{{- if $v.checkTls.secretName -}}
+{{- $_ := set $routing.gate_service "https_port" (int $v.checkTls.port) -}}
+{{- with $v.checkTls.caSecret }}{{ $_ := set $routing "traefik_ca_secret" . }}{{ end -}}
+{{- end -}}
 {{- end -}}
 {{- if has $v.routing.mode (list "ingress-nginx" "traefik") -}}
 {{- $_ := set $routing "ingress_class" (include "workspace-gate.ingressClass" .) -}}
@@ -194,6 +199,12 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
   "routing" $routing
   "log" (dict "format" $v.log.format "level" $v.log.level) -}}
 {{- if $v.publicPort }}{{ $_ := set $config "public_port" (int $v.publicPort) }}{{ end -}}
+{{- if $v.checkTls.secretName -}}
+{{- $_ := set $config.listen "https" (printf "0.0.0.0:%d" (int $v.checkTls.port)) -}}
+{{- $_ := set $config "tls" (dict
+  "cert_file" (printf "%s/tls.crt" (include "workspace-gate.checkTlsDir" .))
+  "key_file" (printf "%s/tls.key" (include "workspace-gate.checkTlsDir" .))) -}}
+{{- end -}}
 {{- $config = mustMergeOverwrite $config (deepCopy $v.extraConfig) -}}
 {{- toYaml $config }}
 {{- end }}
