@@ -3,7 +3,8 @@
 # measured in the same run (wrk, loopback, plain HTTP listeners):
 #   Envoy:   no auth | gate via gRPC ext_authz | Envoy's own jwt_authn
 #            verifying the same pass cookie (HS256, the pass subkey as JWKS)
-#   Traefik: no auth | forwardAuth to the gate
+#   Traefik: no auth | forwardAuth to the gate over http | the same over
+#            https (the gate's listen.https; Traefik speaks HTTP/2 to it)
 #   gRPC:    the gate's Check vs. a trivial tonic unary handler on the same
 #            server (grpc_bench as client)
 # Usage: bench/controllers.sh [seconds-per-run] [connections] [rounds]
@@ -29,12 +30,12 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 gate_cpu="${GATE_CPU:-1}"
-taskset -c "$gate_cpu" "$target/bench_server" --grpc --seconds 3600 > "$work/server.json" &
+taskset -c "$gate_cpu" "$target/bench_server" --grpc --https --seconds 3600 > "$work/server.json" &
 for _ in $(seq 100); do [ -s "$work/server.json" ] && break; sleep 0.1; done
 info="$(head -1 "$work/server.json")"
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$info" "$1"; }
 gate="$(field http)"; grpc="$(field grpc)"; cookie="$(field cookie)"; host="$(field host)"; jwks="$(field jwks)"
-grpc_port="${grpc##*:}"; gate_pid="$(field pid)"
+grpc_port="${grpc##*:}"; gate_pid="$(field pid)"; gate_https="$(field https)"; gate_ca="$(field ca)"
 taskset -c 1 "$target/bench_server" --seconds 3600 > "$work/upstream.json" &
 for _ in $(seq 100); do [ -s "$work/upstream.json" ] && break; sleep 0.1; done
 upstream="$(python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["http"])' < "$work/upstream.json")"
@@ -94,6 +95,12 @@ http:
         address: "http://$gate/check/traefik"
         trustForwardHeader: false
         authResponseHeaders: [X-Workspace-User, X-Workspace-User-Id, X-Workspace-Id, Cookie, Authorization]
+    gate_https:
+      forwardAuth:
+        address: "https://$gate_https/check/traefik"
+        tls: { ca: "$gate_ca" }
+        trustForwardHeader: false
+        authResponseHeaders: [X-Workspace-User, X-Workspace-User-Id, X-Workspace-Id, Cookie, Authorization]
     trivial:
       replacePath: { path: /trivial }
   routers:
@@ -106,6 +113,11 @@ http:
       rule: "PathPrefix(\`/protected\`)"
       entryPoints: [web]
       middlewares: [gate, trivial]
+      service: upstream
+    protected_https:
+      rule: "PathPrefix(\`/https\`)"
+      entryPoints: [web]
+      middlewares: [gate_https, trivial]
       service: upstream
   services:
     upstream:
@@ -120,16 +132,19 @@ T
 taskset -c 1 "$traefik" --configFile="$work/traefik.yaml" > "$work/traefik.log" 2>&1 &
 ctl_pid=$!
 for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tp/open")" = 200 ] && break; sleep 0.1; done
-code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$tp/protected")"
-[ "$code" = 200 ] || { echo "traefik protected answered $code" >&2; exit 1; }
+for path in protected https; do
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$tp/$path")"
+  [ "$code" = 200 ] || { echo "traefik /$path answered $code" >&2; exit 1; }
+done
 for i in $(seq "$rounds"); do
-  if [ $((i % 2)) = 1 ]; then
-    run traefik_open "http://127.0.0.1:$tp/open" >> "$work/results"
-    run traefik_forwardauth "http://127.0.0.1:$tp/protected" >> "$work/results"
-  else
-    run traefik_forwardauth "http://127.0.0.1:$tp/protected" >> "$work/results"
-    run traefik_open "http://127.0.0.1:$tp/open" >> "$work/results"
-  fi
+  if [ $((i % 2)) = 1 ]; then order="open protected https"; else order="https protected open"; fi
+  for r in $order; do
+    case "$r" in
+      open) run traefik_open "http://127.0.0.1:$tp/open" ;;
+      protected) run traefik_forwardauth "http://127.0.0.1:$tp/protected" ;;
+      https) run traefik_forwardauth_https "http://127.0.0.1:$tp/https" ;;
+    esac >> "$work/results"
+  done
 done
 
 # ---- gRPC: Check vs. a trivial unary handler on the same server. h2load
@@ -182,12 +197,13 @@ for n, (r, p, g, c) in med.items():
     print(f"| {n} | {r:.0f} | {dash(p, '{:.2f}')} | {dash(c, '{:.0f}')} | {dash(g, '{:.0f}')} |")
 print()
 en, eg, ej = med["envoy_none"], med["envoy_ext_authz"], med["envoy_jwt_authn"]
-to, ta = med["traefik_open"], med["traefik_forwardauth"]
+to, ta, ts = med["traefik_open"], med["traefik_forwardauth"], med["traefik_forwardauth_https"]
 gh, gc = med["grpc_health"], med["grpc_check"]
 print(f"- Envoy: gate ext_authz / no auth: {eg[0]/en[0]:.2f}; jwt_authn / no auth: {ej[0]/en[0]:.2f}")
 print(f"- Envoy: gate ext_authz / in-process jwt_authn: {eg[0]/ej[0]:.2f} (goal >= 0.7); added p99 vs no auth: gate {eg[1]-en[1]:.2f} ms, jwt_authn {ej[1]-en[1]:.2f} ms")
 print(f"- Traefik: forwardAuth / no auth: {ta[0]/to[0]:.2f}; added p99 {ta[1]-to[1]:.2f} ms")
+print(f"- Traefik: forwardAuth over https / no auth: {ts[0]/to[0]:.2f}; added p99 {ts[1]-to[1]:.2f} ms; https / http: {ts[0]/ta[0]:.2f}")
 print(f"- gRPC Check / trivial unary: {gc[0]/gh[0]:.2f} (goal >= 0.7)")
 per_round = lambda a, b: ", ".join(f"{x[0]/y[0]:.2f}" for x, y in zip(runs[a], runs[b]))
-print(f"- per round: ext_authz/jwt_authn {per_round('envoy_ext_authz', 'envoy_jwt_authn')}; gRPC check/trivial {per_round('grpc_check', 'grpc_health')}")
+print(f"- per round: ext_authz/jwt_authn {per_round('envoy_ext_authz', 'envoy_jwt_authn')}; gRPC check/trivial {per_round('grpc_check', 'grpc_health')}; Traefik https/none {per_round('traefik_forwardauth_https', 'traefik_open')}")
 PY

@@ -2,7 +2,9 @@
 //! `/check/traefik`, ...) plus a trivial `GET /trivial` answering 200 in the
 //! same process, so both are measured in one run. With `--grpc` it also
 //! serves the Envoy ext_authz gRPC API next to a trivial unary service
-//! (`grpc.health.v1.Health/Check`).
+//! (`grpc.health.v1.Health/Check`); with `--https` also the router over TLS
+//! (`listen.https`'s server, a self-signed certificate for 127.0.0.1 whose
+//! file is printed as `ca`).
 //!
 //! Prints one JSON line: the bound addresses, a valid pass cookie for
 //! `ws-1.workspaces.test` and the host to send. Used by `bench/run.sh`.
@@ -122,11 +124,38 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
     } else {
         None
     };
+    // With --https, the same router on a TLS listener (a self-signed
+    // certificate for 127.0.0.1, written to <dir>/tls.crt for the client).
+    let https_addr = if std::env::args().any(|a| a == "--https") {
+        let key = rcgen::KeyPair::generate()?;
+        let cert =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.self_signed(&key)?;
+        std::fs::write(dir.join("tls.crt"), cert.pem())?;
+        std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
+        use workspace_gate::server::tls;
+        let certs = std::sync::Arc::new(
+            tls::ReloadingCert::new(dir.join("tls.crt"), dir.join("tls.key"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        tokio::spawn(tls::serve(
+            l,
+            tls::server_config(certs)?,
+            router.clone(),
+            std::future::pending(),
+        ));
+        Some(addr)
+    } else {
+        None
+    };
     println!(
         "{}",
         serde_json::json!({
             "http": http_addr.to_string(),
             "grpc": grpc_addr.map(|a| a.to_string()),
+            "https": https_addr.map(|a| a.to_string()),
+            "ca": https_addr.map(|_| dir.join("tls.crt")),
             "pid": std::process::id(),
             "host": "ws-1.workspaces.test",
             "cookie": format!("__Host-workspace-gate-pass={pass}"),
