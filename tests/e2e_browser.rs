@@ -98,6 +98,11 @@ async fn chromium_completes_login_through_traefik() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_completes_login_through_traefik_checking_over_https() {
+    chromium_logs_in_through(ControllerKind::TraefikHttps).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_completes_login_through_envoy_grpc() {
     chromium_logs_in_through(ControllerKind::EnvoyGrpc).await;
 }
