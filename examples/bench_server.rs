@@ -143,6 +143,10 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
             l,
             tls::server_config(certs)?,
             router.clone(),
+            tls::ConnectionPolicy {
+                max_age: humantime::parse_duration(&arg("--https-max-age", "2m"))?,
+            },
+            || {},
             std::future::pending(),
         ));
         Some(addr)

@@ -56,6 +56,11 @@ pub const KEYS: &[KeyDoc] = &[
         "HTTPS listener serving the same routes as `listen.http` (HTTP/2 and HTTP/1.1), e.g. for Traefik's forwardAuth, which then keeps one multiplexed connection instead of opening one per check; empty disables it. Needs `tls.cert_file` and `tls.key_file`.",
     ),
     k(
+        "listen.https_max_connection_age",
+        "2m",
+        "How long a `listen.https` connection lives (±10 %) before the gate asks the client to reconnect (HTTP/2 GOAWAY; requests in flight finish). A controller keeps one HTTP/2 connection for all its checks; reconnecting lets the Service spread them over the gate's replicas after a scale-out.",
+    ),
+    k(
         "tls.cert_file",
         "",
         "PEM certificate chain of `listen.https` (leaf first). Re-read within 10s when it changes (e.g. renewed by cert-manager); a broken renewal keeps the previous certificate and is logged.",
@@ -333,6 +338,7 @@ pub struct Listen {
     pub grpc: Option<SocketAddr>,
     /// `listen.https`; set only together with [`Config::tls`].
     pub https: Option<SocketAddr>,
+    pub https_max_connection_age: Duration,
 }
 
 /// Certificate and key files of `listen.https` (checked at load).
@@ -864,6 +870,7 @@ impl<'a> Reader<'a> {
         // Given but unparsable is reported once, by `addr`.
         let https_given = !self.string("listen.https").is_empty();
         let tls = self.tls_files(https_given);
+        let https_max_connection_age = self.duration("listen.https_max_connection_age");
         if scheme == Scheme::Http {
             let all_loopback = [http, admin, grpc, https]
                 .iter()
@@ -989,6 +996,7 @@ impl<'a> Reader<'a> {
                 admin: admin.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
                 grpc,
                 https: https.filter(|_| tls.is_some()),
+                https_max_connection_age,
             },
             tls,
             oidc: Oidc {

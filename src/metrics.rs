@@ -75,6 +75,7 @@ pub struct Metrics {
     index_workspaces: Gauge,
     index_reloads: Family<ResultLabel, Counter>,
     tls_reloads: Family<ResultLabel, Counter>,
+    https_connections: Counter,
 }
 
 impl Default for Metrics {
@@ -115,6 +116,7 @@ impl Default for Metrics {
             index_workspaces: Gauge::default(),
             index_reloads: Family::default(),
             tls_reloads: Family::default(),
+            https_connections: Counter::default(),
         }
     }
 }
@@ -166,6 +168,11 @@ impl Metrics {
             "tls_certificate_reloads",
             "Reloads of the listen.https certificate after its files changed, by result (failed keeps the previous one)",
             self.tls_reloads.clone(),
+        );
+        r.register(
+            "https_connections",
+            "Connections accepted on listen.https (TLS handshake completed)",
+            self.https_connections.clone(),
         );
     }
 
@@ -230,6 +237,10 @@ impl Metrics {
         self.tls_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    pub fn https_connection(&self) {
+        self.https_connections.inc();
     }
 }
 

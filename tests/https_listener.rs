@@ -21,8 +21,9 @@ struct Running {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// The gate in this process, with `listen.https` serving `dir/tls.crt`.
-async fn start(dir: &Path) -> Running {
+/// The gate in this process, with `listen.https` serving `dir/tls.crt`
+/// and closing connections after `max_age`.
+async fn start(dir: &Path, max_age: &str) -> Running {
     std::fs::write(
         dir.join("key"),
         workspace_gate::session::keyring::generate_key(),
@@ -36,12 +37,12 @@ async fn start(dir: &Path) -> Running {
     .unwrap();
     std::fs::write(
         dir.join("gate.yaml"),
-        "auth_host: workspaces.test\nworkspace_domain: workspaces.test\n\
-listen: {http: '127.0.0.1:0', admin: '127.0.0.1:0', https: '127.0.0.1:0'}\n\
-tls: {cert_file: tls.crt, key_file: tls.key}\n\
-oidc: {issuer: 'http://127.0.0.1:9', client_id: c, client_secret_file: secret}\n\
-keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\n\
-authorization: {mode: owner-annotation}\nlog: {level: warn}\n",
+        format!("auth_host: workspaces.test\nworkspace_domain: workspaces.test\n\
+listen: {{http: '127.0.0.1:0', admin: '127.0.0.1:0', https: '127.0.0.1:0', https_max_connection_age: {max_age}}}\n\
+tls: {{cert_file: tls.crt, key_file: tls.key}}\n\
+oidc: {{issuer: 'http://127.0.0.1:9', client_id: c, client_secret_file: secret}}\n\
+keys: {{files: [key]}}\nworkspaces: {{source: file, file: ws.yaml}}\n\
+authorization: {{mode: owner-annotation}}\nlog: {{level: warn}}\n"),
     )
     .unwrap();
     let cfg = Config::load(Some(&dir.join("gate.yaml")), &|_| None).unwrap();
@@ -108,17 +109,47 @@ async fn check(c: &reqwest::Client, at: SocketAddr) -> reqwest::Result<reqwest::
         .await
 }
 
-async fn reloads(admin: SocketAddr, result: &str) -> u64 {
+/// The value of the metric line starting with `series ` (0 when absent).
+async fn metric(admin: SocketAddr, series: &str) -> u64 {
     let text = reqwest::get(format!("http://{admin}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let prefix = format!("workspace_gate_tls_certificate_reloads_total{{result=\"{result}\"}} ");
+    let prefix = format!("{series} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+async fn reloads(admin: SocketAddr, result: &str) -> u64 {
+    metric(
+        admin,
+        &format!("workspace_gate_tls_certificate_reloads_total{{result=\"{result}\"}}"),
+    )
+    .await
+}
+
+async fn connections(admin: SocketAddr) -> u64 {
+    metric(admin, "workspace_gate_https_connections_total").await
+}
+
+/// A check with a valid pass, over `c`: allowed.
+async fn allowed(c: &reqwest::Client, gate: &Running) -> reqwest::Result<u16> {
+    let r = c
+        .get(format!("https://{}/check/traefik", gate.https))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "ws-1.workspaces.test")
+        .header("x-forwarded-uri", "/")
+        .header(
+            "cookie",
+            format!("__Host-workspace-gate-pass={}", gate.pass),
+        )
+        .send()
+        .await?;
+    Ok(r.status().as_u16())
 }
 
 /// Polls `f` until it holds; the bound is only against hangs.
@@ -155,7 +186,7 @@ async fn checks_are_answered_over_http2_and_http1() {
     let dir = tempdir("alpn");
     let ca = issue(&dir, "a");
     install(&dir, &ca);
-    let gate = start(&dir).await;
+    let gate = start(&dir, "2m").await;
 
     for (http1, version) in [
         (false, reqwest::Version::HTTP_2),
@@ -202,7 +233,7 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     let renewed = issue(&dir, "renewed");
     let third = issue(&dir, "third");
     install(&dir, &first);
-    let gate = start(&dir).await;
+    let gate = start(&dir, "2m").await;
     assert_eq!(
         check(&client(&first, false), gate.https)
             .await
@@ -243,4 +274,37 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
         check(&client(&third, true), gate.https).await.is_ok()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_connections_are_closed_gracefully_so_clients_reconnect() {
+    support::install_crypto_provider();
+    let dir = tempdir("age");
+    let ca = issue(&dir, "a");
+    install(&dir, &ca);
+
+    // Within the age, one client keeps one HTTP/2 connection.
+    let gate = start(&dir, "2m").await;
+    let c = client(&ca, false);
+    for _ in 0..50 {
+        assert_eq!(allowed(&c, &gate).await.unwrap(), 200);
+    }
+    assert_eq!(connections(gate.admin).await, 1);
+    drop(gate);
+
+    // Past it, the gate closes the connection after the requests in flight
+    // and the client opens another; no check fails on the way.
+    let dir = tempdir("age-short");
+    install(&dir, &ca);
+    let gate = start(&dir, "1s").await;
+    let c = client(&ca, false);
+    let mut checks = 0;
+    while connections(gate.admin).await < 3 {
+        let burst = futures::future::join_all((0..8).map(|_| allowed(&c, &gate))).await;
+        for r in burst {
+            assert_eq!(r.unwrap(), 200, "after {checks} checks");
+            checks += 1;
+        }
+        assert!(checks < 1_000_000, "no reconnection after {checks} checks");
+    }
 }

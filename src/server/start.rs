@@ -152,10 +152,15 @@ pub async fn run(
                 state.metrics.clone(),
                 stopped(),
             ));
+            let metrics = state.metrics.clone();
             Some(tokio::spawn(super::tls::serve(
                 l,
                 tls,
                 app(state.clone()),
+                super::tls::ConnectionPolicy {
+                    max_age: state.cfg.listen.https_max_connection_age,
+                },
+                move || metrics.https_connection(),
                 stopped(),
             )))
         }

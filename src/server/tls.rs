@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -182,12 +181,37 @@ pub fn server_config(certs: Arc<ReloadingCert>) -> anyhow::Result<rustls::Server
     Ok(cfg)
 }
 
+/// How `listen.https` treats its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionPolicy {
+    /// A connection is asked to close (HTTP/2 GOAWAY after the requests in
+    /// flight) once it is about this old, ±10 % so that clients do not
+    /// reconnect in step. A controller then opens a new one, which the
+    /// Service may send to another replica: without this, one long-lived
+    /// HTTP/2 connection would pin all of a controller's checks to one
+    /// replica however far the gate is scaled out.
+    pub max_age: Duration,
+}
+
+/// `max_age` ±10 %.
+fn jittered(max_age: Duration) -> Duration {
+    let spread = max_age.as_millis() as u64 / 10;
+    if spread == 0 {
+        return max_age;
+    }
+    let offset = rand::random_range(0..=2 * spread);
+    (max_age + Duration::from_millis(offset)).saturating_sub(Duration::from_millis(spread))
+}
+
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then
-/// lets open connections finish (at most [`DRAIN_TIMEOUT`]).
+/// lets open connections finish (at most [`DRAIN_TIMEOUT`]). `accepted`
+/// counts connections whose handshake succeeded.
 pub async fn serve(
     listener: TcpListener,
     tls: rustls::ServerConfig,
     router: Router,
+    policy: ConnectionPolicy,
+    accepted: impl Fn() + Send + Sync + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
@@ -195,11 +219,15 @@ pub async fn serve(
     // Controllers multiplex many checks on one connection.
     http.http2().max_concurrent_streams(1024);
     let http = Arc::new(http);
-    let graceful = GracefulShutdown::new();
+    let accepted = Arc::new(accepted);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (tcp, _peer) = tokio::select! {
             _ = &mut shutdown => break,
+            // Reap finished connections as they go.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -214,8 +242,9 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let http = http.clone();
         let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let accepted = accepted.clone();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -224,13 +253,38 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
+            accepted();
             let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            tokio::pin!(conn);
+            let aged = tokio::time::sleep(jittered(policy.max_age));
+            tokio::pin!(aged);
+            let mut closing = false;
+            let result = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    _ = &mut aged, if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = stop.wait_for(|s| *s), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "listen.https: connection ended with an error");
             }
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("listen.https: connections still open after the shutdown grace period");
+    }
     Ok(())
 }
