@@ -97,13 +97,18 @@ fn client(ca: &TestCa, http1: bool) -> reqwest::Client {
     b.build().unwrap()
 }
 
-/// A Traefik-style check for a request without a session.
-async fn check(c: &reqwest::Client, at: SocketAddr) -> reqwest::Result<reqwest::Response> {
+/// What Traefik asks the gate about `GET https://ws-1.workspaces.test/`.
+fn traefik_check(c: &reqwest::Client, at: SocketAddr) -> reqwest::RequestBuilder {
     c.get(format!("https://{at}/check/traefik"))
         .header("x-forwarded-method", "GET")
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-host", "ws-1.workspaces.test")
         .header("x-forwarded-uri", "/")
+}
+
+/// A Traefik-style check for a request without a session.
+async fn check(c: &reqwest::Client, at: SocketAddr) -> reqwest::Result<reqwest::Response> {
+    traefik_check(c, at)
         .header("accept", "application/json")
         .send()
         .await
@@ -137,12 +142,7 @@ async fn connections(admin: SocketAddr) -> u64 {
 
 /// A check with a valid pass, over `c`: allowed.
 async fn allowed(c: &reqwest::Client, gate: &Running) -> reqwest::Result<u16> {
-    let r = c
-        .get(format!("https://{}/check/traefik", gate.https))
-        .header("x-forwarded-method", "GET")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "ws-1.workspaces.test")
-        .header("x-forwarded-uri", "/")
+    let r = traefik_check(c, gate.https)
         .header(
             "cookie",
             format!("__Host-workspace-gate-pass={}", gate.pass),
@@ -201,12 +201,7 @@ async fn checks_are_answered_over_http2_and_http1() {
     // Over HTTP/2 a client may send each cookie as a header of its own
     // (Traefik does); the gate reads them as one Cookie header: the pass in
     // the second is found, and the app's cookie from the first is kept.
-    let r = client(&ca, false)
-        .get(format!("https://{}/check/traefik", gate.https))
-        .header("x-forwarded-method", "GET")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "ws-1.workspaces.test")
-        .header("x-forwarded-uri", "/")
+    let r = traefik_check(&client(&ca, false), gate.https)
         .header("cookie", "theme=dark")
         .header(
             "cookie",
