@@ -13,7 +13,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
-use super::{allow_response, check_request, header_str, names, relayed, relayed_response};
+use super::{
+    allow_response, check_request, header_str, names, relayed, relayed_response, single_header_str,
+};
 use crate::core::Decision;
 use crate::server::{AppState, check, pages};
 
@@ -29,7 +31,9 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
         .unwrap_or("/");
     let path = full.strip_prefix(PREFIX).unwrap_or("/");
     let path = if path.is_empty() { "/" } else { path };
-    let host = header_str(headers, &header::HOST).unwrap_or("");
+    // Envoy copies the `:authority` it routed on into the check request's
+    // Host; a repeated Host reads as absent, which matches no workspace.
+    let host = single_header_str(headers, &header::HOST).unwrap_or("");
     let req = check_request(headers, parts.method.as_str(), host, path);
     let had_cookie = req.cookie.is_some();
     let had_authorization = req.authorization.is_some();

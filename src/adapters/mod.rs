@@ -10,6 +10,7 @@ pub mod nginx;
 pub mod traefik;
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::Allow;
 
@@ -50,6 +51,38 @@ pub mod names {
 /// A header's value as text, if present and visible ASCII.
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A header's value as text when it was sent exactly once: a repeated
+/// header that names the request (its host, URL or method) is ambiguous,
+/// and the check refuses rather than pick one.
+pub fn single_header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
+/// When each kind of limited warning was last logged (seconds since the
+/// epoch; 0: never).
+pub(crate) static NO_ROUTED_HOST_WARNED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static NO_ORIGINAL_URL_WARNED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static HOST_MISMATCH_WARNED: AtomicU64 = AtomicU64::new(0);
+
+/// Logs `message` the first time, then at most every ten seconds: a
+/// misconfigured controller or a probing client must not flood the log.
+pub(crate) fn warn_limited(last: &AtomicU64, message: &'static str) {
+    let now = crate::server::now();
+    let prev = last.load(Ordering::Relaxed);
+    if (prev == 0 || now >= prev + 10)
+        && last
+            .compare_exchange(prev, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!("{message}");
+    }
 }
 
 /// A [`CheckRequest`] for what the controller says about the request

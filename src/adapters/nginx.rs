@@ -1,10 +1,28 @@
 //! ingress-nginx `auth-url` (nginx `auth_request`).
 //!
-//! Reads `X-Original-URL` and `X-Original-Method`, which the controller
-//! sets on the subrequest, and the client's own `Cookie`, `Authorization`,
-//! `Accept` and `Upgrade` (all client headers pass through). Never
-//! `X-Forwarded-Host`: the controller does not set it, so it is whatever
-//! the client sent.
+//! The host to decide on comes from the check's own address: discovery
+//! writes `auth-url: http://<gate>/check/nginx?host=$host`, and nginx
+//! expands `$host` per request to the host it chose the `server` (and so
+//! the upstream) by: the host of an absolute request line, else the `Host`
+//! header, lower-cased, without port or trailing dot. `X-Original-URL`,
+//! which the controller builds from the client's `Host` header
+//! (`$http_host`), supplies the path and must name the same host; when the
+//! two disagree (an absolute request line naming another host, a second
+//! `Host` header) the check refuses. A check without `host`, from an
+//! Ingress written before this rule, is refused too.
+//!
+//! Traefik's ingress-nginx provider expands `$host` the same way (from the
+//! host it routes on) but sets no `X-Original-URL` and copies every client
+//! header into the check, so there `X-Original-URL` is the client's: it
+//! may still only name the routed host, and when it is absent the path is
+//! read from `X-Forwarded-Uri`, which that provider overwrites. nginx
+//! always sets exactly one `X-Original-URL`, so the fallback never applies
+//! behind it. The path never grants access: it only tells reserved paths
+//! (refused here) and the return address apart.
+//!
+//! Besides those, reads `X-Original-Method` and the client's own `Cookie`,
+//! `Authorization`, `Accept` and `Upgrade` (all client headers pass
+//! through). Never `X-Forwarded-Host`: the controller does not set it.
 //!
 //! nginx accepts only three answers: 2xx allows, 401 (which the
 //! `auth-signin` annotation turns into the login redirect) and 403; any
@@ -14,29 +32,154 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{check_request, header_str};
+use super::{check_request, single_header_str};
 use crate::core::{Decision, Page};
 use crate::server::AppState;
 use crate::server::check;
 
 const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+
+/// The query parameter of `auth-url` that carries nginx's `$host`.
+pub const HOST_PARAM: &str = "host";
+
+/// Why a check was refused before any decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// `auth-url` carries no `?host=$host` (an Ingress written before the
+    /// parameter, or a controller that does not expand nginx variables).
+    NoRoutedHost,
+    /// No `X-Original-URL` (or more than one): not ingress-nginx's subrequest.
+    NoOriginalUrl,
+    /// `X-Original-URL` names another host than the one nginx routed on.
+    HostMismatch,
+}
+
+impl Unreadable {
+    fn label(self) -> &'static str {
+        match self {
+            Unreadable::NoRoutedHost => "no_routed_host",
+            Unreadable::NoOriginalUrl => "no_original_url",
+            Unreadable::HostMismatch => "host_mismatch",
+        }
+    }
+}
+
+/// The routed host and the original path of an nginx check.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+/// What the check request says about the original request, besides the
+/// routed host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Original<'a> {
+    /// `X-Original-URL`: `None` when absent, `Some(None)` when repeated.
+    pub url: Option<Option<&'a str>>,
+    /// `X-Forwarded-Uri`, read only when `X-Original-URL` is absent.
+    pub forwarded_uri: Option<&'a str>,
+}
+
+/// Reads the host nginx routed on (the `host` query parameter, exactly
+/// once) and the original path, refusing when `X-Original-URL` names
+/// another host.
+pub fn target<'a>(
+    settings: &crate::core::Settings,
+    query: Option<&'a str>,
+    original: Original<'a>,
+) -> Result<Target<'a>, Unreadable> {
+    let routed = routed_host(query).ok_or(Unreadable::NoRoutedHost)?;
+    let routed_norm = settings
+        .normalize_host(routed)
+        .ok_or(Unreadable::HostMismatch)?;
+    let path = match original.url {
+        Some(url) => {
+            let (_scheme, claimed, path) =
+                url.and_then(split_url).ok_or(Unreadable::NoOriginalUrl)?;
+            // nginx's `$host` is lower-case, without port or trailing dot;
+            // the URL's host is the client's `Host` header as sent. Both
+            // must name one workspace host.
+            if settings.normalize_host(claimed).as_deref() != Some(&*routed_norm) {
+                return Err(Unreadable::HostMismatch);
+            }
+            path
+        }
+        None => original
+            .forwarded_uri
+            .filter(|p| p.starts_with('/'))
+            .ok_or(Unreadable::NoOriginalUrl)?,
+    };
+    Ok(Target { host: routed, path })
+}
+
+/// The value of the one `host` parameter of `query`, as nginx wrote it.
+/// `None` when it is missing, repeated, or was never expanded (`$host`
+/// taken literally by a controller that does not know nginx variables).
+/// Not percent-decoded: `$host` holds no escapes, and a decoded `%26`
+/// could smuggle a second parameter.
+pub fn routed_host(query: Option<&str>) -> Option<&str> {
+    let mut found = None;
+    for pair in query?.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == HOST_PARAM {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(v);
+        }
+    }
+    found.filter(|v| !v.is_empty() && !v.starts_with('$'))
+}
 
 pub async fn check(State(state): State<AppState>, request: Request) -> Response {
     // Borrow the headers from the request: the HeaderMap extractor would
     // copy them on every check.
     let headers = request.headers();
-    let Some(original) = header_str(headers, &X_ORIGINAL_URL) else {
-        tracing::warn!("nginx check without X-Original-URL; is auth-url pointing at /check/nginx?");
-        return StatusCode::FORBIDDEN.into_response();
+    let original = Original {
+        url: headers
+            .contains_key(&X_ORIGINAL_URL)
+            .then(|| single_header_str(headers, &X_ORIGINAL_URL)),
+        forwarded_uri: single_header_str(headers, &X_FORWARDED_URI),
     };
-    let Some((_scheme, host, path)) = split_url(original) else {
-        return StatusCode::FORBIDDEN.into_response();
+    let target = match target(&state.settings, request.uri().query(), original) {
+        Ok(t) => t,
+        Err(why) => return refuse_unreadable(&state, why),
     };
-    let method = header_str(headers, &X_ORIGINAL_METHOD).unwrap_or("GET");
-    let req = check_request(headers, method, host, path);
+    let method = match original.url {
+        Some(_) => single_header_str(headers, &X_ORIGINAL_METHOD),
+        None => single_header_str(headers, &X_FORWARDED_METHOD),
+    }
+    .unwrap_or("GET");
+    let req = check_request(headers, method, target.host, target.path);
     let decision = check::run(&state, "nginx", &req).await;
     answer(decision)
+}
+
+fn refuse_unreadable(state: &AppState, why: Unreadable) -> Response {
+    state.metrics.check("nginx", why.label(), 0.0);
+    match why {
+        Unreadable::NoRoutedHost => super::warn_limited(
+            &super::NO_ROUTED_HOST_WARNED,
+            "nginx check refused: auth-url lacks ?host=$host (an Ingress written before \
+             workspace-gate 0.2; let discovery rewrite it or add the parameter, see \
+             docs/install.md, \"Upgrading\")",
+        ),
+        Unreadable::NoOriginalUrl => super::warn_limited(
+            &super::NO_ORIGINAL_URL_WARNED,
+            "nginx check refused: no single X-Original-URL; is auth-url pointing at \
+             /check/nginx from ingress-nginx?",
+        ),
+        Unreadable::HostMismatch => super::warn_limited(
+            &super::HOST_MISMATCH_WARNED,
+            "nginx check refused: the request's Host header names another host than the \
+             one nginx routed on (absolute request line or repeated Host)",
+        ),
+    }
+    StatusCode::FORBIDDEN.into_response()
 }
 
 /// Splits `scheme://authority/path?query` without reinterpreting it.
@@ -68,7 +211,103 @@ fn answer(decision: Decision) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::split_url;
+    use super::{Original, Target, Unreadable, routed_host, split_url, target};
+    use crate::config::Scheme;
+    use crate::core::Settings;
+
+    fn settings() -> Settings {
+        Settings::new("w.test", "w.test", Scheme::Https, Some(8443), 3600, 60)
+    }
+
+    #[test]
+    fn routed_host_is_one_expanded_parameter() {
+        assert_eq!(routed_host(Some("host=ws-1.w.test")), Some("ws-1.w.test"));
+        assert_eq!(
+            routed_host(Some("a=1&host=ws-1.w.test")),
+            Some("ws-1.w.test")
+        );
+        assert_eq!(routed_host(None), None);
+        assert_eq!(routed_host(Some("")), None);
+        assert_eq!(routed_host(Some("host=")), None);
+        // Not expanded: a controller that does not know nginx variables.
+        assert_eq!(routed_host(Some("host=$host")), None);
+        // Twice: one of them came from somewhere else.
+        assert_eq!(routed_host(Some("host=ws-1.w.test&host=ws-2.w.test")), None);
+    }
+
+    fn url(u: &str) -> Original<'_> {
+        Original {
+            url: Some(Some(u)),
+            forwarded_uri: None,
+        }
+    }
+
+    #[test]
+    fn original_url_must_name_the_routed_host() {
+        let s = settings();
+        let ok = |q: &'static str, u: &'static str| target(&s, Some(q), url(u));
+        assert_eq!(
+            ok("host=ws-1.w.test", "https://ws-1.w.test:8443/a?b=1"),
+            Ok(Target {
+                host: "ws-1.w.test",
+                path: "/a?b=1"
+            })
+        );
+        // Upper case and a trailing dot in Host name the same host.
+        assert!(ok("host=ws-1.w.test", "https://WS-1.w.test./x").is_ok());
+        // An absolute request line routed to ws-2 with `Host: ws-1`.
+        assert_eq!(
+            ok("host=ws-2.w.test", "https://ws-1.w.test/secret"),
+            Err(Unreadable::HostMismatch)
+        );
+        // Two Host headers, joined by a comma.
+        assert_eq!(
+            ok("host=ws-1.w.test", "https://ws-1.w.test,ws-2.w.test/"),
+            Err(Unreadable::HostMismatch)
+        );
+        // A routed host that is no DNS name.
+        assert_eq!(
+            ok("host=ws-1.w.test%26x", "https://ws-1.w.test%26x/"),
+            Err(Unreadable::HostMismatch)
+        );
+        // A port other than the public one.
+        assert_eq!(
+            ok("host=ws-1.w.test", "https://ws-1.w.test:9999/"),
+            Err(Unreadable::HostMismatch)
+        );
+        assert_eq!(
+            target(&s, None, url("https://ws-1.w.test/")),
+            Err(Unreadable::NoRoutedHost)
+        );
+    }
+
+    #[test]
+    fn without_original_url_the_forwarded_uri_gives_the_path() {
+        let s = settings();
+        let q = Some("host=ws-1.w.test");
+        let fwd = |uri: Option<&'static str>| Original {
+            url: None,
+            forwarded_uri: uri,
+        };
+        assert_eq!(
+            target(&s, q, fwd(Some("/x?y=1"))),
+            Ok(Target {
+                host: "ws-1.w.test",
+                path: "/x?y=1"
+            })
+        );
+        assert_eq!(target(&s, q, fwd(None)), Err(Unreadable::NoOriginalUrl));
+        assert_eq!(
+            target(&s, q, fwd(Some("https://ws-2.w.test/"))),
+            Err(Unreadable::NoOriginalUrl)
+        );
+        // A repeated X-Original-URL is refused, never skipped.
+        let repeated = Original {
+            url: Some(None),
+            forwarded_uri: Some("/x"),
+        };
+        assert_eq!(target(&s, q, repeated), Err(Unreadable::NoOriginalUrl));
+    }
 
     #[test]
     fn splits_original_url() {

@@ -1,8 +1,11 @@
 //! Traefik v3 `forwardAuth`.
 //!
-//! Reads `X-Forwarded-Method`, `-Proto`, `-Host` and `-Uri`, which Traefik
+//! Reads `X-Forwarded-Method`, `-Host` and `-Uri`, which Traefik
 //! overwrites when the middleware has `trustForwardHeader: false` (the
-//! default), plus the client's own credentials. Traefik relays any non-2xx
+//! default), plus the client's own credentials. Traefik sets
+//! `X-Forwarded-Host` from the host it routes the request on (Go's
+//! `Request.Host`: the host of an absolute request line, else `Host`, else
+//! HTTP/2's `:authority`), so the checked host is the routed host. Traefik relays any non-2xx
 //! answer to the browser as is (status, `Location`, `Set-Cookie`, body), so
 //! this check redirects to the login itself and answers the reserved
 //! `/.workspace-gate/` paths; no extra route is needed.
@@ -11,7 +14,9 @@ use axum::extract::{Request, State};
 use axum::http::HeaderName;
 use axum::response::Response;
 
-use super::{allow_response, check_request, header_str, names, relayed, relayed_response};
+use super::{
+    allow_response, check_request, header_str, names, relayed, relayed_response, single_header_str,
+};
 use crate::core::Decision;
 use crate::server::{AppState, check, pages};
 
@@ -24,11 +29,14 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
     // copy them on every check.
     let headers = request.headers();
     let get = |name: &HeaderName| header_str(headers, name);
+    // Traefik writes each of these once, from the request it routes; a
+    // repeated one reads as absent, and an absent host matches no workspace.
+    let one = |name: &HeaderName| single_header_str(headers, name);
     let req = check_request(
         headers,
-        get(&X_FORWARDED_METHOD).unwrap_or(""),
-        get(&X_FORWARDED_HOST).unwrap_or(""),
-        get(&X_FORWARDED_URI).unwrap_or("/"),
+        one(&X_FORWARDED_METHOD).unwrap_or(""),
+        one(&X_FORWARDED_HOST).unwrap_or(""),
+        one(&X_FORWARDED_URI).unwrap_or("/"),
     );
     let decision = check::run(&state, "traefik", &req).await;
     match decision {

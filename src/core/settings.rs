@@ -104,16 +104,18 @@ impl Settings {
                 return None;
             }
         }
-        let host = host.trim_end_matches('.');
-        if host.is_empty() {
-            return None;
-        }
+        // One trailing dot names the same host (nginx and browsers drop it).
+        let host = host.strip_suffix('.').unwrap_or(host);
         // Borrowed in the common case: hosts arrive lower-case.
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            Some(std::borrow::Cow::Owned(host.to_ascii_lowercase()))
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(host.to_ascii_lowercase())
         } else {
-            Some(std::borrow::Cow::Borrowed(host))
-        }
+            std::borrow::Cow::Borrowed(host)
+        };
+        // Nothing but a DNS name: a comma (two Host headers joined), `&`,
+        // `%`, `?`, `/` or a space would let one text name two hosts to two
+        // readers.
+        crate::workspaces::template::is_dns_name(&host).then_some(host)
     }
 
     /// Attributes of a gate cookie: host-only, Secure on https, HttpOnly, Lax.

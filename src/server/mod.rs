@@ -154,7 +154,18 @@ pub fn app(state: AppState) -> Router {
 /// are joined the same way.
 pub fn as_one_header_block<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
     use axum::http::{HeaderValue, header};
-    if !req.headers().contains_key(header::HOST)
+    // A request that names two hosts (two Host headers, or a request line
+    // or `:authority` that disagrees with Host) names none: the handlers
+    // then find no workspace and refuse.
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let ambiguous = match (hosts.next(), hosts.next(), req.uri().authority()) {
+        (Some(_), Some(_), _) => true,
+        (Some(h), None, Some(a)) => !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()),
+        _ => false,
+    };
+    if ambiguous {
+        req.headers_mut().remove(header::HOST);
+    } else if !req.headers().contains_key(header::HOST)
         && let Some(v) = req
             .uri()
             .authority()
@@ -212,18 +223,51 @@ mod tests {
         let cookies: Vec<_> = req.headers().get_all(header::COOKIE).iter().collect();
         assert_eq!(cookies, ["a=1; b=2; c=3"]);
 
-        // A Host header the client sent is left alone, as is one Cookie.
-        let req = Request::get("https://other.test/x")
-            .header(header::HOST, "ws-1.workspaces.test")
+        // A Host header that agrees with the authority is left alone, as
+        // is one Cookie.
+        let req = Request::get("https://ws-1.workspaces.test/x")
+            .header(header::HOST, "WS-1.workspaces.test")
             .header(header::COOKIE, "a=1; b=2")
             .body(())
             .unwrap();
         let req = as_one_header_block(req);
-        assert_eq!(req.headers()[header::HOST], "ws-1.workspaces.test");
+        assert_eq!(req.headers()[header::HOST], "WS-1.workspaces.test");
         assert_eq!(req.headers()[header::COOKIE], "a=1; b=2");
+        let req = as_one_header_block(
+            Request::get("/x")
+                .header(header::HOST, "ws-1.workspaces.test")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(req.headers()[header::HOST], "ws-1.workspaces.test");
 
         // Origin-form without a Host stays without one.
         let req = as_one_header_block(Request::get("/x").body(()).unwrap());
         assert!(!req.headers().contains_key(header::HOST));
+    }
+
+    #[test]
+    fn a_request_naming_two_hosts_names_none() {
+        // `:authority` (or an absolute request line) against Host.
+        let req = Request::get("https://ws-2.workspaces.test/x")
+            .header(header::HOST, "ws-1.workspaces.test")
+            .body(())
+            .unwrap();
+        assert!(
+            !as_one_header_block(req)
+                .headers()
+                .contains_key(header::HOST)
+        );
+        // Two Host headers.
+        let req = Request::get("/x")
+            .header(header::HOST, "ws-1.workspaces.test")
+            .header(header::HOST, "ws-2.workspaces.test")
+            .body(())
+            .unwrap();
+        assert!(
+            !as_one_header_block(req)
+                .headers()
+                .contains_key(header::HOST)
+        );
     }
 }

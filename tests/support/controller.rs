@@ -20,8 +20,14 @@ pub struct ControllerSetup {
     pub gate_grpc: Option<SocketAddr>,
     /// The gate's `listen.https` and the CA file its certificate chains to.
     pub gate_https: Option<(SocketAddr, PathBuf)>,
-    /// The sample workspace (every workspace host routes to it).
+    /// The sample workspace: hosts without a route of their own go here.
     pub upstream: SocketAddr,
+    /// Each workspace host with its own upstream port (the sample
+    /// workspace, recording the host as [`Seen::upstream`]), routed by
+    /// the controller as discovery routes each host to its workspace.
+    ///
+    /// [`Seen::upstream`]: super::echo::Seen::upstream
+    pub routes: Vec<(String, SocketAddr)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,11 @@
 //! line and headers (JSON for `Accept: application/json`, an HTML page
 //! otherwise, the X-Workspace-* identity first) and echoes WebSocket messages
 //! at `/ws`. It records every request it received, so tests can assert what
-//! reached the workspace.
+//! reached the workspace. Besides its first port it can listen on one port
+//! per workspace host ([`Echo::listen_as`]): the controllers route each
+//! host to its own port, so a test can tell which workspace's upstream a
+//! request reached (the `upstream` of each [`Seen`], also answered in an
+//! `X-Upstream` header).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,6 +19,9 @@ use axum::response::{Html, IntoResponse, Response};
 
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The upstream (workspace host) whose port received the request;
+    /// `default` for the first port.
+    pub upstream: String,
     pub method: String,
     pub uri: String,
     pub headers: Vec<(String, String)>,
@@ -44,20 +51,32 @@ pub struct Echo {
 
 impl Echo {
     pub async fn start() -> anyhow::Result<Echo> {
+        let mut echo = Echo::default();
+        echo.addr = Some(echo.listen_as("default").await?);
+        Ok(echo)
+    }
+
+    /// One more port, whose requests are recorded as reaching `upstream`.
+    pub async fn listen_as(&self, upstream: &str) -> anyhow::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let seen: Arc<Mutex<Vec<Seen>>> = Default::default();
         let app = Router::new().fallback({
-            let seen = seen.clone();
-            move |req: Request| handle(req, seen.clone())
+            let seen = self.seen.clone();
+            let upstream: Arc<str> = upstream.into();
+            move |req: Request| handle(req, upstream.clone(), seen.clone())
         });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Echo {
-            addr: Some(addr),
-            seen,
-        })
+        Ok(addr)
+    }
+
+    /// Requests that reached `upstream`'s port.
+    pub fn seen_by(&self, upstream: &str) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.upstream == upstream)
+            .collect()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -73,8 +92,9 @@ impl Echo {
     }
 }
 
-async fn handle(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response {
+async fn handle(req: Request, upstream: Arc<str>, seen: Arc<Mutex<Vec<Seen>>>) -> Response {
     let record = Seen {
+        upstream: upstream.to_string(),
         method: req.method().to_string(),
         uri: req.uri().to_string(),
         headers: req
@@ -130,9 +150,14 @@ async fn handle(req: Request, seen: Arc<Mutex<Vec<Seen>>>) -> Response {
             "uri": record.uri,
             "headers": headers,
         });
-        return (StatusCode::OK, axum::Json(body)).into_response();
+        return (
+            StatusCode::OK,
+            [("x-upstream", upstream.to_string())],
+            axum::Json(body),
+        )
+            .into_response();
     }
-    Html(page(&record)).into_response()
+    ([("x-upstream", upstream.to_string())], Html(page(&record))).into_response()
 }
 
 fn group(h: &HeaderMap) -> Vec<(String, Vec<String>)> {

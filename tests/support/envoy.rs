@@ -77,6 +77,45 @@ fn raw_headers(yaml: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// Adds a virtual host per workspace host of `setup`, each to a cluster
+/// of its own (that host's upstream), beside the example's wildcard one
+/// (as Envoy Gateway gives each workspace's HTTPRoute its own routes).
+fn with_routes(yaml: &str, setup: &ControllerSetup) -> anyhow::Result<String> {
+    use serde_yaml::Value;
+    let mut doc: Value = serde_yaml::from_str(yaml)?;
+    let static_resources = &mut doc["static_resources"];
+    let hcm =
+        &mut static_resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let Some(vhosts) = hcm["route_config"]["virtual_hosts"].as_sequence_mut() else {
+        bail!("envoy template: no route_config.virtual_hosts on the first listener");
+    };
+    let Some(wildcard) = vhosts
+        .iter()
+        .find(|v| v["name"] == Value::from("workspaces"))
+        .cloned()
+    else {
+        bail!("envoy template: no virtual host `workspaces`");
+    };
+    let mut clusters = Vec::new();
+    for (i, (host, addr)) in setup.routes.iter().enumerate() {
+        let name = format!("route-{i}");
+        let mut vhost = wildcard.clone();
+        vhost["name"] = Value::from(name.clone());
+        vhost["domains"] = Value::from(vec![Value::from(host.as_str())]);
+        vhost["routes"][0]["route"]["cluster"] = Value::from(name.clone());
+        vhosts.push(vhost);
+        clusters.push(serde_yaml::from_str::<Value>(&format!(
+            "{{ name: {name}, type: STATIC, connect_timeout: 1s, load_assignment: {{ cluster_name: {name}, endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }}] }}] }} }}",
+            addr.port()
+        ))?);
+    }
+    let Some(list) = static_resources["clusters"].as_sequence_mut() else {
+        bail!("envoy template: no static_resources.clusters");
+    };
+    list.extend(clusters);
+    Ok(serde_yaml::to_string(&doc)?)
+}
+
 /// Envoys started by one test process need distinct shared-memory ids.
 static BASE_ID: AtomicU32 = AtomicU32::new(0);
 
@@ -99,6 +138,7 @@ impl Envoy {
         if kind == ControllerKind::EnvoyGrpcRaw {
             yaml = raw_headers(&yaml)?;
         }
+        let yaml = with_routes(&yaml, setup)?;
         std::fs::write(&conf, yaml)?;
         let base_id = std::process::id() * 16 + BASE_ID.fetch_add(1, Ordering::Relaxed);
         let mut cmd = Command::new(&bin);

@@ -38,9 +38,47 @@ pub fn binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+const SERVER_START: &str = "    ## start workspace server\n";
+const SERVER_END: &str = "    ## end workspace server\n";
+
+/// The template with its workspace server block repeated: once per
+/// workspace host of `setup` (to that host's upstream), then as the
+/// wildcard server to the default upstream.
+fn expand_servers(tmpl: &str, setup: &ControllerSetup) -> anyhow::Result<String> {
+    let (Some(start), Some(end)) = (tmpl.find(SERVER_START), tmpl.find(SERVER_END)) else {
+        bail!("nginx template: the workspace server markers are missing");
+    };
+    let block = &tmpl[start + SERVER_START.len()..end];
+    let mut servers = String::new();
+    let one = |name: &str, upstream: &str, upstream_name: &str| {
+        block
+            .replace("{{SERVER_NAME}}", name)
+            .replace("{{UPSTREAM}}", upstream)
+            .replace("{{UPSTREAM_NAME}}", upstream_name)
+    };
+    for (host, addr) in &setup.routes {
+        let label = host.split('.').next().unwrap_or(host);
+        servers.push_str(&one(
+            host,
+            &addr.to_string(),
+            &format!("workspaces-{label}-80"),
+        ));
+    }
+    servers.push_str(&one(
+        &format!("*.{}", setup.workspace_domain),
+        &setup.upstream.to_string(),
+        "workspaces-default-80",
+    ));
+    Ok(format!(
+        "{}{servers}{}",
+        &tmpl[..start],
+        &tmpl[end + SERVER_END.len()..]
+    ))
+}
+
 /// Renders the fixture for `setup`.
 pub fn render(setup: &ControllerSetup, prefix: &Path) -> anyhow::Result<String> {
-    let tmpl = std::fs::read_to_string(template())?;
+    let tmpl = expand_servers(&std::fs::read_to_string(template())?, setup)?;
     let out = tmpl
         .replace("{{MODULES}}", MODULES_DIR)
         .replace("{{PREFIX}}", &prefix.display().to_string())
@@ -48,7 +86,6 @@ pub fn render(setup: &ControllerSetup, prefix: &Path) -> anyhow::Result<String> 
         .replace("{{CERT}}", &setup.cert_file.display().to_string())
         .replace("{{KEY}}", &setup.key_file.display().to_string())
         .replace("{{GATE_HTTP}}", &setup.gate_http.to_string())
-        .replace("{{UPSTREAM}}", &setup.upstream.to_string())
         .replace("{{AUTH_HOST}}", &setup.auth_host)
         .replace("{{WORKSPACE_DOMAIN}}", &setup.workspace_domain);
     if let Some(i) = out.find("{{") {

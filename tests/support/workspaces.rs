@@ -34,6 +34,17 @@ impl WorkspaceSpec {
         }
     }
 
+    /// Every host of the workspace.
+    pub fn all_hosts(&self) -> Vec<String> {
+        match &self.template {
+            Some((t, ports)) => ports
+                .iter()
+                .map(|p| t.replace("{{.port}}", &p.to_string()))
+                .collect(),
+            None => self.hosts.clone(),
+        }
+    }
+
     fn to_value(&self) -> Value {
         let mut v = json!({
             "id": self.id,

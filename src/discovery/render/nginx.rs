@@ -29,9 +29,16 @@ pub(super) fn render(
     let ns = &ws.namespace;
 
     let mut auth = BTreeMap::new();
+    // `$host` is expanded by the controller, per request, to the host it
+    // chose this Ingress' server by: the gate decides on that host and
+    // refuses when the client's Host header names another one.
     auth.insert(
         "nginx.ingress.kubernetes.io/auth-url".to_string(),
-        format!("http://{}:{}/check/nginx", gate.dns_name(), gate.http_port),
+        format!(
+            "http://{}:{}/check/nginx?host=$host",
+            gate.dns_name(),
+            gate.http_port
+        ),
     );
     // nginx appends `?rd=<original URL>` itself.
     auth.insert(
@@ -167,7 +174,7 @@ mod tests {
         let a = &main["metadata"]["annotations"];
         assert_eq!(
             a["nginx.ingress.kubernetes.io/auth-url"],
-            "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx"
+            "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx?host=$host"
         );
         assert_eq!(
             a["nginx.ingress.kubernetes.io/auth-signin"],
