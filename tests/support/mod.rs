@@ -13,6 +13,8 @@
 //! - `jar`, `client`: a scripted browser (cookie jar, redirects, forms)
 //! - `stack`: all of the above for one test
 //! - `scenarios`: the behaviours, parameterized by controller
+//! - `raw`, `host_confusion`: hand-written requests that name two hosts, and
+//!   the proof that none reaches the workspace the check did not decide on
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
@@ -22,10 +24,12 @@ pub mod envoy;
 pub mod failure;
 pub mod gate;
 pub mod gitlab;
+pub mod host_confusion;
 pub mod jar;
 pub mod nginx;
 pub mod process;
 pub mod provider;
+pub mod raw;
 pub mod scenarios;
 pub mod stack;
 pub mod tls;

@@ -78,7 +78,7 @@ where
 }
 
 /// [`run`] with stack options (authorization mode, transfer mode, workspaces).
-async fn run_with<F, Fut>(options: StackOptions, body: F) -> anyhow::Result<()>
+pub async fn run_with<F, Fut>(options: StackOptions, body: F) -> anyhow::Result<()>
 where
     F: FnOnce(Arc<Stack>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -109,7 +109,7 @@ where
 
 /// Navigates to `https://<host><path>` and requires landing there (200,
 /// same URL) with the echo page showing `user`.
-async fn visit(s: &Stack, b: &Browser, host: &str, path: &str) -> anyhow::Result<Resp> {
+pub async fn visit(s: &Stack, b: &Browser, host: &str, path: &str) -> anyhow::Result<Resp> {
     let url = s.url(host, path);
     let r = b.navigate(&url).await?;
     ensure!(
