@@ -62,7 +62,7 @@ hdrs=(-H "X-Original-URL: https://$host/src/main.rs?x=1" -H "X-Original-Method: 
 pipe=(-s "$root/bench/pipeline.lua")
 for _ in $(seq "$rounds"); do
   run trivial "http://$gate/trivial" "${hdrs[@]}" "${pipe[@]}" >> "$work/results"
-  run check "http://$gate/check/nginx" "${hdrs[@]}" "${pipe[@]}" >> "$work/results"
+  run check "http://$gate/check/nginx?host=$host" "${hdrs[@]}" "${pipe[@]}" >> "$work/results"
 done
 loaded="$(rss)"
 
@@ -121,10 +121,10 @@ LOC
     if [ "$auth" = kept ]; then
       # auth-keepalive: an upstream block with keepalive.
       echo "      proxy_set_header Connection \"\";"
-      echo "      proxy_pass http://gate/check/nginx;"
+      echo "      proxy_pass http://gate/check/nginx?host=\$host;"
     else
       # ingress-nginx's default: the auth-url through a variable.
-      echo "      set \$target http://$gate/check/nginx;"
+      echo "      set \$target http://$gate/check/nginx?host=\$host;"
       echo "      proxy_pass \$target;"
     fi
     echo "    }"

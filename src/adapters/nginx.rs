@@ -164,8 +164,8 @@ fn refuse_unreadable(state: &AppState, why: Unreadable) -> Response {
     match why {
         Unreadable::NoRoutedHost => super::warn_limited(
             &super::NO_ROUTED_HOST_WARNED,
-            "nginx check refused: auth-url lacks ?host=$host (an Ingress written before \
-             workspace-gate 0.2; let discovery rewrite it or add the parameter, see \
+            "nginx check refused: auth-url lacks ?host=$host (an Ingress written by an \
+             earlier version; let discovery rewrite it or add the parameter, see \
              docs/install.md, \"Upgrading\")",
         ),
         Unreadable::NoOriginalUrl => super::warn_limited(

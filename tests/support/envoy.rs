@@ -91,7 +91,7 @@ fn with_routes(yaml: &str, setup: &ControllerSetup) -> anyhow::Result<String> {
     };
     let Some(wildcard) = vhosts
         .iter()
-        .find(|v| v["name"] == Value::from("workspaces"))
+        .find(|v| v["name"] == "workspaces")
         .cloned()
     else {
         bail!("envoy template: no virtual host `workspaces`");

@@ -228,6 +228,17 @@ pub async fn requests_naming_another_host_never_reach_it(
             "through {}, requests reached bob's ws-3: {at_bob:#?}\n{table}",
             kind.name()
         );
+        if kind == ControllerKind::Nginx {
+            // Refused by the gate, not only by nginx, and counted as such.
+            let metrics = s.gate.metrics().await?;
+            ensure!(
+                metrics.lines().any(|l| l.starts_with("workspace_gate_checks_total")
+                    && l.contains("controller=\"nginx\"")
+                    && l.contains("decision=\"host_mismatch\"")
+                    && !l.ends_with(" 0")),
+                "no nginx check counted as host_mismatch:\n{metrics}"
+            );
+        }
         // Whatever the controller did with them, alice's pass still works.
         let r = alice.fetch(&s.url(WS1, "/after")).await?;
         ensure!(r.status == 200, "alice on ws-1 afterwards: {}", r.describe());
