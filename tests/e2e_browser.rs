@@ -13,9 +13,21 @@ use std::time::Duration;
 
 use support::controller::ControllerKind;
 use support::provider::{oidc_dir, which};
-use support::stack::{DOMAIN, Stack, StackOptions, WS1};
+use support::stack::{DOMAIN, Stack, StackOptions, WS1, WS2_A, WS2_B};
 
 async fn chromium_logs_in_through(kind: ControllerKind) {
+    chromium_run(kind, false).await;
+}
+
+/// Logs in, then lets the workspace page set a domain-wide cookie whose
+/// value is not ASCII (`x=café`), as a hostile page on any workspace host
+/// can: the pass, the login cookie and a fresh login's CSRF cookie must
+/// all still be read beside it.
+async fn chromium_survives_a_non_ascii_cookie_through(kind: ControllerKind) {
+    chromium_run(kind, true).await;
+}
+
+async fn chromium_run(kind: ControllerKind, poison: bool) {
     let chromium = which("chromium")
         .or_else(|| which("chromium-browser"))
         .expect(
@@ -37,6 +49,9 @@ async fn chromium_logs_in_through(kind: ControllerKind) {
         "domain": DOMAIN,
         "spki": s.ca.spki_sha256,
         "profile": s.dir().join("chromium-profile"),
+        "poison": poison,
+        "secondUrl": s.url(WS2_A, "/second"),
+        "thirdUrl": s.url(WS2_B, "/third"),
     });
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/login.mjs");
     let mut cmd = tokio::process::Command::from(Command::new(node));
@@ -78,13 +93,37 @@ async fn chromium_logs_in_through(kind: ControllerKind) {
     assert_eq!(pass["httpOnly"], true);
     assert_eq!(pass["sameSite"], "Lax");
     assert_eq!(pass["path"], "/");
-    assert!(
-        cookies
-            .iter()
-            .any(|c| c["name"] == "__Host-workspace-gate-login" && c["domain"] == DOMAIN),
-        "Chromium holds no login cookie on the auth host: {}",
+    if !poison {
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c["name"] == "__Host-workspace-gate-login" && c["domain"] == DOMAIN),
+            "Chromium holds no login cookie on the auth host: {}",
+            ctx()
+        );
+        return;
+    }
+    let p = &r["poisoned"];
+    assert_eq!(
+        p["cookieHeader"],
+        true,
+        "the page could not set x=café: {}",
         ctx()
     );
+    assert_eq!(p["reload"], "alice", "the pass beside x=café: {}", ctx());
+    assert_eq!(
+        p["second"],
+        "alice",
+        "the login cookie beside x=café: {}",
+        ctx()
+    );
+    assert_eq!(
+        p["third"],
+        "alice",
+        "a fresh login beside x=café: {}",
+        ctx()
+    );
+    assert_eq!(p["thirdUrl"], s.url(WS2_B, "/third"), "{}", ctx());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,4 +149,24 @@ async fn chromium_completes_login_through_envoy_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_completes_login_through_envoy_http() {
     chromium_logs_in_through(ControllerKind::EnvoyHttp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_its_login_beside_a_non_ascii_cookie_through_nginx() {
+    chromium_survives_a_non_ascii_cookie_through(ControllerKind::Nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_its_login_beside_a_non_ascii_cookie_through_traefik() {
+    chromium_survives_a_non_ascii_cookie_through(ControllerKind::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_its_login_beside_a_non_ascii_cookie_through_envoy_grpc() {
+    chromium_survives_a_non_ascii_cookie_through(ControllerKind::EnvoyGrpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_its_login_beside_a_non_ascii_cookie_through_envoy_http() {
+    chromium_survives_a_non_ascii_cookie_through(ControllerKind::EnvoyHttp).await;
 }

@@ -223,10 +223,15 @@ impl<'a> Read<'a> {
             }
             _ => return Some(()),
         };
-        let value = text(value)?;
+        // A cookie pair that is not text costs only itself.
+        let value = if key == b"cookie" {
+            crate::core::cookies::header_text(value)
+        } else {
+            Cow::Borrowed(text(value)?)
+        };
         *slot = Some(match slot.take() {
             Some(prev) if join => Cow::Owned(format!("{prev}{sep}{value}")),
-            _ => Cow::Borrowed(value),
+            _ => value,
         });
         Some(())
     }
@@ -541,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn both_header_forms_at_once_or_a_raw_cookie_not_utf8_refuse_the_request() {
+    fn both_header_forms_at_once_refuse_the_request() {
         let mut both = http(&encoded(HashMap::from([(
             "cookie".to_string(),
             "__Host-workspace-gate-pass=p".to_string(),
@@ -550,11 +555,13 @@ mod tests {
         both.header_map =
             http(&encoded_raw(&[("cookie", b"__Host-workspace-gate-pass=q")])).header_map;
         assert!(Read::from(&both).is_none(), "headers and header_map");
-        let bad = http(&encoded_raw(&[(
+        // A raw cookie pair that is not UTF-8 costs only itself.
+        let odd = http(&encoded_raw(&[(
             "cookie",
-            b"__Host-workspace-gate-pass=\xff",
+            b"x=caf\xe9; __Host-workspace-gate-pass=p",
         )]));
-        assert!(Read::from(&bad).is_none(), "a raw cookie that is not UTF-8");
+        let read = Read::from(&odd).expect("the other pairs are read");
+        assert_eq!(read.cookie.as_deref(), Some("__Host-workspace-gate-pass=p"));
     }
 
     #[test]
@@ -576,8 +583,10 @@ mod tests {
             "__Host-workspace-gate-pass=p".to_string(),
         )])));
         assert!(Read::from(&http).is_some());
-        http.headers[0].value = bytes::Bytes::from_static(b"__Host-workspace-gate-pass=\xff");
-        assert!(Read::from(&http).is_none(), "a cookie that is not UTF-8");
+        // A cookie pair that is not UTF-8 is skipped, not the request.
+        http.headers[0].value = bytes::Bytes::from_static(b"x=\xff; __Host-workspace-gate-pass=p");
+        let read = Read::from(&http).expect("the cookie's other pairs are read");
+        assert_eq!(read.cookie.as_deref(), Some("__Host-workspace-gate-pass=p"));
         let mut other = http.clone();
         other.headers.clear();
         other.host = bytes::Bytes::from_static(b"ws-1\xc0.workspaces.example.dev");

@@ -34,7 +34,14 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
     // Envoy copies the `:authority` it routed on into the check request's
     // Host; a repeated Host reads as absent, which matches no workspace.
     let host = single_header_str(headers, &header::HOST).unwrap_or("");
-    let req = check_request(headers, parts.method.as_str(), host, path);
+    let cookie = super::cookie_text(headers);
+    let req = check_request(
+        headers,
+        cookie.as_deref(),
+        parts.method.as_str(),
+        host,
+        path,
+    );
     let had_cookie = req.cookie.is_some();
     let had_authorization = req.authorization.is_some();
     let decision = check::run(&state, "envoy_http", &req).await;

@@ -85,11 +85,22 @@ pub(crate) fn warn_limited(last: &AtomicU64, message: &'static str) {
     }
 }
 
+/// The `Cookie` header as text, without pairs that are not (see
+/// [`crate::core::cookies::header_text`]). `as_one_header_block` has joined
+/// repeated `Cookie` headers into one before any handler runs.
+pub fn cookie_text(headers: &HeaderMap) -> Option<Cow<'_, str>> {
+    headers
+        .get(header::COOKIE)
+        .map(|v| crate::core::cookies::header_text(v.as_bytes()))
+}
+
 /// A [`CheckRequest`] for what the controller says about the request
 /// (method, host, path) plus the client's own credentials and hints, which
-/// every controller passes through unchanged.
+/// every controller passes through unchanged. `cookie` is
+/// [`cookie_text`]'s, kept by the caller.
 pub fn check_request<'a>(
     headers: &'a HeaderMap,
+    cookie: Option<&'a str>,
     method: &'a str,
     host: &'a str,
     path: &'a str,
@@ -98,7 +109,7 @@ pub fn check_request<'a>(
         method,
         host,
         path,
-        cookie: header_str(headers, &header::COOKIE),
+        cookie,
         authorization: header_str(headers, &header::AUTHORIZATION),
         accept: header_str(headers, &header::ACCEPT),
         sec_fetch_mode: header_str(headers, &names::SEC_FETCH_MODE),
@@ -210,9 +221,10 @@ pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
     }
     // The controller replaces the request's Cookie/Authorization with what
     // we send and clears them when we send nothing.
+    // From bytes: the app's cookies may hold UTF-8 beyond ASCII.
     if let Some(c) = allow
         .upstream_cookie
-        .and_then(|c| HeaderValue::from_str(&c).ok())
+        .and_then(|c| HeaderValue::from_bytes(c.as_bytes()).ok())
     {
         h.insert(header::COOKIE, c);
     }

@@ -154,7 +154,8 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
         None => single_header_str(headers, &X_FORWARDED_METHOD),
     }
     .unwrap_or("GET");
-    let req = check_request(headers, method, target.host, target.path);
+    let cookie = super::cookie_text(headers);
+    let req = check_request(headers, cookie.as_deref(), method, target.host, target.path);
     let decision = check::run(&state, "nginx", &req).await;
     answer(decision)
 }

@@ -32,8 +32,10 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
     // Traefik writes each of these once, from the request it routes; a
     // repeated one reads as absent, and an absent host matches no workspace.
     let one = |name: &HeaderName| single_header_str(headers, name);
+    let cookie = super::cookie_text(headers);
     let req = check_request(
         headers,
+        cookie.as_deref(),
         one(&X_FORWARDED_METHOD).unwrap_or(""),
         one(&X_FORWARDED_HOST).unwrap_or(""),
         one(&X_FORWARDED_URI).unwrap_or("/"),

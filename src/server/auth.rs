@@ -90,18 +90,25 @@ fn on_auth_host(state: &AppState, headers: &HeaderMap) -> bool {
         .is_some_and(|h| h == state.settings.auth_host)
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+/// Every value of the cookie `name`; pairs that are not text are skipped,
+/// the rest of the header still read.
+fn cookie(headers: &HeaderMap, name: &str) -> std::vec::IntoIter<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(move |h| cookies::values(h, name))
+        .flat_map(|v| {
+            cookies::values(&cookies::header_text(v.as_bytes()), name)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 fn current_login(state: &AppState, headers: &HeaderMap) -> Option<LoginClaims> {
     let now = now();
     cookie(headers, &state.settings.login_cookie)
-        .find_map(|v| open::<LoginClaims>(&state.keyring, TokenKind::Login, v, now).ok())
+        .find_map(|v| open::<LoginClaims>(&state.keyring, TokenKind::Login, &v, now).ok())
 }
 
 fn login_cookie(state: &AppState, login: &LoginClaims) -> String {
@@ -155,7 +162,6 @@ async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Res
     // tabs both complete.
     let csrf = cookie(headers, &state.settings.csrf_cookie)
         .find(|v| v.len() >= 22 && v.len() <= 64)
-        .map(str::to_string)
         .unwrap_or_else(|| random_token(24));
     let start = LoginStart::new();
     let sealed = seal(

@@ -5,7 +5,8 @@
 // ended on, for tests/e2e_browser.rs to assert.
 //
 // Usage: node login.mjs '<json options>'
-//   {chromium, url, user, domain, spki, profile, expectUser}
+//   {chromium, url, user, domain, spki, profile, expectUser,
+//    poison, secondUrl, thirdUrl}
 
 import { createRequire } from 'node:module';
 
@@ -25,6 +26,47 @@ const args = [
 ];
 
 const log = [];
+
+// What a hostile page on any workspace host can do: set a cookie for the
+// whole workspace domain whose value is not ASCII. Every later request to a
+// workspace host and to the auth host carries it beside the gate's cookies.
+// Returns what the browser then reaches: the same page reloaded (the pass),
+// a second workspace host (the login cookie), and a third one after the
+// login cookie is gone (a fresh login: the CSRF cookie).
+async function afterPoison(page) {
+  const out = {};
+  await page.evaluate((domain) => {
+    document.cookie = `x=caf\u00e9; Domain=${domain}; Path=/; Secure`;
+  }, opts.domain);
+  out.cookieHeader = (await page.evaluate(() => document.cookie)).includes('caf\u00e9');
+  await page.reload();
+  out.reload = await userOn(page);
+  await page.goto(opts.secondUrl);
+  out.second = await userOn(page);
+  await page.context().clearCookies({ name: '__Host-workspace-gate-login' });
+  await page.goto(opts.thirdUrl);
+  if (await page.$('input[name=login]')) {
+    await page.fill('input[name=login]', opts.user);
+    await page.fill('input[name=password]', 'any password');
+    await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  }
+  if (await page.$('input[name=prompt][value=consent], button[autofocus]')) {
+    await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  }
+  out.third = await userOn(page);
+  out.thirdUrl = page.url();
+  return out;
+}
+
+// The identity the echo page shows, or the page's text when it is not one.
+async function userOn(page) {
+  try {
+    await page.waitForSelector('#user', { timeout: 20000 });
+    return await page.textContent('#user');
+  } catch {
+    return `not the workspace: ${page.url()} ${(await page.textContent('body'))?.slice(0, 200)}`;
+  }
+}
 const context = await chromium.launchPersistentContext(opts.profile, {
   executablePath: opts.chromium,
   headless: true,
@@ -69,8 +111,13 @@ try {
   } catch (e) {
     log.push(`websocket: ${e.message}`);
   }
+  const finalUrl = page.url();
+  let poisoned = null;
+  if (opts.poison) {
+    poisoned = await afterPoison(page);
+  }
   const cookies = await context.cookies();
-  result = { ok: true, finalUrl: page.url(), user, ws, cookies, log };
+  result = { ok: true, finalUrl, user, ws, cookies, poisoned, log };
 } catch (e) {
   let html = '';
   try {
