@@ -174,6 +174,12 @@ mod tests {
             "https://ws-1.workspaces.test/ path",
             "https://ws-1.workspaces.test/\tx",
             "https://ws-1.workspaces.test/\r\nSet-Cookie:x=1",
+            // `xn--` labels that are not valid IDNA A-labels.
+            "https://XN--C.workspaces.test/",
+            "https://xn--c.workspaces.test/",
+            "https://xn--.workspaces.test/",
+            "https://xn--ws-1.workspaces.test/",
+            "https://xn--zz-zzzz.workspaces.test/",
         ];
         assert!(hostile.len() >= 40);
         for rd in hostile {
@@ -193,6 +199,9 @@ mod tests {
         assert_eq!(t.path, "/");
         let t = validate(&s, "https://ws-1.workspaces.test?a=b").unwrap();
         assert_eq!(t.path, "/?a=b");
+        // A valid A-label (bücher) is a host like any other.
+        let t = validate(&s, "https://XN--BCHER-KVA.workspaces.test/").unwrap();
+        assert_eq!(t.host, "xn--bcher-kva.workspaces.test");
         let t = validate(&s, "https://ws-1.workspaces.test:443/x/%2e%2e/y").unwrap();
         assert_eq!(t.url(&s), "https://ws-1.workspaces.test/x/%2e%2e/y");
     }
