@@ -462,7 +462,10 @@ impl Config {
     ) -> Result<Config, ConfigErrors> {
         let mut problems = Vec::new();
         let (mut root, base) = match path {
-            Some(p) => match std::fs::read_to_string(p) {
+            Some(p) => match crate::files::read_text(p, crate::files::SMALL).and_then(|text| {
+                crate::files::check_yaml_nesting(&text)?;
+                Ok(text)
+            }) {
                 Ok(text) => match serde_yaml::from_str::<Value>(&text) {
                     Ok(Value::Null) => (Value::Mapping(Default::default()), parent(p)),
                     Ok(v @ Value::Mapping(_)) => (v, parent(p)),
@@ -785,7 +788,7 @@ impl<'a> Reader<'a> {
             return s;
         }
         let p = self.path(&s);
-        match std::fs::read_to_string(&p) {
+        match crate::files::read_text(&p, crate::files::SMALL) {
             Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
             Ok(_) => {
                 self.problems
@@ -811,7 +814,7 @@ impl<'a> Reader<'a> {
         let mut keys = Vec::new();
         for f in files {
             let p = self.path(&f);
-            match std::fs::read_to_string(&p) {
+            match crate::files::read_text(&p, crate::files::SMALL) {
                 Ok(text) => match crate::session::keyring::parse_key(&text) {
                     Ok(k) => keys.push(k),
                     Err(e) => self

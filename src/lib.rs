@@ -14,7 +14,7 @@
 //! - [`workspaces`]: the host -> workspace index, published as snapshots;
 //!   fed by a file or by discovery.
 //! - [`server`]: configuration wiring, routes, admin port, shutdown.
-//! - [`config`], [`metrics`].
+//! - [`config`], [`metrics`], [`files`] (bounded reads of operator files).
 #![forbid(unsafe_code)]
 
 pub mod adapters;
@@ -22,6 +22,7 @@ pub mod authz;
 pub mod config;
 pub mod core;
 pub mod discovery;
+pub mod files;
 pub mod metrics;
 pub mod oidc;
 pub mod server;

@@ -102,13 +102,16 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let yaml = match std::fs::read_to_string(&service) {
-                Ok(y) => y,
-                Err(e) => {
-                    eprintln!("cannot read {}: {e}", service.display());
-                    return ExitCode::from(2);
-                }
-            };
+            let yaml =
+                match workspace_gate::files::read_text(&service, workspace_gate::files::SMALL)
+                    .and_then(|y| workspace_gate::files::check_yaml_nesting(&y).map(|()| y))
+                {
+                    Ok(y) => y,
+                    Err(e) => {
+                        eprintln!("cannot read {}: {e}", service.display());
+                        return ExitCode::from(2);
+                    }
+                };
             match workspace_gate::discovery::render_cli(&cfg, &yaml) {
                 Ok(out) => {
                     print!("{out}");

@@ -88,3 +88,74 @@ fn environment_overrides_the_file_and_valid_config_passes() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("session.pass_ttl"));
 }
+
+/// Runs `cmd`, killing it when it has not ended within 20 s (a bound only
+/// against hangs; no assertion depends on time).
+fn output_within(cmd: &mut Command) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("the command hung: {cmd:?}");
+}
+
+#[test]
+fn fifos_and_deep_yaml_are_refused_without_hanging() {
+    let dir = std::env::temp_dir().join(format!("wg-cli-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["key", "secret"] {
+        let p = dir.join(f);
+        let _ = std::fs::remove_file(&p);
+        let made = Command::new("mkfifo").arg(&p).status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "mkfifo (coreutils) is needed"
+        );
+    }
+    std::fs::write(dir.join("ws.yaml"), "workspaces: []\n").unwrap();
+    let cfg = dir.join("fifo.yaml");
+    std::fs::write(
+        &cfg,
+        "auth_host: workspaces.test\nworkspace_domain: workspaces.test\noidc:\n  issuer: https://gitlab.example\n  client_id: c\n  client_secret_file: secret\nkeys:\n  files: [key]\nworkspaces:\n  file: ws.yaml\n",
+    )
+    .unwrap();
+    let out = output_within(clean_env(
+        bin().args(["check-config", "--config"]).arg(&cfg),
+    ));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["keys.files", "oidc.client_secret_file"] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("- {key}:")) && l.contains("not a regular file")),
+            "{key} not refused as a FIFO in:\n{err}"
+        );
+    }
+
+    let deep = dir.join("deep.yaml");
+    std::fs::write(
+        &deep,
+        format!(
+            "auth_host: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
+    )
+    .unwrap();
+    let out = output_within(clean_env(
+        bin().args(["check-config", "--config"]).arg(&deep),
+    ));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nested deeper than 64"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

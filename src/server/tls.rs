@@ -34,8 +34,10 @@ fn provider() -> Arc<CryptoProvider> {
 /// Reads a PEM certificate chain and its private key, and checks that they
 /// belong together. The error names the file at fault.
 pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsFileError> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let cert_pem = crate::files::read(cert, crate::files::SMALL)
+        .map_err(|e| TlsFileError::Cert(format!("cannot read {}: {e}", cert.display())))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsFileError::Cert(format!("cannot read {}: {e}", cert.display())))?;
     if chain.is_empty() {
         return Err(TlsFileError::Cert(format!(
@@ -43,7 +45,9 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsFileError> {
             cert.display()
         )));
     }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+    let key_pem = crate::files::read(key, crate::files::SMALL)
+        .map_err(|e| TlsFileError::Key(format!("cannot read {}: {e}", key.display())))?;
+    let der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         TlsFileError::Key(format!(
             "cannot read a PEM private key from {}: {e}",
             key.display()

@@ -61,7 +61,7 @@ pub enum FileError {
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::files::FileError,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -69,10 +69,11 @@ pub enum FileError {
 
 /// Reads and validates the file into a snapshot.
 pub fn load(path: &Path) -> Result<Snapshot, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        crate::files::read_text(path, crate::files::LARGE).map_err(|source| FileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     parse(&text).map_err(|message| FileError::Parse {
         path: path.to_path_buf(),
         message,
@@ -80,6 +81,7 @@ pub fn load(path: &Path) -> Result<Snapshot, FileError> {
 }
 
 pub fn parse(text: &str) -> Result<Snapshot, String> {
+    crate::files::check_yaml_nesting(text).map_err(|e| e.to_string())?;
     let file: File = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(file.workspaces.len());
     for (i, e) in file.workspaces.into_iter().enumerate() {
@@ -134,7 +136,7 @@ pub fn parse(text: &str) -> Result<Snapshot, String> {
 pub async fn watch(path: PathBuf, publisher: IndexPublisher, metrics: Arc<Metrics>) {
     let mut last: Option<[u8; 32]> = None;
     loop {
-        match std::fs::read(&path) {
+        match crate::files::read(&path, crate::files::LARGE) {
             Ok(bytes) => {
                 let digest: [u8; 32] = Sha256::digest(&bytes).into();
                 if last != Some(digest) {
