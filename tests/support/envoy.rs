@@ -89,11 +89,7 @@ fn with_routes(yaml: &str, setup: &ControllerSetup) -> anyhow::Result<String> {
     let Some(vhosts) = hcm["route_config"]["virtual_hosts"].as_sequence_mut() else {
         bail!("envoy template: no route_config.virtual_hosts on the first listener");
     };
-    let Some(wildcard) = vhosts
-        .iter()
-        .find(|v| v["name"] == Value::from("workspaces"))
-        .cloned()
-    else {
+    let Some(wildcard) = vhosts.iter().find(|v| v["name"] == "workspaces").cloned() else {
         bail!("envoy template: no virtual host `workspaces`");
     };
     let mut clusters = Vec::new();
