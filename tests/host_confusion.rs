@@ -25,6 +25,7 @@ per_controller! {
     ingress_nginx_routes_and_checks_the_same_host => ControllerKind::Nginx,
     traefik_routes_and_checks_the_same_host => ControllerKind::Traefik,
     traefik_https_routes_and_checks_the_same_host => ControllerKind::TraefikHttps,
+    traefik_ingress_nginx_routes_and_checks_the_same_host => ControllerKind::TraefikIngressNginx,
     envoy_grpc_routes_and_checks_the_same_host => ControllerKind::EnvoyGrpc,
     envoy_grpc_raw_headers_routes_and_checks_the_same_host => ControllerKind::EnvoyGrpcRaw,
     envoy_http_routes_and_checks_the_same_host => ControllerKind::EnvoyHttp,

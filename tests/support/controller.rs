@@ -38,6 +38,9 @@ pub enum ControllerKind {
     Traefik,
     /// The same, asking the gate's `listen.https` (HTTP/2 over TLS).
     TraefikHttps,
+    /// Traefik v3 configured as its `kubernetesIngressNGINX` provider
+    /// translates the ingress-nginx Ingresses (a `Snippet` auth middleware).
+    TraefikIngressNginx,
     /// Envoy with ext_authz over gRPC.
     EnvoyGrpc,
     /// The same, with `encode_raw_headers: true`: Envoy sends the headers
@@ -53,6 +56,7 @@ impl ControllerKind {
             ControllerKind::Nginx => "ingress-nginx",
             ControllerKind::Traefik => "traefik",
             ControllerKind::TraefikHttps => "traefik-https",
+            ControllerKind::TraefikIngressNginx => "traefik-ingress-nginx",
             ControllerKind::EnvoyGrpc => "envoy-grpc",
             ControllerKind::EnvoyGrpcRaw => "envoy-grpc-raw-headers",
             ControllerKind::EnvoyHttp => "envoy-http",
@@ -64,7 +68,8 @@ impl ControllerKind {
     /// the reserved path routed to the gate itself).
     pub fn transfer(self) -> &'static str {
         match self {
-            ControllerKind::Nginx => "form_post",
+            // The reserved prefix goes to the gate without a check.
+            ControllerKind::Nginx | ControllerKind::TraefikIngressNginx => "form_post",
             // Their checks carry no request body.
             ControllerKind::Traefik
             | ControllerKind::TraefikHttps
@@ -96,6 +101,9 @@ impl ControllerKind {
             ControllerKind::Traefik | ControllerKind::TraefikHttps => {
                 Ok(Box::new(super::traefik::Traefik::start(self, setup).await?))
             }
+            ControllerKind::TraefikIngressNginx => Ok(Box::new(
+                super::traefik_ingress_nginx::TraefikIngressNginx::start(setup).await?,
+            )),
             ControllerKind::EnvoyGrpc
             | ControllerKind::EnvoyGrpcRaw
             | ControllerKind::EnvoyHttp => {
