@@ -7,6 +7,7 @@
 //! - [`adapters`]: one file per controller; wire format -> [`core::CheckRequest`]
 //!   and [`core::Decision`] -> wire format.
 //! - [`core`]: pure `decide()`, `rd` validation, reserved paths. No I/O.
+//! - [`answer`]: every refusal, redirect and page, for every path.
 //! - [`session`]: token formats (pass, transfer, login, state, sign-out) and keys.
 //! - [`oidc`]: the login with the identity provider.
 //! - [`authz`]: may this user use this workspace (GitLab GraphQL or owner
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adapters;
+pub mod answer;
 pub mod authz;
 pub mod config;
 pub mod core;

@@ -16,14 +16,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, HttpStatusCode};
-use envoy_types::ext_authz::v3::{
-    CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
-};
+use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction};
+use envoy_types::ext_authz::v3::{CheckResponseExt, OkHttpResponseBuilder};
 use tonic::Status;
 use tonic::server::NamedService;
 
-use super::{identity_headers, relayed};
+use super::identity_headers;
 use crate::core::{CheckRequest, Decision};
 use crate::server::{AppState, check};
 
@@ -124,10 +122,10 @@ impl Service {
     pub async fn check(&self, req: wire::CheckRequest) -> CheckResponse {
         let Some(http) = req.attributes.and_then(|a| a.request).and_then(|r| r.http) else {
             // Fail closed on a request we cannot read.
-            return deny_plain(403);
+            return crate::answer::bare(403).into_grpc_denied();
         };
         let Some(read) = Read::from(&http) else {
-            return deny_plain(403);
+            return crate::answer::bare(403).into_grpc_denied();
         };
         let check_req = CheckRequest {
             method: read.method,
@@ -140,10 +138,7 @@ impl Service {
             upgrade: read.upgrade,
         };
         let decision = check::run(&self.state, "envoy_grpc", &check_req).await;
-        let json = read
-            .accept
-            .as_deref()
-            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+        let json = crate::answer::wants_json(read.accept.as_deref());
         answer(
             decision,
             read.cookie.is_some(),
@@ -319,52 +314,7 @@ fn answer(
         resp.set_http_response(ok);
         return resp;
     }
-    match relayed(&decision, request_id, json) {
-        Some(r) => {
-            let mut denied = DeniedHttpResponseBuilder::new();
-            denied.set_http_status(status_code(r.status));
-            for (name, value) in r.headers {
-                // Several Set-Cookie headers must stay separate.
-                denied.add_header(
-                    name,
-                    value,
-                    Some(HeaderAppendAction::AppendIfExistsOrAdd),
-                    false,
-                );
-            }
-            denied.set_body(r.body);
-            let grpc = if r.status == 401 {
-                Status::unauthenticated("")
-            } else {
-                Status::permission_denied("")
-            };
-            let mut resp = CheckResponse::with_status(grpc);
-            resp.set_http_response(denied);
-            resp
-        }
-        None => deny_plain(403),
-    }
-}
-
-fn deny_plain(status: u16) -> CheckResponse {
-    let mut denied = DeniedHttpResponseBuilder::new();
-    denied.set_http_status(status_code(status));
-    let mut resp = CheckResponse::with_status(Status::permission_denied(""));
-    resp.set_http_response(denied);
-    resp
-}
-
-fn status_code(status: u16) -> HttpStatusCode {
-    match status {
-        200 => HttpStatusCode::Ok,
-        302 => HttpStatusCode::Found,
-        303 => HttpStatusCode::SeeOther,
-        400 => HttpStatusCode::BadRequest,
-        401 => HttpStatusCode::Unauthorized,
-        404 => HttpStatusCode::NotFound,
-        503 => HttpStatusCode::ServiceUnavailable,
-        _ => HttpStatusCode::Forbidden,
-    }
+    crate::answer::refusal(&decision, request_id, json).into_grpc_denied()
 }
 
 #[cfg(test)]

@@ -13,11 +13,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
-use super::{
-    allow_response, check_request, header_str, names, relayed, relayed_response, single_header_str,
-};
+use super::{allow_response, check_request, header_str, names, single_header_str};
 use crate::core::Decision;
-use crate::server::{AppState, check, pages};
+use crate::server::{AppState, check};
 
 pub const PREFIX: &str = "/check/envoy";
 
@@ -67,12 +65,8 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
         }
         other => {
             let id = header_str(headers, &names::X_REQUEST_ID).unwrap_or("-");
-            let r = relayed(&other, id, pages::wants_json(headers)).unwrap_or(super::Relayed {
-                status: 403,
-                headers: vec![],
-                body: String::new(),
-            });
-            relayed_response(r)
+            crate::answer::refusal(&other, id, crate::answer::wants_json_headers(headers))
+                .into_http()
         }
     }
 }

@@ -29,11 +29,11 @@
 //! other status becomes a 500. The body never reaches the client.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderName;
+use axum::response::Response;
 
 use super::{check_request, single_header_str};
-use crate::core::{Decision, Page};
+use crate::core::Decision;
 use crate::server::AppState;
 use crate::server::check;
 
@@ -180,7 +180,7 @@ fn refuse_unreadable(state: &AppState, why: Unreadable) -> Response {
              one nginx routed on (absolute request line or repeated Host)",
         ),
     }
-    StatusCode::FORBIDDEN.into_response()
+    crate::answer::bare(403).into_http()
 }
 
 /// Splits `scheme://authority/path?query` without reinterpreting it.
@@ -195,18 +195,8 @@ pub fn split_url(url: &str) -> Option<(&str, &str, &str)> {
 fn answer(decision: Decision) -> Response {
     match decision {
         Decision::Allow(allow) => crate::adapters::allow_response(allow),
-        Decision::SignIn { .. } | Decision::Deny(Page::SignInRequired) => {
-            let mut resp = StatusCode::UNAUTHORIZED.into_response();
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"workspace-gate\""),
-            );
-            resp
-        }
-        // Everything else is a refusal; nginx knows no other status.
-        Decision::Deny(_) | Decision::Bearer { .. } | Decision::Redirect { .. } => {
-            StatusCode::FORBIDDEN.into_response()
-        }
+        // nginx knows no other statuses than 401 and 403 for a refusal.
+        other => crate::answer::for_nginx(&other).into_http(),
     }
 }
 

@@ -14,11 +14,9 @@ use axum::extract::{Request, State};
 use axum::http::HeaderName;
 use axum::response::Response;
 
-use super::{
-    allow_response, check_request, header_str, names, relayed, relayed_response, single_header_str,
-};
+use super::{allow_response, check_request, header_str, names, single_header_str};
 use crate::core::Decision;
-use crate::server::{AppState, check, pages};
+use crate::server::{AppState, check};
 
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -45,14 +43,8 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
         Decision::Allow(allow) => allow_response(allow),
         other => {
             let id = get(&names::X_REQUEST_ID).unwrap_or("-");
-            match relayed(&other, id, pages::wants_json(headers)) {
-                Some(r) => relayed_response(r),
-                None => relayed_response(super::Relayed {
-                    status: 403,
-                    headers: vec![],
-                    body: String::new(),
-                }),
-            }
+            crate::answer::refusal(&other, id, crate::answer::wants_json_headers(headers))
+                .into_http()
         }
     }
 }

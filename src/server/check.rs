@@ -42,6 +42,8 @@ pub async fn run(state: &AppState, controller: &'static str, req: &CheckRequest<
             redeems: Some(jti), ..
         } if !state.first_redemption(&jti) => {
             tracing::warn!("transfer token presented twice; refusing");
+            // Counted as on the reserved routes, whichever path redeemed it.
+            state.metrics.login("failed", "transfer_replayed");
             Decision::Deny(Page::SignInFailed)
         }
         other => other,

@@ -6,8 +6,8 @@
 use axum::Extension;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::request_id::RequestId;
@@ -103,28 +103,12 @@ pub async fn not_found(Extension(id): Extension<RequestId>, headers: HeaderMap) 
 
 /// A redirect that sets cookies and is never cached or referred.
 pub fn redirect(decision: Decision, status: StatusCode) -> Response {
-    let Decision::Redirect {
-        location,
-        set_cookies,
-        ..
-    } = decision
-    else {
-        return StatusCode::FORBIDDEN.into_response();
-    };
-    let mut resp = status.into_response();
-    let h = resp.headers_mut();
-    match HeaderValue::from_str(&location) {
-        Ok(v) => {
-            h.insert(header::LOCATION, v);
-        }
-        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    match decision {
+        Decision::Redirect {
+            location,
+            set_cookies,
+            ..
+        } => crate::answer::redirect(status.as_u16(), &location, &set_cookies).into_http(),
+        _ => crate::answer::bare(403).into_http(),
     }
-    for c in set_cookies {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            h.append(header::SET_COOKIE, v);
-        }
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    resp
 }

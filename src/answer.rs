@@ -1,0 +1,339 @@
+//! Every answer a user or a controller receives that is not an allow: the
+//! gate's own pages, the refusals and redirects Traefik and Envoy relay to
+//! the browser, nginx's bare statuses and Envoy's gRPC denied response.
+//! Built here and nowhere else, so each carries one `Content-Type`, the
+//! same security headers and the same reference id whichever path served
+//! it.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, HttpStatusCode};
+use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder};
+use tonic::Status;
+
+use crate::core::{Decision, Page};
+
+/// An answer as plain HTTP parts. `headers` holds no `Content-Type` twice
+/// and may hold several `Set-Cookie`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+const WWW_AUTHENTICATE: &str = "Bearer realm=\"workspace-gate\"";
+
+/// True when the client prefers JSON over HTML (`Accept`, any case).
+pub fn wants_json(accept: Option<&str>) -> bool {
+    let accept = accept.unwrap_or("").to_ascii_lowercase();
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+/// [`wants_json`] from a request's headers.
+pub fn wants_json_headers(headers: &axum::http::HeaderMap) -> bool {
+    wants_json(
+        headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+fn texts(page: Page) -> (&'static str, &'static str, &'static str) {
+    match page {
+        Page::SignInRequired => (
+            "unauthorized",
+            "Sign-in required",
+            "This workspace needs you to sign in. Open it in your browser to sign in, or send a personal access token as a Bearer token.",
+        ),
+        Page::NotAllowed => (
+            "forbidden",
+            "Not allowed",
+            "You are signed in, but this workspace belongs to someone else. Ask its owner, or open one of your own workspaces.",
+        ),
+        Page::WorkspaceNotFound => (
+            "workspace_not_found",
+            "Workspace not found",
+            "No workspace answers at this address. It may have been stopped or deleted; check the address or start the workspace again.",
+        ),
+        Page::SignInFailed => (
+            "sign_in_failed",
+            "Sign-in failed",
+            "Signing in did not complete. Go back to your workspace and try again; if it keeps failing, give your administrator the reference below.",
+        ),
+        Page::SignedOut => (
+            "signed_out",
+            "Signed out",
+            "You are signed out of your workspaces.",
+        ),
+        Page::NotFound => (
+            "not_found",
+            "Not found",
+            "There is nothing at this address.",
+        ),
+        Page::Unavailable => (
+            "unavailable",
+            "Temporarily unavailable",
+            "The sign-in service cannot reach the identity provider right now. Try again in a moment; if it persists, give your administrator the reference below.",
+        ),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The body and content type of `page`.
+fn body(page: Page, request_id: &str, json: bool) -> (&'static str, String) {
+    let (code, title, text) = texts(page);
+    if json {
+        let v = serde_json::json!({"error": code, "message": text, "request_id": request_id});
+        ("application/json", v.to_string())
+    } else {
+        let html = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}code{{background:#eee;padding:.1rem .3rem}}</style></head>\
+<body><h1>{title}</h1><p>{text}</p><p><small>Reference: <code>{id}</code></small></p></body></html>",
+            id = escape(request_id)
+        );
+        ("text/html; charset=utf-8", html)
+    }
+}
+
+/// The page for `page`, with its status, one `Content-Type`, `no-store`,
+/// `nosniff`, and `WWW-Authenticate` when sign-in is required.
+pub fn page(page: Page, request_id: &str, json: bool) -> Answer {
+    let (ctype, body) = body(page, request_id, json);
+    let mut headers = vec![
+        ("content-type", ctype.to_string()),
+        ("cache-control", "no-store".to_string()),
+        ("x-content-type-options", "nosniff".to_string()),
+    ];
+    if page == Page::SignInRequired {
+        headers.push(("www-authenticate", WWW_AUTHENTICATE.to_string()));
+    }
+    Answer {
+        status: page.status(),
+        headers,
+        body,
+    }
+}
+
+/// A redirect (`status` 302 or 303) that sets `set_cookies`, carries no
+/// body and is never cached or referred. A location that is no header
+/// value (never built by the gate) gives a bare 400.
+pub fn redirect(status: u16, location: &str, set_cookies: &[String]) -> Answer {
+    if HeaderValue::from_str(location).is_err() {
+        return bare(400);
+    }
+    let mut headers = vec![
+        ("location", location.to_string()),
+        ("cache-control", "no-store".to_string()),
+        ("referrer-policy", "no-referrer".to_string()),
+    ];
+    headers.extend(set_cookies.iter().map(|c| ("set-cookie", c.clone())));
+    Answer {
+        status,
+        headers,
+        body: String::new(),
+    }
+}
+
+/// The answer the browser should get for a decision that is not an
+/// allow, for controllers that relay the gate's answer (Traefik, Envoy).
+/// `None` for `Allow` (and the never-returned `Bearer`).
+pub fn for_decision(decision: &Decision, request_id: &str, json: bool) -> Option<Answer> {
+    match decision {
+        Decision::Allow(_) | Decision::Bearer { .. } => None,
+        Decision::SignIn { location } => Some(redirect(302, location, &[])),
+        Decision::Redirect {
+            location,
+            set_cookies,
+            ..
+        } => Some(redirect(302, location, set_cookies)),
+        Decision::Deny(p) => Some(page(*p, request_id, json)),
+    }
+}
+
+/// [`for_decision`], or a bare 403 for what has no answer of its own.
+pub fn refusal(decision: &Decision, request_id: &str, json: bool) -> Answer {
+    for_decision(decision, request_id, json).unwrap_or_else(|| bare(403))
+}
+
+/// A status without body, for nginx (which shows the client none of the
+/// check's body) and for requests that cannot be read.
+pub fn bare(status: u16) -> Answer {
+    let mut headers = vec![("cache-control", "no-store".to_string())];
+    if status == 401 {
+        headers.push(("www-authenticate", WWW_AUTHENTICATE.to_string()));
+    }
+    Answer {
+        status,
+        headers,
+        body: String::new(),
+    }
+}
+
+/// nginx accepts only 2xx, 401 (sent on to `auth-signin`) and 403.
+pub fn for_nginx(decision: &Decision) -> Answer {
+    match decision {
+        Decision::SignIn { .. } | Decision::Deny(Page::SignInRequired) => bare(401),
+        _ => bare(403),
+    }
+}
+
+impl Answer {
+    /// As an HTTP response: every header set once, `Set-Cookie` appended.
+    pub fn into_http(self) -> axum::response::Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::FORBIDDEN);
+        let mut resp = (status, self.body).into_response();
+        let h = resp.headers_mut();
+        // The body's own type is replaced, never added to.
+        h.remove(axum::http::header::CONTENT_TYPE);
+        for (name, value) in self.headers {
+            let Ok(v) = HeaderValue::from_str(&value) else {
+                continue;
+            };
+            let name = HeaderName::from_static(name);
+            if name == axum::http::header::SET_COOKIE {
+                h.append(name, v);
+            } else {
+                h.insert(name, v);
+            }
+        }
+        resp
+    }
+
+    /// As Envoy's gRPC `denied_response`, which Envoy relays to the client.
+    pub fn into_grpc_denied(self) -> CheckResponse {
+        let mut denied = DeniedHttpResponseBuilder::new();
+        denied.set_http_status(status_code(self.status));
+        for (name, value) in self.headers {
+            // Several Set-Cookie headers must stay separate.
+            denied.add_header(
+                name,
+                value,
+                Some(HeaderAppendAction::AppendIfExistsOrAdd),
+                false,
+            );
+        }
+        if !self.body.is_empty() {
+            denied.set_body(self.body);
+        }
+        let grpc = if self.status == 401 {
+            Status::unauthenticated("")
+        } else {
+            Status::permission_denied("")
+        };
+        let mut resp = CheckResponse::with_status(grpc);
+        resp.set_http_response(denied);
+        resp
+    }
+}
+
+fn status_code(status: u16) -> HttpStatusCode {
+    match status {
+        200 => HttpStatusCode::Ok,
+        302 => HttpStatusCode::Found,
+        303 => HttpStatusCode::SeeOther,
+        400 => HttpStatusCode::BadRequest,
+        401 => HttpStatusCode::Unauthorized,
+        404 => HttpStatusCode::NotFound,
+        503 => HttpStatusCode::ServiceUnavailable,
+        _ => HttpStatusCode::Forbidden,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(a: &'a Answer, name: &str) -> Vec<&'a str> {
+        a.headers
+            .iter()
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn every_page_carries_one_type_and_the_security_headers() {
+        for p in [
+            Page::SignInRequired,
+            Page::NotAllowed,
+            Page::WorkspaceNotFound,
+            Page::SignInFailed,
+            Page::SignedOut,
+            Page::NotFound,
+            Page::Unavailable,
+        ] {
+            for json in [false, true] {
+                let a = page(p, "ref-1", json);
+                assert_eq!(a.status, p.status());
+                assert_eq!(header(&a, "content-type").len(), 1, "{p:?}");
+                assert_eq!(header(&a, "x-content-type-options"), ["nosniff"]);
+                assert_eq!(header(&a, "cache-control"), ["no-store"]);
+                assert!(a.body.contains("ref-1"), "{p:?} {json}");
+                assert_eq!(
+                    header(&a, "www-authenticate").len(),
+                    usize::from(p == Page::SignInRequired)
+                );
+            }
+        }
+        // The reference is escaped in HTML.
+        assert!(
+            page(Page::NotFound, "<x>", false)
+                .body
+                .contains("&lt;x&gt;")
+        );
+    }
+
+    #[test]
+    fn json_is_chosen_by_accept_in_any_case() {
+        assert!(wants_json(Some("application/json")));
+        assert!(wants_json(Some("Application/JSON; q=1")));
+        assert!(!wants_json(Some("text/html,application/json")));
+        assert!(!wants_json(Some("*/*")));
+        assert!(!wants_json(None));
+    }
+
+    #[test]
+    fn decisions_map_to_their_answers() {
+        let sign_in = Decision::SignIn {
+            location: "https://a.test/auth/start?rd=x".into(),
+        };
+        let a = for_decision(&sign_in, "-", false).unwrap();
+        assert_eq!(a.status, 302);
+        assert_eq!(header(&a, "location"), ["https://a.test/auth/start?rd=x"]);
+        assert_eq!(header(&a, "referrer-policy"), ["no-referrer"]);
+        assert_eq!(for_nginx(&sign_in).status, 401);
+        assert_eq!(for_nginx(&Decision::Deny(Page::SignInRequired)).status, 401);
+        assert_eq!(for_nginx(&Decision::Deny(Page::NotAllowed)).status, 403);
+        let r = redirect(303, "/x", &["a=1".into(), "b=2".into()]);
+        assert_eq!(header(&r, "set-cookie"), ["a=1", "b=2"]);
+        assert_eq!(redirect(302, "/x\n", &[]).status, 400);
+    }
+
+    #[test]
+    fn http_answers_have_one_content_type_and_every_cookie() {
+        let resp = page(Page::NotAllowed, "r", true).into_http();
+        let types: Vec<_> = resp
+            .headers()
+            .get_all(axum::http::header::CONTENT_TYPE)
+            .iter()
+            .collect();
+        assert_eq!(types, ["application/json"]);
+        let resp = redirect(302, "/x", &["a=1".into(), "b=2".into()]).into_http();
+        assert_eq!(
+            resp.headers()
+                .get_all(axum::http::header::SET_COOKIE)
+                .iter()
+                .count(),
+            2
+        );
+    }
+}
