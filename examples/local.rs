@@ -83,7 +83,7 @@ workspace-gate local try-out is running (Ctrl-C stops everything).
 "#,
         spki = stack.ca.spki_sha256,
         ca = stack.ca.ca_file.display(),
-        issuer = stack.provider.issuer,
+        issuer = stack.provider.issuer(),
         http = stack.gate.http,
         admin = stack.gate.admin,
         dir = dir.display(),

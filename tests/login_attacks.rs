@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use support::controller::ControllerKind;
+use support::gate::login_failures as failures;
 use support::stack::{AUTH_HOST, Stack, StackOptions, WS1};
 
 const CSRF: &str = "__Host-workspace-gate-csrf";
@@ -21,19 +22,6 @@ fn callback_url(b: &support::client::Browser) -> anyhow::Result<String> {
         .find(|h| h.url.contains("/auth/callback?"))
         .map(|h| h.url)
         .context("the login never reached /auth/callback")
-}
-
-fn failures(metrics: &str, reason: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("workspace_gate_logins_total")
-                && l.contains("stage=\"failed\"")
-                && l.contains(&format!("reason=\"{reason}\""))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

@@ -4,14 +4,17 @@
 
 use super::{AuthzError, Outcome};
 use crate::oidc::Provider;
-use crate::session::Identity;
+use crate::session::{Identity, is_blank};
 use crate::workspaces::Workspace;
 
+/// Allowed when the owner's id equals the user id, or the owner's username
+/// equals the username. A blank value on either side never matches: the
+/// sources refuse blank owners and identities, and this holds even if one
+/// slips through.
 pub fn check_identity(who: &Identity, ws: &Workspace) -> Outcome {
+    let same = |a: &str, b: &str| !is_blank(a) && a == b;
     match &ws.owner {
-        Some(o)
-            if o.id == who.user_id || (!o.username.is_empty() && o.username == who.username) =>
-        {
+        Some(o) if same(&o.id, &who.user_id) || same(&o.username, &who.username) => {
             Outcome::Allowed(who.clone())
         }
         _ => Outcome::Denied,
@@ -34,5 +37,64 @@ pub async fn check_token(
             ..
         }) => Ok(Outcome::InvalidToken),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspaces::Owner;
+
+    fn ws(id: &str, username: &str) -> Workspace {
+        Workspace {
+            id: "1".into(),
+            name: "ws-1".into(),
+            namespace: "ns".into(),
+            owner: Some(Owner {
+                id: id.into(),
+                username: username.into(),
+            }),
+            hosts: Vec::new(),
+            service: None,
+        }
+    }
+
+    fn who(user_id: &str, username: &str) -> Identity {
+        Identity {
+            user_id: user_id.into(),
+            username: username.into(),
+        }
+    }
+
+    #[test]
+    fn owner_matches_by_id_or_username() {
+        let alice = who("42", "alice");
+        assert!(matches!(
+            check_identity(&alice, &ws("42", "")),
+            Outcome::Allowed(_)
+        ));
+        assert!(matches!(
+            check_identity(&alice, &ws("7", "alice")),
+            Outcome::Allowed(_)
+        ));
+        assert_eq!(check_identity(&alice, &ws("7", "bob")), Outcome::Denied);
+    }
+
+    #[test]
+    fn blank_owner_or_identity_never_matches() {
+        for (owner_id, owner_name, user_id, username) in [
+            ("", "", "", ""),
+            ("", "bob", "", "alice"),
+            ("  ", "", "  ", "alice"),
+            ("7", "", "42", ""),
+            ("7", " ", "42", " "),
+            ("7", "\t", "42", "\t"),
+        ] {
+            assert_eq!(
+                check_identity(&who(user_id, username), &ws(owner_id, owner_name)),
+                Outcome::Denied,
+                "owner {owner_id:?}/{owner_name:?} vs {user_id:?}/{username:?}"
+            );
+        }
     }
 }

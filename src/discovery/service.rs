@@ -47,6 +47,11 @@ pub enum ServiceError {
     BadPort(i32),
     #[error("'{0}' is not a Kubernetes name")]
     BadName(String),
+    #[error("workspace {workspace}: annotation {annotation} is empty or whitespace")]
+    BlankOwner {
+        workspace: String,
+        annotation: String,
+    },
 }
 
 impl ServiceError {
@@ -61,6 +66,7 @@ impl ServiceError {
             ServiceError::OutsideDomain { .. } => "outside_domain",
             ServiceError::BadPort(_) => "bad_port",
             ServiceError::BadName(_) => "bad_name",
+            ServiceError::BlankOwner { .. } => "blank_owner",
         }
     }
 }
@@ -107,6 +113,17 @@ pub fn workspace_from_service(
         .ok_or(ServiceError::MissingAnnotation(WORKSPACE_ID_ANNOTATION))?;
     if id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ServiceError::BadId(id.to_string()));
+    }
+    // An owner annotation that is present must name someone: a blank one
+    // would match a blank identity, so the Service is left out instead of
+    // being read as "no owner known".
+    for key in [&rules.owner_id_annotation, &rules.owner_username_annotation] {
+        if annotations.and_then(|a| a.get(key)).is_some() && annotation(key).is_none() {
+            return Err(ServiceError::BlankOwner {
+                workspace: id.to_string(),
+                annotation: key.clone(),
+            });
+        }
     }
     let owner = annotation(&rules.owner_id_annotation).map(|oid| Owner {
         id: oid.to_string(),
@@ -279,5 +296,33 @@ mod tests {
             ),
             Err(ServiceError::BadPort(70000))
         ));
+    }
+
+    #[test]
+    fn blank_owner_annotation_is_refused_naming_it() {
+        for (key, value) in [
+            ("workspace-gate.dev/owner-id", ""),
+            ("workspace-gate.dev/owner-id", "   "),
+            ("workspace-gate.dev/owner-id", "\t\n"),
+            ("workspace-gate.dev/owner-username", ""),
+            ("workspace-gate.dev/owner-username", " "),
+        ] {
+            let mut a = gitlab_annotations();
+            a[key] = value.into();
+            let err = workspace_from_service(&svc(a, serde_json::json!([{"port": 1}])), &rules())
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ServiceError::BlankOwner {
+                    workspace: "42".into(),
+                    annotation: key.into()
+                },
+                "{key}={value:?}"
+            );
+            assert!(
+                err.to_string().contains(key) && err.to_string().contains("42"),
+                "{err}"
+            );
+        }
     }
 }

@@ -388,6 +388,25 @@ mod tests {
     }
 
     #[test]
+    fn a_service_with_a_blank_owner_annotation_is_left_out() {
+        let mut st = IndexState::new(rules(), 1, false);
+        let mut blank = svc("b", "2", "b");
+        blank
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("o".into(), " ".into());
+        st.on_service(0, watcher::Event::Init);
+        st.on_service(0, watcher::Event::InitApply(svc("a", "1", "a")));
+        st.on_service(0, watcher::Event::InitApply(blank));
+        st.on_service(0, watcher::Event::InitDone);
+        let (snap, _) = st.snapshot().unwrap();
+        assert_eq!(snap.len(), 1);
+        assert!(snap.by_id("2").is_none());
+    }
+
+    #[test]
     fn namespace_selector_filters_workspaces() {
         let mut st = IndexState::new(rules(), 1, true);
         st.on_service(0, watcher::Event::Init);

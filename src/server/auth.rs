@@ -245,7 +245,11 @@ pub async fn callback(
     let Some(id_token) = tokens.id_token.as_deref() else {
         return ctx.fail("no_id_token");
     };
-    let claims = match state.provider.validate_id_token(id_token, &st.nonce).await {
+    let claims = match state
+        .provider
+        .validate_id_token(id_token, &st.nonce, now)
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "ID token refused");
@@ -262,7 +266,10 @@ pub async fn callback(
         }
     }
     let Some(who) = state.provider.identity(&claims) else {
-        return ctx.fail("no_subject");
+        // A blank or non-string subject or username: refused like any
+        // other bad ID token (userinfo only adds to a validated one).
+        tracing::warn!("ID token refused: blank or non-string subject or username");
+        return ctx.fail("id_token");
     };
     tracing::info!(user = %who.username, "login completed");
     state.metrics.login("completed", "");

@@ -16,6 +16,14 @@ pub struct Identity {
     pub username: String,
 }
 
+/// True for a user id, username or owner that must never identify anyone:
+/// empty or only whitespace. ID tokens, userinfo answers, the workspaces
+/// file and Service annotations with such a value are refused, and no
+/// comparison of identities matches one.
+pub fn is_blank(value: &str) -> bool {
+    value.trim().is_empty()
+}
+
 /// The per-host pass cookie.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PassClaims {

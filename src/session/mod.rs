@@ -13,7 +13,9 @@ pub mod memo;
 pub mod sealed;
 pub mod signed;
 
-pub use claims::{Identity, LoginClaims, PassClaims, SignOutClaims, StateClaims, TransferClaims};
+pub use claims::{
+    Identity, LoginClaims, PassClaims, SignOutClaims, StateClaims, TransferClaims, is_blank,
+};
 pub use keyring::{Keyring, TokenKind};
 pub use memo::VerifiedPass;
 pub use signed::TokenError;

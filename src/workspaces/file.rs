@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::{HostPort, IndexPublisher, Owner, Snapshot, Workspace, template};
 use crate::metrics::Metrics;
+use crate::session::is_blank;
 
 pub const POLL: Duration = Duration::from_millis(500);
 
@@ -46,13 +47,39 @@ struct Entry {
     #[serde(default)]
     namespace: String,
     #[serde(default)]
-    owner: Option<Owner>,
+    owner: Option<FileOwner>,
     #[serde(default)]
     hosts: Vec<String>,
     #[serde(default)]
     host_template: Option<String>,
     #[serde(default)]
     ports: Vec<u16>,
+}
+
+/// `owner:` as written; `username` may be left out, but not left blank.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOwner {
+    id: String,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+impl FileOwner {
+    /// A blank owner id or username would match a blank identity, so the
+    /// entry (and with it the whole file) is refused.
+    fn check(self) -> Result<Owner, &'static str> {
+        if is_blank(&self.id) {
+            return Err("owner.id is empty or whitespace");
+        }
+        if self.username.as_deref().is_some_and(is_blank) {
+            return Err("owner.username is empty or whitespace (leave it out instead)");
+        }
+        Ok(Owner {
+            id: self.id,
+            username: self.username.unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +112,15 @@ pub fn parse(text: &str) -> Result<Snapshot, String> {
     let file: File = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(file.workspaces.len());
     for (i, e) in file.workspaces.into_iter().enumerate() {
-        let at = format!("workspaces[{i}] (id {:?})", e.id);
+        let at = format!("workspaces[{i}] (id {:?}, name {:?})", e.id, e.name);
         if e.id.is_empty() {
             return Err(format!("{at}: id is empty"));
         }
+        let owner = e
+            .owner
+            .map(FileOwner::check)
+            .transpose()
+            .map_err(|why| format!("{at}: {why}"))?;
         let mut hosts = Vec::new();
         for h in &e.hosts {
             let h = h.to_ascii_lowercase();
@@ -123,7 +155,7 @@ pub fn parse(text: &str) -> Result<Snapshot, String> {
             id: e.id,
             name: e.name,
             namespace: e.namespace,
-            owner: e.owner,
+            owner,
             hosts,
             service: None,
         });
@@ -192,5 +224,93 @@ mod tests {
         );
         assert!(parse("workspaces:\n- {id: '1', name: a, hostz: []}\n").is_err());
         assert!(parse("workspaces:\n- {id: '1', name: a, hosts: ['bad host']}\n").is_err());
+    }
+
+    #[test]
+    fn blank_owner_refuses_the_whole_file_naming_workspace_and_field() {
+        let good = "- {id: '1', name: a, hosts: [a.ws.test], owner: {id: '42', username: alice}}\n";
+        for (owner, field) in [
+            ("{id: ''}", "owner.id"),
+            ("{id: '   '}", "owner.id"),
+            ("{id: \"\\t\"}", "owner.id"),
+            ("{id: '', username: alice}", "owner.id"),
+            ("{id: '42', username: ''}", "owner.username"),
+            ("{id: '42', username: '  '}", "owner.username"),
+        ] {
+            let text = format!(
+                "workspaces:\n{good}- {{id: '2', name: ws-two, hosts: [b.ws.test], owner: {owner}}}\n"
+            );
+            let err = parse(&text).unwrap_err();
+            assert!(
+                err.contains("workspaces[1]") && err.contains("ws-two") && err.contains(field),
+                "owner {owner}: {err}"
+            );
+        }
+        // Not a string, or a missing id, is refused by the parser.
+        for owner in [
+            "{id: ['42']}",
+            "{id: {a: 1}}",
+            "{username: alice}",
+            "{id: '42', usernam: a}",
+        ] {
+            let text = format!(
+                "workspaces:\n- {{id: '2', name: b, hosts: [b.ws.test], owner: {owner}}}\n"
+            );
+            assert!(parse(&text).is_err(), "owner {owner} was accepted");
+        }
+        // A username may be left out.
+        let s = parse("workspaces:\n- {id: '2', name: b, hosts: [b.ws.test], owner: {id: '42'}}\n")
+            .unwrap();
+        assert_eq!(s.by_id("2").unwrap().owner.as_ref().unwrap().username, "");
+    }
+
+    #[tokio::test]
+    async fn a_file_with_a_blank_owner_keeps_the_last_good_index() {
+        let dir = std::env::temp_dir().join(format!("wg-file-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("workspaces.yaml");
+        let entry = |owner: &str| {
+            format!(
+                "workspaces:\n- {{id: '1', name: a, hosts: [a.ws.test], owner: {{id: '{owner}'}}}}\n"
+            )
+        };
+        std::fs::write(&path, entry("42")).unwrap();
+        let (publisher, mut reader) = super::super::index();
+        let metrics = Arc::new(Metrics::default());
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let task = tokio::spawn(watch(path.clone(), publisher, metrics));
+        let owner = |r: &super::super::IndexReader| {
+            r.current()
+                .by_id("1")
+                .and_then(|w| w.owner.clone())
+                .map(|o| o.id)
+        };
+        tokio::time::timeout(Duration::from_secs(10), reader.changed())
+            .await
+            .unwrap();
+        assert_eq!(owner(&reader).as_deref(), Some("42"));
+
+        std::fs::write(&path, entry(" ")).unwrap();
+        let refused = async {
+            loop {
+                let mut text = String::new();
+                prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+                if text.contains("index_reloads_total{result=\"error\"} 1") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), refused)
+            .await
+            .expect("the blank owner was never refused");
+        assert_eq!(
+            owner(&reader).as_deref(),
+            Some("42"),
+            "the last good index must stay"
+        );
+        task.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -202,6 +202,21 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
     }
 }
 
+/// `workspace_gate_logins_total{stage="failed",reason="<reason>"}` in a
+/// `/metrics` text (0 when the series does not exist yet).
+pub fn login_failures(metrics: &str, reason: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("workspace_gate_logins_total")
+                && l.contains("stage=\"failed\"")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn spawn(
     binary: &Path,
     dir: &Path,

@@ -150,7 +150,7 @@ pub async fn requests_naming_another_host_never_reach_it(
         let alice = s.browser("alice");
         visit(&s, &alice, WS1, "/").await?;
         let pass = alice.cookie(WS1, PASS).context("alice's pass on ws-1")?;
-        let token = s.provider.user_tokens("alice").await?.access_token;
+        let token = s.provider.real().user_tokens("alice").await?.access_token;
         let port = s.port;
         let own = format!("{WS1}:{port}");
 

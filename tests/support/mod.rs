@@ -5,6 +5,8 @@
 //! - `tls`: throwaway CA + `*.workspaces.test` certificate
 //! - `process`: child processes killed on drop, free ports, test dirs
 //! - `provider`: node-oidc-provider (`oidc/provider.mjs`) + harness token flow
+//! - `hostile_provider`: an in-process provider signing any ID token a test
+//!   chooses (`StackOptions::hostile_provider`)
 //! - `gitlab`: GitLab GraphQL test double (tokens resolved at the provider)
 //! - `echo`: the sample workspace (headers as JSON/HTML, WebSocket echo)
 //! - `gate`: workspace-gate's config and process
@@ -25,6 +27,7 @@ pub mod failure;
 pub mod gate;
 pub mod gitlab;
 pub mod host_confusion;
+pub mod hostile_provider;
 pub mod jar;
 pub mod nginx;
 pub mod process;

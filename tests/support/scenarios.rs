@@ -131,7 +131,7 @@ pub async fn visit(s: &Stack, b: &Browser, host: &str, path: &str) -> anyhow::Re
 fn provider_hops(s: &Stack, b: &Browser) -> Vec<String> {
     b.hops()
         .into_iter()
-        .filter(|h| h.url.starts_with(&s.provider.issuer))
+        .filter(|h| h.url.starts_with(s.provider.issuer()))
         .map(|h| format!("{} {} -> {}", h.method, h.url, h.status))
         .collect()
 }
@@ -776,8 +776,8 @@ pub async fn provider_access_token_works_as_bearer_and_wrong_one_gets_401(
     kind: ControllerKind,
 ) -> anyhow::Result<()> {
     run(kind, "bearer", |s| async move {
-        let alice = s.provider.user_tokens("alice").await?;
-        let bob = s.provider.user_tokens("bob").await?;
+        let alice = s.provider.real().user_tokens("alice").await?;
+        let bob = s.provider.real().user_tokens("bob").await?;
         let b = s.browser("nobody");
         let bearer = format!("Bearer {}", alice.access_token);
         let r = b
@@ -928,7 +928,7 @@ pub async fn logs_contain_no_token_or_cookie_value(kind: ControllerKind) -> anyh
         let _ = transfer_token_for(&s, &alice, WS2_B).await?;
         let bob = s.browser("bob");
         let _ = bob.navigate(&s.url(WS1, "/")).await?;
-        let tokens = s.provider.user_tokens("alice").await?;
+        let tokens = s.provider.real().user_tokens("alice").await?;
         let b = s.browser("nobody");
         let _ = b
             .get(
@@ -953,7 +953,7 @@ pub async fn logs_contain_no_token_or_cookie_value(kind: ControllerKind) -> anyh
         secrets.extend(tokens.refresh_token.clone());
         secrets.extend(tokens.id_token.clone());
         secrets.push("wrong-token-0123456789abcdef".into());
-        secrets.push(s.provider.client_secret.clone());
+        secrets.push(s.provider.client_secret().to_string());
         secrets.push(
             std::fs::read_to_string(s.dir().join("gate-key-1"))?
                 .trim()

@@ -12,6 +12,7 @@ use super::controller::{ControllerFixture, ControllerKind, ControllerSetup};
 use super::echo::Echo;
 use super::gate::{Gate, GateConfig};
 use super::gitlab::GitlabDouble;
+use super::hostile_provider::HostileProvider;
 use super::process::{TestDir, free_port};
 use super::provider::{self, Provider};
 use super::tls::TestCa;
@@ -40,6 +41,9 @@ pub struct StackOptions {
     pub port: Option<u16>,
     /// The provider's access-token lifetime in seconds (None: one hour).
     pub access_token_ttl: Option<u64>,
+    /// Log in at the hostile provider (`hostile_provider.rs`), which signs
+    /// whatever ID token the test chooses, instead of the real one.
+    pub hostile_provider: bool,
 }
 
 impl StackOptions {
@@ -52,6 +56,51 @@ impl StackOptions {
             label: label.into(),
             port: None,
             access_token_ttl: None,
+            hostile_provider: false,
+        }
+    }
+}
+
+/// The provider the stack's gate logs in with.
+pub enum OpenIdProvider {
+    Real(Provider),
+    Hostile(HostileProvider),
+}
+
+impl OpenIdProvider {
+    pub fn issuer(&self) -> &str {
+        match self {
+            OpenIdProvider::Real(p) => &p.issuer,
+            OpenIdProvider::Hostile(p) => &p.issuer,
+        }
+    }
+
+    pub fn client_secret(&self) -> &str {
+        match self {
+            OpenIdProvider::Real(p) => &p.client_secret,
+            OpenIdProvider::Hostile(p) => &p.client_secret,
+        }
+    }
+
+    /// The real provider; a test that needs it must not ask for the hostile one.
+    pub fn real(&self) -> &Provider {
+        match self {
+            OpenIdProvider::Real(p) => p,
+            OpenIdProvider::Hostile(_) => panic!("this stack runs the hostile provider"),
+        }
+    }
+
+    pub fn hostile(&self) -> &HostileProvider {
+        match self {
+            OpenIdProvider::Hostile(p) => p,
+            OpenIdProvider::Real(_) => panic!("this stack runs the real provider"),
+        }
+    }
+
+    fn output(&self) -> String {
+        match self {
+            OpenIdProvider::Real(p) => p.proc.output(),
+            OpenIdProvider::Hostile(_) => "(hostile provider: in process, no logs)".into(),
         }
     }
 }
@@ -62,7 +111,7 @@ pub struct Stack {
     pub gate: Gate,
     pub echo: Echo,
     pub gitlab: GitlabDouble,
-    pub provider: Provider,
+    pub provider: OpenIdProvider,
     pub workspaces: WorkspacesFile,
     pub ca: TestCa,
     pub port: u16,
@@ -83,18 +132,28 @@ impl Stack {
         let dir = TestDir::new(&options.label)?;
         let ca = TestCa::create(&dir.path, DOMAIN).context("creating the test CA")?;
         let port = options.port.unwrap_or_else(free_port);
-        let provider = Provider::start_with(
-            &dir.path,
-            &[format!("https://{AUTH_HOST}:{port}/auth/callback")],
-            options.access_token_ttl,
-        )
-        .await
-        .context("starting the OpenID provider")?;
+        let provider = if options.hostile_provider {
+            OpenIdProvider::Hostile(
+                HostileProvider::start()
+                    .await
+                    .context("starting the hostile OpenID provider")?,
+            )
+        } else {
+            OpenIdProvider::Real(
+                Provider::start_with(
+                    &dir.path,
+                    &[format!("https://{AUTH_HOST}:{port}/auth/callback")],
+                    options.access_token_ttl,
+                )
+                .await
+                .context("starting the OpenID provider")?,
+            )
+        };
         let workspaces = WorkspacesFile {
             path: dir.path.join("workspaces.yaml"),
         };
         workspaces.write(&options.workspaces)?;
-        let gitlab = GitlabDouble::start(&provider.issuer, workspaces.path.clone()).await?;
+        let gitlab = GitlabDouble::start(provider.issuer(), workspaces.path.clone()).await?;
         let echo = Echo::start().await?;
         let transfer = options
             .transfer
@@ -107,9 +166,9 @@ impl Stack {
                 auth_host: AUTH_HOST.into(),
                 workspace_domain: DOMAIN.into(),
                 public_port: port,
-                issuer: provider.issuer.clone(),
+                issuer: provider.issuer().to_string(),
                 client_id: provider::CLIENT_ID.into(),
-                client_secret: provider.client_secret.clone(),
+                client_secret: provider.client_secret().to_string(),
                 workspaces_file: workspaces.path.clone(),
                 authorization_mode: options.authorization.clone(),
                 gitlab_url: Some(gitlab.url()),
@@ -179,7 +238,7 @@ impl Stack {
             "--- gate logs ---\n{}\n{}\n--- provider ---\n{}",
             tail_str(&self.gate.logs(), 12000),
             tail_str(&self.controller.logs(), 6000),
-            self.provider.proc.output()
+            self.provider.output()
         )
     }
 
