@@ -21,6 +21,7 @@
 pub mod adapters;
 pub mod answer;
 pub mod authz;
+pub mod bounded;
 pub mod config;
 pub mod core;
 pub mod discovery;

@@ -145,3 +145,29 @@ fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// A token response of 32 MB (a broken or hostile provider) is refused
+/// with a clear reason instead of being read whole.
+#[tokio::test]
+async fn an_oversized_token_response_is_refused() {
+    let s = hostile_stack("oversized-token-response").await;
+    run(&s, async {
+        s.provider
+            .hostile()
+            .serve(IdToken::with_access_token(32 << 20));
+        let b = s.browser(USER);
+        let r = b.navigate(&s.url(WS1, "/")).await?;
+        ensure!(
+            r.status != 200 && b.cookie(AUTH_HOST, LOGIN).is_none(),
+            "a 32 MB token response completed the login: {}",
+            r.describe()
+        );
+        ensure!(
+            s.gate.logs().contains("larger than 1048576 bytes"),
+            "the gate did not say why:\n{}",
+            s.gate.logs()
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -75,8 +75,7 @@ impl Gitlab {
             401 | 403 => return Ok(Outcome::InvalidToken),
             s => return Err(AuthzError::Status(s)),
         }
-        let answer: Answer = resp
-            .json()
+        let answer: Answer = crate::bounded::json(resp, crate::bounded::PROVIDER_ANSWER_LIMIT)
             .await
             .map_err(|e| AuthzError::Invalid(e.to_string()))?;
         let Some(data) = answer.data else {

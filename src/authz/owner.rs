@@ -1,22 +1,22 @@
 //! The `owner-annotation` authorizer, for identity providers other than
 //! GitLab: the workspace's owner (from its Service annotation or the
-//! workspaces file) is compared with the OIDC subject or username.
+//! workspaces file) is compared with the OIDC subject. Only the subject:
+//! OpenID Connect Core 5.7 warns that `preferred_username` and the like are
+//! neither unique nor stable, and the per-request check compares the
+//! subject only too, so a login and every later request decide alike.
 
 use super::{AuthzError, Outcome};
 use crate::oidc::Provider;
 use crate::session::{Identity, is_blank};
 use crate::workspaces::Workspace;
 
-/// Allowed when the owner's id equals the user id, or the owner's username
-/// equals the username. A blank value on either side never matches: the
-/// sources refuse blank owners and identities, and this holds even if one
-/// slips through.
+/// Allowed when the owner's id equals the user id (the OIDC subject). The
+/// username is shown, never compared. A blank value on either side never
+/// matches: the sources refuse blank owners and identities, and this holds
+/// even if one slips through.
 pub fn check_identity(who: &Identity, ws: &Workspace) -> Outcome {
-    let same = |a: &str, b: &str| !is_blank(a) && a == b;
     match &ws.owner {
-        Some(o) if same(&o.id, &who.user_id) || same(&o.username, &who.username) => {
-            Outcome::Allowed(who.clone())
-        }
+        Some(o) if !is_blank(&o.id) && o.id == who.user_id => Outcome::Allowed(who.clone()),
         _ => Outcome::Denied,
     }
 }
@@ -67,16 +67,22 @@ mod tests {
     }
 
     #[test]
-    fn owner_matches_by_id_or_username() {
+    fn owner_matches_by_subject_only() {
         let alice = who("42", "alice");
         assert!(matches!(
             check_identity(&alice, &ws("42", "")),
             Outcome::Allowed(_)
         ));
         assert!(matches!(
-            check_identity(&alice, &ws("7", "alice")),
+            check_identity(&alice, &ws("42", "someone-else")),
             Outcome::Allowed(_)
         ));
+        // `sub: mallory, preferred_username: alice` is not alice.
+        let mallory = who("mallory", "alice");
+        assert_eq!(
+            check_identity(&mallory, &ws("42", "alice")),
+            Outcome::Denied
+        );
         assert_eq!(check_identity(&alice, &ws("7", "bob")), Outcome::Denied);
     }
 

@@ -28,6 +28,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
+use crate::bounded;
 use crate::config::Oidc as OidcConfig;
 use crate::session::Identity;
 
@@ -169,8 +170,7 @@ impl Provider {
                 error: String::new(),
             });
         }
-        let md: Metadata = resp
-            .json()
+        let md: Metadata = bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
             .await
             .map_err(|e| OidcError::Invalid(format!("discovery document: {e}")))?;
         if md.issuer.trim_end_matches('/') != self.cfg.issuer {
@@ -215,7 +215,7 @@ impl Provider {
                 error: String::new(),
             });
         }
-        resp.json()
+        bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
             .await
             .map_err(|e| OidcError::Invalid(format!("JWKS: {e}")))
     }
@@ -257,16 +257,18 @@ impl Provider {
             .map_err(OidcError::Http)?;
         let status = resp.status();
         if !status.is_success() {
-            let err: OAuthError = resp.json().await.unwrap_or(OAuthError {
-                error: String::new(),
-            });
+            let err: OAuthError = bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
+                .await
+                .unwrap_or(OAuthError {
+                    error: String::new(),
+                });
             return Err(OidcError::Provider {
                 endpoint: "token",
                 status: status.as_u16(),
                 error: err.error,
             });
         }
-        resp.json()
+        bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
             .await
             .map_err(|e| OidcError::Invalid(format!("token response: {e}")))
     }
@@ -392,7 +394,7 @@ impl Provider {
                 error: String::new(),
             });
         }
-        resp.json()
+        bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
             .await
             .map_err(|e| OidcError::Invalid(format!("userinfo: {e}")))
     }

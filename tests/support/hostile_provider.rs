@@ -44,6 +44,9 @@ pub struct IdToken {
     pub alg: Algorithm,
     pub header: Value,
     pub claims: Value,
+    /// The length of the access token in the token response (0: a short
+    /// one), to send answers of any size.
+    pub access_token_len: usize,
 }
 
 impl IdToken {
@@ -53,6 +56,16 @@ impl IdToken {
             alg,
             header: json!({}),
             claims: json!({}),
+            access_token_len: 0,
+        }
+    }
+
+    /// A valid RS256 ID token in a token response whose access token is
+    /// `len` bytes long.
+    pub fn with_access_token(len: usize) -> IdToken {
+        IdToken {
+            access_token_len: len,
+            ..IdToken::valid(Algorithm::RS256)
         }
     }
 
@@ -227,7 +240,10 @@ async fn token(State(ctx): State<Ctx>, Form(form): Form<HashMap<String, String>>
     };
     match sign(&ctx, &nonce, &spec) {
         Ok(id_token) => axum::Json(json!({
-            "access_token": format!("at-{}", uuid::Uuid::new_v4().simple()),
+            "access_token": match spec.access_token_len {
+                0 => format!("at-{}", uuid::Uuid::new_v4().simple()),
+                n => "a".repeat(n),
+            },
             "token_type": "Bearer",
             "expires_in": 3600,
             "id_token": id_token,
