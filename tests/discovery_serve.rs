@@ -37,7 +37,8 @@ fn free_port() -> u16 {
 }
 
 async fn check(http: &reqwest::Client, gate: u16, host: &str, cookie: &str) -> reqwest::Response {
-    http.get(format!("http://127.0.0.1:{gate}/check/nginx"))
+    // As ingress-nginx calls it: the routed host in the check's address.
+    http.get(format!("http://127.0.0.1:{gate}/check/nginx?host={host}"))
         .header("x-original-url", format!("https://{host}/"))
         .header("x-original-method", "GET")
         .header("accept", "application/json")
