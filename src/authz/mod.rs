@@ -132,6 +132,11 @@ impl Authz {
                 Ok((outcome, false))
             }
             AuthzMode::Gitlab => {
+                // A login cookie too large to keep the provider's tokens
+                // carries neither: the login must be renewed.
+                if login.at.is_empty() && login.rt.is_none() {
+                    return Ok((Outcome::InvalidToken, false));
+                }
                 let mut refreshed = false;
                 if login.at_exp != 0 && login.at_exp <= now + 30 && login.rt.is_some() {
                     refreshed = self.refresh(login, now).await?;

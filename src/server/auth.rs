@@ -111,12 +111,51 @@ fn current_login(state: &AppState, headers: &HeaderMap) -> Option<LoginClaims> {
         .find_map(|v| open::<LoginClaims>(&state.keyring, TokenKind::Login, &v, now).ok())
 }
 
+/// The most a `Set-Cookie` or `Location` the gate sends may hold.
+/// ingress-nginx reads an upstream's whole answer head into its 4 KiB
+/// `proxy_buffer_size` (a larger one is a 502); this leaves room for the
+/// status line and the other headers of the same answer.
+pub const ANSWER_HEADER_BUDGET: usize = 3072;
+
+/// The login cookie, kept within [`ANSWER_HEADER_BUDGET`]. What does not
+/// fit is left out, least needed first: the oldest visited hosts beyond
+/// the newest few (sign-out then visits fewer), the access token (a fresh
+/// one is got with the refresh token when needed), the refresh token (the
+/// next workspace then asks the provider again, silently while its session
+/// lasts). `owner-annotation` never needs the provider's tokens, so they
+/// are never kept for it.
 fn login_cookie(state: &AppState, login: &LoginClaims) -> String {
-    let value = seal(&state.keyring, TokenKind::Login, login);
     let max_age = login.exp.saturating_sub(now());
-    state
-        .settings
-        .cookie(&state.settings.login_cookie, &value, max_age)
+    let mut login = login.clone();
+    if state.cfg.authorization.mode == crate::config::AuthzMode::OwnerAnnotation {
+        login.at.clear();
+        login.rt = None;
+    }
+    let render = |l: &LoginClaims| {
+        let value = seal(&state.keyring, TokenKind::Login, l);
+        state
+            .settings
+            .cookie(&state.settings.login_cookie, &value, max_age)
+    };
+    let mut cookie = render(&login);
+    while cookie.len() > ANSWER_HEADER_BUDGET {
+        if login.hosts.len() > 8 {
+            let drop = login.hosts.len() / 2;
+            login.hosts.drain(..drop);
+        } else if !login.at.is_empty() {
+            login.at.clear();
+            // Expired: the authorizer refreshes before using it.
+            login.at_exp = 1;
+        } else if login.rt.is_some() {
+            login.rt = None;
+        } else if !login.hosts.is_empty() {
+            login.hosts.remove(0);
+        } else {
+            break;
+        }
+        cookie = render(&login);
+    }
+    cookie
 }
 
 pub async fn start(
@@ -164,26 +203,36 @@ async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Res
         .find(|v| v.len() >= 22 && v.len() <= 64)
         .unwrap_or_else(|| random_token(24));
     let start = LoginStart::new();
-    let sealed = seal(
-        &state.keyring,
-        TokenKind::State,
-        &StateClaims {
-            rd: target.url(&state.settings),
-            pkce: start.pkce_verifier.clone(),
-            nonce: start.nonce.clone(),
-            csrf: csrf.clone(),
-            iat: now,
-            exp: now + STATE_TTL,
-        },
-    );
-    let url = match state.provider.authorize_url(&sealed, &start).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start login");
-            state.metrics.login("failed", e.metric_label());
-            return ctx.page(Page::Unavailable);
+    // The state travels in the Location to the provider: a return address
+    // too long for the answer to fit ingress-nginx's buffer is shortened,
+    // first without its query, then to the workspace's root.
+    let mut url = String::new();
+    for rd in return_addresses(&state.settings, target) {
+        let sealed = seal(
+            &state.keyring,
+            TokenKind::State,
+            &StateClaims {
+                rd,
+                pkce: start.pkce_verifier.clone(),
+                nonce: start.nonce.clone(),
+                csrf: csrf.clone(),
+                iat: now,
+                exp: now + STATE_TTL,
+            },
+        );
+        url = match state.provider.authorize_url(&sealed, &start).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start login");
+                state.metrics.login("failed", e.metric_label());
+                return ctx.page(Page::Unavailable);
+            }
+        };
+        if url.len() <= ANSWER_HEADER_BUDGET {
+            break;
         }
-    };
+        tracing::info!("return address too long for the login redirect; shortened");
+    }
     state.metrics.login("started", "");
     redirect(
         Decision::Redirect {
@@ -197,6 +246,20 @@ async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Res
         },
         StatusCode::FOUND,
     )
+}
+
+/// `target`'s URL, then without its query, then the host's root.
+fn return_addresses(settings: &crate::core::Settings, target: &Target) -> Vec<String> {
+    let full = target.url(settings);
+    let path = target.path.split('?').next().unwrap_or("/");
+    let mut out = vec![full];
+    for p in [path, "/"] {
+        let url = format!("{}{p}", settings.origin(&target.host));
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+    out
 }
 
 pub async fn callback(
