@@ -1,4 +1,4 @@
-//! The end-to-end scenarios of tests/support/scenarios.rs, unchanged,
+//! The end-to-end scenarios of tests/support/scenarios/, unchanged,
 //! through real Envoy (ext_authz in HTTP mode).
 
 mod support;

@@ -3,7 +3,7 @@
 //! (tests/fixtures/nginx/nginx.conf.tmpl), with TLS from a throwaway CA, the
 //! real OpenID provider and the GitLab GraphQL test double.
 //!
-//! The scenarios live in tests/support/scenarios.rs and run unchanged
+//! The scenarios live in tests/support/scenarios/ and run unchanged
 //! against every controller fixture.
 
 mod support;

@@ -1,4 +1,4 @@
-//! The end-to-end scenarios of tests/support/scenarios.rs, unchanged,
+//! The end-to-end scenarios of tests/support/scenarios/, unchanged,
 //! through real Traefik v3 (forwardAuth).
 
 mod support;

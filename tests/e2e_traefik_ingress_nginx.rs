@@ -3,7 +3,7 @@
 //! Ingresses discovery renders (tests/support/traefik_ingress_nginx.rs:
 //! the `Snippet` auth middleware, through the REST provider).
 //!
-//! The scenarios live in tests/support/scenarios.rs and run unchanged
+//! The scenarios live in tests/support/scenarios/ and run unchanged
 //! against every controller fixture.
 
 mod support;

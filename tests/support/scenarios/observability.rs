@@ -1,0 +1,88 @@
+//! Logs free of every token and cookie value; the metrics a login counts.
+
+use anyhow::ensure;
+
+use super::{metric_sum, run, sign_out, transfer_token_for, visit};
+use crate::support::client::Mode;
+use crate::support::controller::ControllerKind;
+use crate::support::stack::{AUTH_HOST, WS1, WS2_A, WS2_B};
+
+pub async fn logs_contain_no_token_or_cookie_value(kind: ControllerKind) -> anyhow::Result<()> {
+    run(kind, "log-secrets", |s| async move {
+        let alice = s.browser("alice");
+        visit(&s, &alice, WS1, "/a?token=visible-in-url-is-fine").await?;
+        visit(&s, &alice, WS2_A, "/").await?;
+        let _ = transfer_token_for(&s, &alice, WS2_B).await?;
+        let bob = s.browser("bob");
+        let _ = bob.navigate(&s.url(WS1, "/")).await?;
+        let tokens = s.provider.real().user_tokens("alice").await?;
+        let b = s.browser("nobody");
+        let _ = b
+            .get(
+                &s.url(WS1, "/"),
+                Mode::Fetch,
+                &[("authorization", &format!("Bearer {}", tokens.access_token))],
+            )
+            .await?;
+        let _ = b
+            .get(
+                &s.url(WS1, "/"),
+                Mode::Fetch,
+                &[("authorization", "Bearer wrong-token-0123456789abcdef")],
+            )
+            .await?;
+        let _ = sign_out(&alice, &s.url(AUTH_HOST, "/auth/sign_out")).await?;
+
+        let mut secrets = alice.secrets();
+        secrets.extend(bob.secrets());
+        secrets.extend(b.secrets());
+        secrets.push(tokens.access_token.clone());
+        secrets.extend(tokens.refresh_token.clone());
+        secrets.extend(tokens.id_token.clone());
+        secrets.push("wrong-token-0123456789abcdef".into());
+        secrets.push(s.provider.client_secret().to_string());
+        secrets.push(
+            std::fs::read_to_string(s.dir().join("gate-key-1"))?
+                .trim()
+                .to_string(),
+        );
+        ensure!(
+            secrets.len() > 8,
+            "too few secrets collected: {}",
+            secrets.len()
+        );
+        s.assert_logs_free_of(&secrets)?;
+        ensure!(
+            !s.gate.logs().trim().is_empty(),
+            "the gate logged nothing at all"
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn metrics_count_checks_logins_and_authorizer_calls(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "metrics", |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        visit(&s, &b, WS2_A, "/").await?;
+        let _ = s.browser("bob").navigate(&s.url(WS1, "/")).await?;
+        let m = s.gate.metrics().await?;
+        let checks = metric_sum(&m, "workspace_gate_checks_total", &[]);
+        ensure!(checks >= 4.0, "workspace_gate_checks_total = {checks}\n{m}");
+        let completed = metric_sum(&m, "workspace_gate_logins_total", &["completed"]);
+        ensure!(completed >= 2.0, "completed logins = {completed}\n{m}");
+        let started = metric_sum(&m, "workspace_gate_logins_total", &["started"]);
+        ensure!(started >= 2.0, "started logins = {started}\n{m}");
+        let authz = metric_sum(&m, "workspace_gate_authorizer_calls_total", &[]);
+        ensure!(authz >= 2.0, "authorizer calls = {authz}\n{m}");
+        let hist = metric_sum(&m, "workspace_gate_check_duration_seconds_count", &[]);
+        ensure!(hist >= 4.0, "check latency histogram count = {hist}\n{m}");
+        let ws = metric_sum(&m, "workspace_gate_index_workspaces", &[]);
+        ensure!(ws == 3.0, "index_workspaces = {ws}\n{m}");
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,253 @@
+//! What reaches the workspace: real identity headers and never a gate
+//! cookie, WebSocket upgrades, and nothing at all for an unauthenticated
+//! fetch or a path under the reserved prefix.
+
+use anyhow::{bail, ensure};
+
+use super::{GATE_COOKIE_PREFIX, hops_text, last_seen_on, provider_hops, run, visit};
+use crate::support::client::{Browser, Mode};
+use crate::support::controller::ControllerKind;
+use crate::support::stack::{AUTH_HOST, WS1, WS3_BOB};
+use crate::support::ws::{self, Handshake};
+
+pub async fn upstream_never_sees_gate_cookies_and_gets_real_identity_headers(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "identity-headers", |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        b.jar
+            .lock()
+            .unwrap()
+            .store(WS1, "/", true, "app_session=keep-me; Path=/");
+        let forged_url = s.url(WS3_BOB, "/");
+        let mut forged = vec![
+            ("x-workspace-user", "mallory"),
+            ("x-workspace-user-id", "666"),
+            ("x-workspace-id", "3"),
+            ("x-forwarded-host", WS3_BOB),
+            ("x-original-url", forged_url.as_str()),
+        ];
+        if kind == ControllerKind::TraefikIngressNginx {
+            // Traefik's ingress-nginx provider passes a client's
+            // X-Original-URL into the check (nginx overwrites it): naming
+            // another host, it makes the check refuse, and nothing passes.
+            let r = b
+                .get(&s.url(WS1, "/forged-url"), Mode::Fetch, &forged)
+                .await?;
+            ensure!(r.status == 403, "forged X-Original-URL: {}", r.describe());
+            ensure!(
+                s.echo.seen().iter().all(|r| r.uri != "/forged-url"),
+                "a request with a forged X-Original-URL reached a workspace"
+            );
+            forged.pop();
+        }
+        let r = b.get(&s.url(WS1, "/forged"), Mode::Fetch, &forged).await?;
+        ensure!(r.status == 200, "{}", r.describe());
+        let seen = last_seen_on(&s, "/forged")?;
+        ensure!(
+            seen.headers_named("x-workspace-user") == vec!["alice"],
+            "{seen:?}"
+        );
+        ensure!(
+            seen.headers_named("x-workspace-id") == vec!["1"],
+            "{seen:?}"
+        );
+        ensure!(
+            seen.headers_named("x-workspace-user-id").len() == 1
+                && seen.header("x-workspace-user-id") != Some("666"),
+            "{seen:?}"
+        );
+        let cookies = seen.headers_named("cookie").join("; ");
+        ensure!(
+            cookies.contains("app_session=keep-me"),
+            "the app's own cookie was lost: {seen:?}"
+        );
+        // Nothing the gate set, by name or value, ever reached the workspace.
+        let secrets = b.secrets();
+        for req in s.echo.seen() {
+            for (k, v) in &req.headers {
+                ensure!(
+                    !(k.eq_ignore_ascii_case("cookie") && v.contains(GATE_COOKIE_PREFIX)),
+                    "the workspace received a gate cookie on {}: {v}",
+                    req.uri
+                );
+                if let Some(sec) = secrets.iter().find(|sec| v.contains(sec.as_str())) {
+                    bail!(
+                        "the workspace received a gate secret in {k} on {}: {}…",
+                        req.uri,
+                        &sec[..12]
+                    );
+                }
+            }
+            ensure!(
+                req.header("authorization").is_none(),
+                "Authorization reached the workspace: {req:?}"
+            );
+        }
+        // The workspace's own HTTP auth (not a token the gate checks) passes
+        // through untouched when the browser also holds a pass.
+        let app_auth = "Basic YXBwLXVzZXI6YXBwLXBhc3N3b3Jk";
+        let r = b
+            .get(
+                &s.url(WS1, "/app-auth"),
+                Mode::Fetch,
+                &[("authorization", app_auth)],
+            )
+            .await?;
+        ensure!(
+            r.status == 200,
+            "pass + the app's own Authorization: {}",
+            r.describe()
+        );
+        let seen = last_seen_on(&s, "/app-auth")?;
+        ensure!(
+            seen.headers_named("authorization") == vec![app_auth],
+            "the app's own Authorization header did not reach it unchanged: {seen:?}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn websocket_works_after_login_and_is_refused_before(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "websocket", |s| async move {
+        let url = format!("wss://{WS1}:{}/ws", s.port);
+        let origin = s.url(WS1, "");
+        match ws::connect(&s.ca, s.port, &url, None, &origin).await? {
+            Handshake::Open(_) => bail!("WebSocket opened without a pass"),
+            Handshake::Refused { status, location } => {
+                // ingress-nginx sends every 401 to auth-signin (302 to /auth/start).
+                let ok = status == 401
+                    || (status == 302
+                        && location
+                            .as_deref()
+                            .is_some_and(|l| l.starts_with(&s.url(AUTH_HOST, "/auth/start"))));
+                ensure!(ok, "handshake without pass answered {status} {location:?}");
+            }
+        }
+        ensure!(
+            s.echo.seen().iter().all(|r| r.uri != "/ws"),
+            "an unauthenticated handshake reached the workspace"
+        );
+
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        let cookie = cookie_header(&b, WS1);
+        let mut sock = match ws::connect(&s.ca, s.port, &url, cookie.as_deref(), &origin).await? {
+            Handshake::Open(sock) => sock,
+            Handshake::Refused { status, location } => {
+                bail!("handshake with pass refused: {status} {location:?}")
+            }
+        };
+        let hello = ws::next_text(&mut sock).await?;
+        ensure!(hello == "hello alice", "first message {hello:?}");
+        ws::send_text(&mut sock, "ping over nginx").await?;
+        let back = ws::next_text(&mut sock).await?;
+        ensure!(back == "ping over nginx", "echoed {back:?}");
+        let seen = last_seen_on(&s, "/ws")?;
+        ensure!(
+            !seen
+                .headers_named("cookie")
+                .join(";")
+                .contains(GATE_COOKIE_PREFIX),
+            "gate cookie on the WebSocket upgrade: {seen:?}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+fn cookie_header(b: &Browser, host: &str) -> Option<String> {
+    b.jar.lock().unwrap().header_for(host, "/", true)
+}
+
+pub async fn unauthenticated_fetch_gets_401_and_never_reaches_the_provider(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "fetch-401", |s| async move {
+        let b = s.browser("alice");
+        let r = b.fetch(&s.url(WS1, "/api/data")).await?;
+        ensure!(
+            r.status == 401,
+            "fetch without session: {}\nhops:\n{}",
+            r.describe(),
+            hops_text(&b)
+        );
+        let p = provider_hops(&s, &b);
+        ensure!(p.is_empty(), "a fetch was sent to the provider: {p:#?}");
+        ensure!(s.echo.seen().is_empty(), "reached the workspace");
+        // Also a plain API client (curl-like: */*, no Sec-Fetch headers, no redirects).
+        let r = b
+            .get(
+                &s.url(WS1, "/api/data"),
+                Mode::Fetch,
+                &[("accept", "*/*"), ("sec-fetch-mode", "no-cors")],
+            )
+            .await?;
+        ensure!(r.status == 401 || r.status == 302, "{}", r.describe());
+        if r.status == 302 {
+            let loc = r.location().unwrap_or_default();
+            ensure!(
+                loc.starts_with(&s.url(AUTH_HOST, "/auth/start")),
+                "302 not to the auth host: {loc}"
+            );
+            let r2 = b
+                .get(
+                    &loc,
+                    Mode::Fetch,
+                    &[("accept", "*/*"), ("sec-fetch-mode", "no-cors")],
+                )
+                .await?;
+            ensure!(
+                r2.status == 401,
+                "/auth/start for a non-navigation: {}",
+                r2.describe()
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub async fn reserved_prefix_never_lets_a_request_through(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "reserved-prefix", |s| async move {
+        // Paths that start with the reserved prefix as the check sees them
+        // (raw request target) but may resolve elsewhere after the
+        // controller's normalisation, and the reserved paths themselves
+        // without any token: none may reach the workspace.
+        let paths = [
+            "/.workspace-gate/..%2Fsecret-1",
+            "/.workspace-gate/%2e%2e/secret-2",
+            "/.workspace-gate/..%5Csecret-3",
+            "/.workspace-gate/callback/..%2F..%2Fsecret-4",
+            "/.workspace-gate/callback",
+            "/.workspace-gate/sign_out",
+            "/.workspace-gate/anything",
+            "/.Workspace-Gate/secret-5",
+            "//.workspace-gate/../secret-6",
+        ];
+        let b = s.browser("mallory");
+        for p in paths {
+            for mode in [Mode::Fetch, Mode::Navigate] {
+                let r = b.get(&s.url(WS1, p), mode, &[]).await?;
+                ensure!(
+                    r.status != 200,
+                    "{p} ({mode:?}) answered 200 without a pass: {}",
+                    r.describe()
+                );
+            }
+        }
+        let reached: Vec<String> = s.echo.seen().into_iter().map(|r| r.uri).collect();
+        ensure!(
+            reached.is_empty(),
+            "unauthenticated requests reached the workspace: {reached:?}"
+        );
+        Ok(())
+    })
+    .await
+}
