@@ -5,7 +5,10 @@
 //! - `service.rs`: Service -> [`Workspace`] (pure).
 //! - `watcher.rs`: kube-runtime watches -> the published index.
 //! - `render/`: Workspace -> routing objects, one file per routing mode (pure).
-//! - `apply.rs`: the reconciler (server-side apply, orphan deletion).
+//! - `plan.rs`: the reconciler's decisions (pure): which objects to write,
+//!   which to delete, what a sweep of the cluster found.
+//! - `apply.rs`: the reconciler's executor: lists, runs the plan, performs
+//!   the server-side applies and deletes, counts and logs them.
 //! - `lease.rs`: Lease leader election; only the leader writes.
 //! - `metrics.rs`: Prometheus metrics.
 //!
@@ -16,6 +19,7 @@ pub mod apply;
 pub mod config;
 mod lease;
 pub mod metrics;
+mod plan;
 pub mod render;
 pub mod service;
 mod watcher;
