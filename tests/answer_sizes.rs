@@ -54,7 +54,11 @@ async fn a_signed_out_visit_to_a_very_long_url_still_logs_in() {
         let again = s.browser("alice");
         let r = again.navigate(&bob_url).await?;
         no_server_error(&again)?;
-        ensure!(r.status == 200 && r.url.as_str() == bob_url, "{}", r.describe());
+        ensure!(
+            r.status == 200 && r.url.as_str() == bob_url,
+            "{}",
+            r.describe()
+        );
         Ok(())
     })
     .await;
@@ -68,9 +72,7 @@ async fn a_provider_with_kilobyte_access_tokens_still_logs_in() {
     let s = Stack::start(options).await.expect("stack");
     bounded(&s, async {
         for len in [2_500, 4_000, 8_000] {
-            s.provider
-                .hostile()
-                .serve(IdToken::with_access_token(len));
+            s.provider.hostile().serve(IdToken::with_access_token(len));
             let b = s.browser(USER);
             let r = b.navigate(&s.url(WS1, "/")).await?;
             no_server_error(&b)?;
