@@ -187,24 +187,52 @@ pub fn namespace_objects(
     }
 }
 
-/// `<base>-<suffix>`, kept within 63 characters (a DNS label, which Service
-/// names must be): a long base is cut and a hash of it keeps names unique.
+/// The longest name every kind accepts: a DNS label (Service names must
+/// be one).
+const MAX_NAME: usize = 63;
+
+/// `<base>-<suffix>`, kept a valid DNS label of at most 63 characters: the
+/// one rule for every generated name. A long base is cut and a hash of it
+/// keeps names unique; when the suffix alone is too long (a ReferenceGrant
+/// named after a namespace of 53 characters or more), both are cut and the
+/// hash covers both. Never a leading or trailing `-`.
 pub fn object_name(base: &str, suffix: &str) -> String {
     let full = format!("{base}-{suffix}");
-    if full.len() <= 63 {
+    if full.len() <= MAX_NAME {
         return full;
     }
-    let hash = hex::encode(&Sha256::digest(base.as_bytes())[..4]);
-    let mut keep = 63usize
-        .saturating_sub(suffix.len() + hash.len() + 2)
-        .min(base.len());
-    // Never cut inside a character (names from a hand-written Service file
-    // given to `render` are not validated by an API server).
-    while !base.is_char_boundary(keep) {
+    // A hash and its two dashes, and at least one character of the base.
+    const HASHED: usize = 8 + 2;
+    if suffix.len() + HASHED < MAX_NAME {
+        let hash = hex::encode(&Sha256::digest(base.as_bytes())[..4]);
+        let cut = cut(base, MAX_NAME - suffix.len() - HASHED);
+        return if cut.is_empty() {
+            format!("{hash}-{suffix}")
+        } else {
+            format!("{cut}-{hash}-{suffix}")
+        };
+    }
+    let hash = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
+    let base = cut(base, 20);
+    let room = MAX_NAME - HASHED - base.len();
+    let suffix = cut(suffix, room);
+    [base, &hash, suffix]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// At most `max` bytes of `s`, never inside a character (names from a
+/// hand-written Service file given to `render` are not validated by an
+/// API server), without trailing dashes.
+fn cut(s: &str, max: usize) -> &str {
+    let mut keep = max.min(s.len());
+    while !s.is_char_boundary(keep) {
         keep -= 1;
     }
-    let cut = base[..keep].trim_end_matches('-');
-    format!("{cut}-{hash}-{suffix}")
+    s[..keep].trim_end_matches('-')
 }
 
 /// Labels every object carries.
@@ -337,6 +365,40 @@ pub(crate) mod tests {
         // Multi-byte characters at the cut do not panic.
         let odd = object_name(&"é".repeat(40), "wg-reserved");
         assert!(odd.ends_with("-wg-reserved"));
+    }
+
+    /// A name the API server accepts for every kind the gate writes.
+    fn is_label(n: &str) -> bool {
+        (1..=63).contains(&n.len())
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-')
+    }
+
+    #[test]
+    fn every_generated_name_is_a_label_at_the_limits() {
+        // The ReferenceGrant is named after the namespace: 1 to 63 characters.
+        let mut seen = std::collections::HashSet::new();
+        for len in 1..=63 {
+            for fill in ['a', 'b'] {
+                let ns = format!("{}{fill}", "n".repeat(len - 1));
+                let n = object_name("workspace-gate-from", &ns);
+                assert!(is_label(&n), "namespace of {len}: {n:?}");
+                assert!(seen.insert(n), "namespace of {len}: a name twice");
+            }
+        }
+        // Service names of 1 to 63 characters with every suffix used.
+        for len in 1..=63 {
+            let svc = format!("s{}", "x".repeat(len - 1));
+            for suffix in ["wg", "wg-gate", "wg-reserved", "wg-auth", "60001-wg"] {
+                let n = object_name(&svc, suffix);
+                assert!(is_label(&n), "service of {len}, {suffix}: {n:?}");
+            }
+        }
+        // A base ending in dashes at the cut keeps no trailing dash.
+        let n = object_name(&format!("{}-----x", "a".repeat(40)), "wg-reserved");
+        assert!(is_label(&n), "{n:?}");
     }
 
     #[test]
