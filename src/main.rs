@@ -65,7 +65,22 @@ fn init_logging(cfg: &Config) {
     }
 }
 
+/// Completes on SIGINT or SIGTERM. SIGHUP (a closed terminal, or a
+/// habit of sending it for "reload") is logged and ignored: the files that
+/// may change while the gate runs (the workspaces file, TLS certificates)
+/// are picked up by polling, and keys or configuration take a restart.
 async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!(
+                    "SIGHUP ignored: changed workspaces and certificate files are picked up \
+                     without it; restart for new keys or configuration"
+                );
+            }
+        });
+    }
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -159,3 +159,96 @@ fn fifos_and_deep_yaml_are_refused_without_hanging() {
     assert!(err.contains("nested deeper than 64"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// True when something answers HTTP 200 at `http://127.0.0.1:<port>/healthz`.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn sighup_is_ignored_and_sigterm_stops_the_gate() {
+    let dir = std::env::temp_dir().join(format!("wg-cli-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = bin().arg("keygen").output().unwrap();
+    std::fs::write(dir.join("key"), &key.stdout).unwrap();
+    std::fs::write(dir.join("secret"), "s3cret").unwrap();
+    std::fs::write(dir.join("ws.yaml"), "workspaces: []\n").unwrap();
+    let (http, admin) = (free_port(), free_port());
+    let cfg = dir.join("hup.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "auth_host: workspaces.test\nworkspace_domain: workspaces.test\nlisten:\n  http: 127.0.0.1:{http}\n  admin: 127.0.0.1:{admin}\noidc:\n  issuer: http://127.0.0.1:9\n  client_id: c\n  client_secret_file: secret\nkeys:\n  files: [key]\nworkspaces:\n  file: ws.yaml\n"
+        ),
+    )
+    .unwrap();
+    let mut child = clean_env(bin().args(["serve", "--config"]).arg(&cfg))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{what} within 10 s");
+    };
+    wait_for("healthy", &|| healthy(admin));
+    let pid = child.id().to_string();
+    for _ in 0..3 {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the gate"
+    );
+    assert!(healthy(admin), "not answering after SIGHUP");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    assert!(
+        exited.is_some(),
+        "SIGTERM did not stop the gate within 15 s"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
