@@ -35,8 +35,10 @@ pub const POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    #[serde(default)]
-    workspaces: Vec<Entry>,
+    /// Required, as a list: a file that does not say `workspaces: [...]`
+    /// (empty, or cut short by a half-written update) is refused, never
+    /// read as "none".
+    workspaces: Option<Vec<Entry>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,9 +111,21 @@ pub fn load(path: &Path) -> Result<Snapshot, FileError> {
 
 pub fn parse(text: &str) -> Result<Snapshot, String> {
     crate::files::check_yaml_nesting(text).map_err(|e| e.to_string())?;
+    let content = text
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    if !content {
+        return Err(
+            "the file is empty (a half-written update?); write `workspaces: []` for no workspaces"
+                .into(),
+        );
+    }
     let file: File = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(file.workspaces.len());
-    for (i, e) in file.workspaces.into_iter().enumerate() {
+    let Some(workspaces) = file.workspaces else {
+        return Err("`workspaces:` holds no list; write `workspaces: []` for no workspaces".into());
+    };
+    let mut out = Vec::with_capacity(workspaces.len());
+    for (i, e) in workspaces.into_iter().enumerate() {
         let at = format!("workspaces[{i}] (id {:?}, name {:?})", e.id, e.name);
         if e.id.is_empty() {
             return Err(format!("{at}: id is empty"));
@@ -266,15 +280,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_with_a_blank_owner_keeps_the_last_good_index() {
+        let entry = "workspaces:\n- {id: '1', name: a, hosts: [a.ws.test], owner: {id: ' '}}\n";
+        keeps_the_last_good_index(entry, "the blank owner").await;
+    }
+
+    #[tokio::test]
+    async fn an_empty_file_keeps_the_last_good_index() {
+        for bad in ["", "\n\n", "# nothing yet\n", "{}\n", "workspaces:\n"] {
+            keeps_the_last_good_index(bad, &format!("{bad:?}")).await;
+        }
+        // Saying so explicitly is an empty index.
+        assert_eq!(parse("workspaces: []\n").unwrap().len(), 0);
+    }
+
+    /// Watches a good file, replaces it with `bad`, and requires the error
+    /// to be counted while the index keeps the good file's workspace.
+    async fn keeps_the_last_good_index(bad: &str, what: &str) {
         let dir = std::env::temp_dir().join(format!("wg-file-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("workspaces.yaml");
-        let entry = |owner: &str| {
-            format!(
-                "workspaces:\n- {{id: '1', name: a, hosts: [a.ws.test], owner: {{id: '{owner}'}}}}\n"
-            )
-        };
-        std::fs::write(&path, entry("42")).unwrap();
+        std::fs::write(
+            &path,
+            "workspaces:\n- {id: '1', name: a, hosts: [a.ws.test], owner: {id: '42'}}\n",
+        )
+        .unwrap();
         let (publisher, mut reader) = super::super::index();
         let metrics = Arc::new(Metrics::default());
         let mut registry = prometheus_client::registry::Registry::default();
@@ -291,7 +320,7 @@ mod tests {
             .unwrap();
         assert_eq!(owner(&reader).as_deref(), Some("42"));
 
-        std::fs::write(&path, entry(" ")).unwrap();
+        std::fs::write(&path, bad).unwrap();
         let refused = async {
             loop {
                 let mut text = String::new();
@@ -304,11 +333,11 @@ mod tests {
         };
         tokio::time::timeout(Duration::from_secs(10), refused)
             .await
-            .expect("the blank owner was never refused");
+            .unwrap_or_else(|_| panic!("{what} was never refused"));
         assert_eq!(
             owner(&reader).as_deref(),
             Some("42"),
-            "the last good index must stay"
+            "{what}: the last good index must stay"
         );
         task.abort();
         let _ = std::fs::remove_dir_all(&dir);
