@@ -65,11 +65,11 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM. SIGHUP (a closed terminal, or a
-/// habit of sending it for "reload") is logged and ignored: the files that
-/// may change while the gate runs (the workspaces file, TLS certificates)
-/// are picked up by polling, and keys or configuration take a restart.
-async fn shutdown_signal() {
+/// SIGHUP (a closed terminal, or a habit of sending it for "reload") is
+/// logged and ignored, from before any port is bound: the files that may
+/// change while the gate runs (the workspaces file, TLS certificates) are
+/// picked up by polling, and keys or configuration take a restart.
+fn ignore_sighup() {
     #[cfg(unix)]
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         tokio::spawn(async move {
@@ -81,6 +81,10 @@ async fn shutdown_signal() {
             }
         });
     }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            rt.block_on(async { ignore_sighup() });
             match rt.block_on(workspace_gate::server::start::run(
                 cfg,
                 shutdown_signal(),

@@ -76,6 +76,7 @@ pub struct Metrics {
     index_reloads: Family<ResultLabel, Counter>,
     tls_reloads: Family<ResultLabel, Counter>,
     https_connections: Counter,
+    oidc_ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -117,6 +118,7 @@ impl Default for Metrics {
             index_reloads: Family::default(),
             tls_reloads: Family::default(),
             https_connections: Counter::default(),
+            oidc_ready: Gauge::default(),
         }
     }
 }
@@ -168,6 +170,11 @@ impl Metrics {
             "tls_certificate_reloads",
             "Reloads of the listen.https certificate after its files changed, by result (failed keeps the previous one)",
             self.tls_reloads.clone(),
+        );
+        r.register(
+            "oidc_ready",
+            "1 when the identity provider's discovery document and keys are loaded: logins need them, checks do not",
+            self.oidc_ready.clone(),
         );
         r.register(
             "https_connections",
@@ -241,6 +248,10 @@ impl Metrics {
 
     pub fn https_connection(&self) {
         self.https_connections.inc();
+    }
+    /// Whether logins can reach the identity provider (set when scraped).
+    pub fn oidc_ready(&self, ready: bool) {
+        self.oidc_ready.set(i64::from(ready));
     }
 }
 

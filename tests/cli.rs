@@ -180,16 +180,17 @@ fn healthy(port: u16) -> bool {
     out.starts_with("HTTP/1.1 200")
 }
 
-#[test]
-fn sighup_is_ignored_and_sigterm_stops_the_gate() {
-    let dir = std::env::temp_dir().join(format!("wg-cli-hup-{}", std::process::id()));
+/// A running `serve` whose identity provider cannot be reached; returns
+/// the process, the admin port and the directory to remove.
+fn serve_without_provider(tag: &str) -> (std::process::Child, u16, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("wg-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key = bin().arg("keygen").output().unwrap();
     std::fs::write(dir.join("key"), &key.stdout).unwrap();
     std::fs::write(dir.join("secret"), "s3cret").unwrap();
     std::fs::write(dir.join("ws.yaml"), "workspaces: []\n").unwrap();
     let (http, admin) = (free_port(), free_port());
-    let cfg = dir.join("hup.yaml");
+    let cfg = dir.join("gate.yaml");
     std::fs::write(
         &cfg,
         format!(
@@ -197,21 +198,58 @@ fn sighup_is_ignored_and_sigterm_stops_the_gate() {
         ),
     )
     .unwrap();
-    let mut child = clean_env(bin().args(["serve", "--config"]).arg(&cfg))
+    let child = clean_env(bin().args(["serve", "--config"]).arg(&cfg))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
-        for _ in 0..200 {
-            if f() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+    for _ in 0..200 {
+        if healthy(admin) {
+            return (child, admin, dir);
         }
-        panic!("{what} within 10 s");
-    };
-    wait_for("healthy", &|| healthy(admin));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the gate did not become healthy within 10 s");
+}
+
+/// `GET http://127.0.0.1:<port><path>`: status line and body.
+fn admin_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn readiness_does_not_wait_for_the_identity_provider() {
+    let (mut child, admin, dir) = serve_without_provider("ready");
+    // Ready once the workspaces file is loaded, provider or not.
+    let mut ready = String::new();
+    for _ in 0..200 {
+        ready = admin_get(admin, "/readyz");
+        if ready.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains("oidc: false"), "{ready}");
+    let metrics = admin_get(admin, "/metrics");
+    assert!(
+        metrics.lines().any(|l| l == "workspace_gate_oidc_ready 0"),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sighup_is_ignored_and_sigterm_stops_the_gate() {
+    let (mut child, admin, dir) = serve_without_provider("hup");
     let pid = child.id().to_string();
     for _ in 0..3 {
         assert!(

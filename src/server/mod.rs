@@ -106,9 +106,8 @@ impl AppState {
     }
 
     pub async fn is_ready(&self) -> bool {
-        self.index.current().loaded
-            && self.provider.is_ready().await
-            && self.ready_extra.iter().all(|f| f())
+        // As /readyz: the identity provider is needed by logins only.
+        self.index.current().loaded && self.ready_extra.iter().all(|f| f())
     }
 }
 

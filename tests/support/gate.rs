@@ -254,7 +254,14 @@ async fn wait_ready(proc: &mut Proc, admin: SocketAddr) -> anyhow::Result<()> {
         proc.ensure_running()
             .context("workspace-gate exited before it was ready")?;
         match http.get(&url).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
+            // Ready for checks, and for logins too: the tests log in.
+            Ok(r) if r.status().is_success() => {
+                let body = r.text().await.unwrap_or_default();
+                if body.contains("oidc: true") {
+                    return Ok(());
+                }
+                last = format!("200 {body}");
+            }
             Ok(r) => last = format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
             Err(e) => last = e.to_string(),
         }
