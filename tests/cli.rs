@@ -198,7 +198,7 @@ fn serve_without_provider(tag: &str) -> (std::process::Child, u16, std::path::Pa
         ),
     )
     .unwrap();
-    let child = clean_env(bin().args(["serve", "--config"]).arg(&cfg))
+    let mut child = clean_env(bin().args(["serve", "--config"]).arg(&cfg))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -209,6 +209,8 @@ fn serve_without_provider(tag: &str) -> (std::process::Child, u16, std::path::Pa
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the gate did not become healthy within 10 s");
 }
 
