@@ -3,14 +3,17 @@
 //! workspace; the user may enter iff the workspace's user is the current
 //! user.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::{AuthzError, Outcome};
+use crate::oidc::transport::{self, Transport};
 use crate::session::Identity;
 use crate::workspaces::Workspace;
 
 pub struct Gitlab {
-    http: reqwest::Client,
+    http: Arc<dyn Transport>,
     endpoint: String,
 }
 
@@ -39,7 +42,7 @@ struct WorkspaceNode {
 }
 
 impl Gitlab {
-    pub fn new(http: reqwest::Client, base: &str) -> Self {
+    pub fn new(http: Arc<dyn Transport>, base: &str) -> Self {
         Gitlab {
             http,
             endpoint: format!("{}/api/graphql", base.trim_end_matches('/')),
@@ -62,22 +65,21 @@ impl Gitlab {
             "query": query,
             "variables": { "id": format!("gid://gitlab/RemoteDevelopment::Workspace/{}", ws.id) },
         });
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(AuthzError::Http)?;
+        let req = transport::request(
+            http::Method::POST,
+            &self.endpoint,
+            Some(format!("Bearer {token}")),
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .map_err(AuthzError::Http)?;
+        let resp = self.http.send(req).await.map_err(AuthzError::Http)?;
         match resp.status().as_u16() {
             200 => {}
             401 | 403 => return Ok(Outcome::InvalidToken),
             s => return Err(AuthzError::Status(s)),
         }
-        let answer: Answer = crate::bounded::json(resp, crate::bounded::PROVIDER_ANSWER_LIMIT)
-            .await
-            .map_err(|e| AuthzError::Invalid(e.to_string()))?;
+        let answer: Answer =
+            transport::json(resp).map_err(|e| AuthzError::Invalid(e.to_string()))?;
         let Some(data) = answer.data else {
             return Ok(Outcome::InvalidToken);
         };
@@ -97,5 +99,132 @@ impl Gitlab {
             username: me.username.unwrap_or_else(|| user_id.clone()),
             user_id,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::transport::scripted::{Script, step, too_large};
+
+    const GRAPHQL: &str = "https://gitlab.test/api/graphql";
+
+    pub(crate) fn ws(id: &str) -> Workspace {
+        Workspace {
+            id: id.into(),
+            name: "ws".into(),
+            namespace: "ns".into(),
+            owner: None,
+            hosts: Vec::new(),
+            service: None,
+        }
+    }
+
+    fn gitlab(script: &Arc<Script>) -> Gitlab {
+        Gitlab::new(script.clone(), "https://gitlab.test/")
+    }
+
+    fn alice() -> Outcome {
+        Outcome::Allowed(Identity {
+            user_id: "42".into(),
+            username: "alice".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn graphql_answers_decide_the_outcome() {
+        let me = r#""currentUser":{"id":"gid://gitlab/User/42","username":"alice"}"#;
+        let cases: Vec<(&str, u16, String, Result<Outcome, &str>)> = vec![
+            (
+                "owner matches",
+                200,
+                format!(r#"{{"data":{{{me},"workspace":{{"id":"w","user":{{"id":"gid://gitlab/User/42"}}}}}}}}"#),
+                Ok(alice()),
+            ),
+            (
+                "owner differs",
+                200,
+                format!(r#"{{"data":{{{me},"workspace":{{"id":"w","user":{{"id":"gid://gitlab/User/7"}}}}}}}}"#),
+                Ok(Outcome::Denied),
+            ),
+            (
+                "workspace unknown to GitLab",
+                200,
+                format!(r#"{{"data":{{{me},"workspace":null}}}}"#),
+                Ok(Outcome::Denied),
+            ),
+            (
+                "no username: the user id stands in",
+                200,
+                r#"{"data":{"currentUser":{"id":"gid://gitlab/User/42"},"workspace":{"user":{"id":"gid://gitlab/User/42"}}}}"#.into(),
+                Ok(Outcome::Allowed(Identity { user_id: "42".into(), username: "42".into() })),
+            ),
+            ("data null", 200, r#"{"data":null}"#.into(), Ok(Outcome::InvalidToken)),
+            (
+                "errors only",
+                200,
+                r#"{"errors":[{"message":"Invalid token"}]}"#.into(),
+                Ok(Outcome::InvalidToken),
+            ),
+            (
+                "no current user",
+                200,
+                r#"{"data":{"currentUser":null,"workspace":null}}"#.into(),
+                Ok(Outcome::InvalidToken),
+            ),
+            ("401", 401, String::new(), Ok(Outcome::InvalidToken)),
+            ("403", 403, String::new(), Ok(Outcome::InvalidToken)),
+            ("500", 500, String::new(), Err("status")),
+            ("not JSON", 200, "<html>".into(), Err("invalid")),
+        ];
+        for (name, status, body, want) in cases {
+            let script = Script::new([step("POST", GRAPHQL, status, &body)]);
+            let got = gitlab(&script).check("tok", &ws("17")).await;
+            match (&got, want) {
+                (Ok(o), Ok(w)) => assert_eq!(o, &w, "{name}"),
+                (Err(e), Err(label)) => assert_eq!(e.metric_label(), label, "{name}"),
+                _ => panic!("{name}: {got:?}"),
+            }
+            script.assert_done();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_query_carries_the_token_and_the_workspace_global_id() {
+        let script = Script::new([step("POST", GRAPHQL, 401, "")]);
+        gitlab(&script).check("tok", &ws("17")).await.unwrap();
+        let auth = script.header(0, http::header::AUTHORIZATION);
+        assert_eq!(auth.as_deref(), Some("Bearer tok"));
+        let body: serde_json::Value = serde_json::from_str(&script.body(0)).unwrap();
+        assert_eq!(
+            body["variables"]["id"],
+            "gid://gitlab/RemoteDevelopment::Workspace/17"
+        );
+    }
+
+    #[tokio::test]
+    async fn odd_workspace_ids_are_denied_without_asking() {
+        for id in ["", "1/../2", "a b", "1\"}"] {
+            let script = Script::new([]);
+            assert_eq!(
+                gitlab(&script).check("tok", &ws(id)).await.unwrap(),
+                Outcome::Denied,
+                "{id:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_bound_is_not_understood() {
+        let script = Script::new([too_large("POST", GRAPHQL, 200)]);
+        let err = gitlab(&script).check("tok", &ws("17")).await.unwrap_err();
+        assert_eq!(err.metric_label(), "invalid");
+    }
+
+    #[tokio::test]
+    async fn a_token_http_cannot_carry_fails_as_a_request_error() {
+        let script = Script::new([]);
+        let err = gitlab(&script).check("a\nb", &ws("17")).await.unwrap_err();
+        assert_eq!(err.metric_label(), "http");
     }
 }

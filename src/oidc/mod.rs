@@ -15,12 +15,13 @@
 //! ours. `docs/oidc.md` has the details.
 
 pub mod id_token;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use rand::RngCore;
@@ -28,16 +29,16 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
-use crate::bounded;
 use crate::config::Oidc as OidcConfig;
 use crate::session::Identity;
+use transport::{Transport, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
     #[error("provider discovery has not completed")]
     NotReady,
     #[error("request to the provider failed: {0}")]
-    Http(#[source] reqwest::Error),
+    Http(#[source] TransportError),
     #[error("the provider answered {status} at {endpoint}: {error}")]
     Provider {
         endpoint: &'static str,
@@ -129,7 +130,7 @@ struct Jwks {
 const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
 
 pub struct Provider {
-    http: reqwest::Client,
+    http: Arc<dyn Transport>,
     cfg: OidcConfig,
     redirect_uri: String,
     metadata: RwLock<Option<Arc<Metadata>>>,
@@ -138,6 +139,11 @@ pub struct Provider {
 
 impl Provider {
     pub fn new(http: reqwest::Client, cfg: OidcConfig, redirect_uri: String) -> Self {
+        Self::with_transport(transport::reqwest(http), cfg, redirect_uri)
+    }
+
+    /// A provider that reaches the identity provider through `http`.
+    pub fn with_transport(http: Arc<dyn Transport>, cfg: OidcConfig, redirect_uri: String) -> Self {
         Provider {
             http,
             cfg,
@@ -162,7 +168,7 @@ impl Provider {
     /// Fetches the discovery document and the key set.
     pub async fn discover(&self) -> Result<(), OidcError> {
         let url = format!("{}/.well-known/openid-configuration", self.cfg.issuer);
-        let resp = self.http.get(&url).send().await.map_err(OidcError::Http)?;
+        let resp = self.get(&url, None).await?;
         if !resp.status().is_success() {
             return Err(OidcError::Provider {
                 endpoint: "discovery",
@@ -170,8 +176,7 @@ impl Provider {
                 error: String::new(),
             });
         }
-        let md: Metadata = bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
-            .await
+        let md: Metadata = transport::json(resp)
             .map_err(|e| OidcError::Invalid(format!("discovery document: {e}")))?;
         if md.issuer.trim_end_matches('/') != self.cfg.issuer {
             return Err(OidcError::Invalid(format!(
@@ -207,7 +212,7 @@ impl Provider {
     }
 
     async fn fetch_jwks(&self, uri: &str) -> Result<JwkSet, OidcError> {
-        let resp = self.http.get(uri).send().await.map_err(OidcError::Http)?;
+        let resp = self.get(uri, None).await?;
         if !resp.status().is_success() {
             return Err(OidcError::Provider {
                 endpoint: "jwks",
@@ -215,9 +220,7 @@ impl Provider {
                 error: String::new(),
             });
         }
-        bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
-            .await
-            .map_err(|e| OidcError::Invalid(format!("JWKS: {e}")))
+        transport::json(resp).map_err(|e| OidcError::Invalid(format!("JWKS: {e}")))
     }
 
     /// The URL that sends the browser to the provider's login.
@@ -244,33 +247,34 @@ impl Provider {
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, OidcError> {
         let md = self.metadata().await?;
-        let resp = self
-            .http
-            .post(&md.token_endpoint)
-            .basic_auth(
-                form_encode(&self.cfg.client_id),
-                Some(form_encode(&self.cfg.client_secret)),
-            )
-            .form(form)
-            .send()
-            .await
-            .map_err(OidcError::Http)?;
+        let credentials = format!(
+            "{}:{}",
+            form_encode(&self.cfg.client_id),
+            form_encode(&self.cfg.client_secret)
+        );
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let req = transport::request(
+            http::Method::POST,
+            &md.token_endpoint,
+            Some(format!("Basic {}", STANDARD.encode(credentials))),
+            Some(("application/x-www-form-urlencoded", body.into_bytes())),
+        )
+        .map_err(OidcError::Http)?;
+        let resp = self.http.send(req).await.map_err(OidcError::Http)?;
         let status = resp.status();
         if !status.is_success() {
-            let err: OAuthError = bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
-                .await
-                .unwrap_or(OAuthError {
-                    error: String::new(),
-                });
+            let err: OAuthError = transport::json(resp).unwrap_or(OAuthError {
+                error: String::new(),
+            });
             return Err(OidcError::Provider {
                 endpoint: "token",
                 status: status.as_u16(),
                 error: err.error,
             });
         }
-        bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
-            .await
-            .map_err(|e| OidcError::Invalid(format!("token response: {e}")))
+        transport::json(resp).map_err(|e| OidcError::Invalid(format!("token response: {e}")))
     }
 
     /// Redeems an authorization code with its PKCE verifier.
@@ -290,6 +294,16 @@ impl Provider {
             ("refresh_token", refresh_token),
         ])
         .await
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        authorization: Option<String>,
+    ) -> Result<transport::Answer, OidcError> {
+        let req = transport::request(http::Method::GET, url, authorization, None)
+            .map_err(OidcError::Http)?;
+        self.http.send(req).await.map_err(OidcError::Http)
     }
 
     /// Validates an ID token: the header ([`id_token::check_header`]), the
@@ -381,12 +395,8 @@ impl Provider {
             ));
         };
         let resp = self
-            .http
-            .get(endpoint)
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .map_err(OidcError::Http)?;
+            .get(endpoint, Some(format!("Bearer {access_token}")))
+            .await?;
         if !resp.status().is_success() {
             return Err(OidcError::Provider {
                 endpoint: "userinfo",
@@ -394,9 +404,7 @@ impl Provider {
                 error: String::new(),
             });
         }
-        bounded::json(resp, bounded::PROVIDER_ANSWER_LIMIT)
-            .await
-            .map_err(|e| OidcError::Invalid(format!("userinfo: {e}")))
+        transport::json(resp).map_err(|e| OidcError::Invalid(format!("userinfo: {e}")))
     }
 
     /// The identity in an ID token's or userinfo's claims
@@ -416,4 +424,240 @@ impl Provider {
 /// RFC 6749 2.3.1: client credentials are form-encoded before HTTP Basic.
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A provider on a scripted transport, for the unit tests of the relying
+/// party and of the authorizers that refresh through it.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::transport::scripted::{Step, step};
+    use super::*;
+
+    pub(crate) const ISSUER: &str = "https://idp.test";
+    pub(crate) const TOKEN: &str = "https://idp.test/token";
+    pub(crate) const USERINFO: &str = "https://idp.test/userinfo";
+
+    pub(crate) fn provider(http: Arc<dyn Transport>) -> Provider {
+        Provider::with_transport(
+            http,
+            OidcConfig {
+                issuer: ISSUER.into(),
+                client_id: "gate".into(),
+                client_secret: "s3cret:/".into(),
+                scopes: vec!["openid".into()],
+                username_claim: "preferred_username".into(),
+            },
+            "https://auth.test/auth/callback".into(),
+        )
+    }
+
+    /// The discovery document and an empty key set.
+    pub(crate) fn discovery() -> [Step; 2] {
+        [
+            step(
+                "GET",
+                "https://idp.test/.well-known/openid-configuration",
+                200,
+                r#"{"issuer":"https://idp.test/","authorization_endpoint":"https://idp.test/authorize",
+                   "token_endpoint":"https://idp.test/token","jwks_uri":"https://idp.test/jwks",
+                   "userinfo_endpoint":"https://idp.test/userinfo"}"#,
+            ),
+            step("GET", "https://idp.test/jwks", 200, r#"{"keys":[]}"#),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{ISSUER, TOKEN, USERINFO, discovery, provider};
+    use super::transport::scripted::{Script, Step, step, too_large};
+    use super::*;
+
+    const WELL_KNOWN: &str = "https://idp.test/.well-known/openid-configuration";
+
+    async fn ready(more: impl IntoIterator<Item = Step>) -> (Arc<Script>, Provider) {
+        let script = Script::new(discovery().into_iter().chain(more));
+        let p = provider(script.clone());
+        p.discover().await.unwrap();
+        (script, p)
+    }
+
+    fn label<T>(r: Result<T, OidcError>) -> String {
+        match r {
+            Ok(_) => "ok".into(),
+            Err(OidcError::Provider {
+                endpoint, error, ..
+            }) => format!("provider {endpoint} {error}"),
+            Err(e) => e.metric_label().into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_failures_are_reported_and_leave_the_provider_not_ready() {
+        let md = |issuer: &str| {
+            format!(
+                r#"{{"issuer":"{issuer}","authorization_endpoint":"a","token_endpoint":"t","jwks_uri":"https://idp.test/jwks"}}"#
+            )
+        };
+        let cases: Vec<(&str, Vec<Step>, &str)> = vec![
+            (
+                "discovery 404",
+                vec![step("GET", WELL_KNOWN, 404, "")],
+                "provider discovery ",
+            ),
+            (
+                "not JSON",
+                vec![step("GET", WELL_KNOWN, 200, "<html>")],
+                "invalid",
+            ),
+            (
+                "too large",
+                vec![too_large("GET", WELL_KNOWN, 200)],
+                "invalid",
+            ),
+            (
+                "another issuer",
+                vec![step("GET", WELL_KNOWN, 200, &md("https://evil.test"))],
+                "invalid",
+            ),
+            (
+                "key set 500",
+                vec![
+                    step("GET", WELL_KNOWN, 200, &md(ISSUER)),
+                    step("GET", "https://idp.test/jwks", 500, ""),
+                ],
+                "provider jwks ",
+            ),
+        ];
+        for (name, steps, want) in cases {
+            let script = Script::new(steps);
+            let p = provider(script.clone());
+            assert_eq!(label(p.discover().await), want, "{name}");
+            assert!(!p.is_ready().await, "{name}");
+            script.assert_done();
+        }
+        let (_, p) = ready([]).await;
+        assert!(p.is_ready().await);
+    }
+
+    #[tokio::test]
+    async fn code_redemption_sends_the_verifier_and_form_encoded_client_credentials() {
+        let (script, p) = ready([step(
+            "POST",
+            TOKEN,
+            200,
+            r#"{"access_token":"at","refresh_token":"rt","expires_in":60,"id_token":"x.y.z"}"#,
+        )])
+        .await;
+        let t = p.exchange("the-code", "the-verifier").await.unwrap();
+        assert_eq!(
+            (t.access_token.as_str(), t.refresh_token.as_deref()),
+            ("at", Some("rt"))
+        );
+        let body = script.body(2);
+        assert_eq!(
+            body,
+            "grant_type=authorization_code&code=the-code&redirect_uri=https%3A%2F%2Fauth.test%2Fauth%2Fcallback&code_verifier=the-verifier"
+        );
+        // RFC 6749 2.3.1: `s3cret:/` is form-encoded before Basic.
+        let basic = STANDARD.encode("gate:s3cret%3A%2F");
+        assert_eq!(
+            script.header(2, http::header::AUTHORIZATION),
+            Some(format!("Basic {basic}"))
+        );
+        assert_eq!(
+            script.header(2, http::header::CONTENT_TYPE).as_deref(),
+            Some("application/x-www-form-urlencoded")
+        );
+        script.assert_done();
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_answers_map_to_errors() {
+        let cases: Vec<(&str, Step, &str)> = vec![
+            (
+                "refused with a code",
+                step(
+                    "POST",
+                    TOKEN,
+                    400,
+                    r#"{"error":"invalid_grant","error_description":"<echo>"}"#,
+                ),
+                "provider token invalid_grant",
+            ),
+            (
+                "refused, no JSON",
+                step("POST", TOKEN, 401, "nope"),
+                "provider token ",
+            ),
+            (
+                "refused, body past the bound",
+                too_large("POST", TOKEN, 400),
+                "provider token ",
+            ),
+            ("no access token", step("POST", TOKEN, 200, "{}"), "invalid"),
+            ("past the bound", too_large("POST", TOKEN, 200), "invalid"),
+            (
+                "ok",
+                step("POST", TOKEN, 200, r#"{"access_token":"at"}"#),
+                "ok",
+            ),
+        ];
+        for (name, answer, want) in cases {
+            let (script, p) = ready([answer]).await;
+            assert_eq!(label(p.refresh("rt").await), want, "{name}");
+            assert_eq!(
+                script.body(2),
+                "grant_type=refresh_token&refresh_token=rt",
+                "{name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn userinfo_carries_the_access_token_and_maps_refusals() {
+        let cases: Vec<(&str, Step, &str)> = vec![
+            ("ok", step("GET", USERINFO, 200, r#"{"sub":"42"}"#), "ok"),
+            (
+                "refused",
+                step("GET", USERINFO, 401, ""),
+                "provider userinfo ",
+            ),
+            ("not JSON", step("GET", USERINFO, 200, "[1"), "invalid"),
+        ];
+        for (name, answer, want) in cases {
+            let (script, p) = ready([answer]).await;
+            assert_eq!(label(p.userinfo("at").await), want, "{name}");
+            assert_eq!(
+                script.header(2, http::header::AUTHORIZATION).as_deref(),
+                Some("Bearer at")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_asked_before_discovery() {
+        let p = provider(Script::new([]));
+        assert_eq!(label(p.refresh("rt").await), "not_ready");
+        assert_eq!(label(p.userinfo("at").await), "not_ready");
+        assert_eq!(
+            label(p.authorize_url("s", &LoginStart::new()).await),
+            "not_ready"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_is_refused_without_refetching_a_fresh_key_set() {
+        // The key set was fetched just now (younger than
+        // JWKS_MIN_REFRESH), so an unknown `kid` asks the provider nothing.
+        let header = B64.encode(br#"{"alg":"RS256","kid":"k2"}"#);
+        let token = format!("{header}.e30.c2ln");
+        let (script, p) = ready([]).await;
+        let got = p.validate_id_token(&token, "n", 0).await;
+        assert!(
+            matches!(&got, Err(OidcError::IdToken(m)) if m.contains("unknown key")),
+            "{got:?}"
+        );
+        script.assert_done();
+    }
 }

@@ -1,12 +1,22 @@
 //! The login pages on the auth host: `/auth/start`, `/auth/callback`,
-//! `/auth/sign_out`, `/auth/signed_out`.
+//! `/auth/sign_out`, `/auth/signed_out`. The handlers here do the I/O and
+//! build the answers; what each page decides is in its own file:
+//!
+//! - [`start_checks`]: navigation or not, the return address, an existing
+//!   login handed over or a new one begun.
+//! - [`callback_checks`]: the provider's answer, state, CSRF and return
+//!   address, then code redemption and the ID token.
+//! - [`sign_out_hops`]: which workspace hosts sign-out visits.
+
+mod callback_checks;
+mod sign_out_hops;
+mod start_checks;
 
 use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::request_id::RequestId;
 use super::reserved_routes::redirect;
@@ -14,15 +24,16 @@ use super::{AppState, now, pages};
 use crate::authz::Outcome;
 use crate::config::TransferMethod;
 use crate::core::cookies;
-use crate::core::rd::{self, Target};
-use crate::core::request::is_navigation;
-use crate::core::reserved::{CALLBACK_PATH, next_sign_out_hop};
-use crate::core::{Decision, Page};
+use crate::core::rd::Target;
+use crate::core::reserved::CALLBACK_PATH;
+use crate::core::{Decision, Page, Settings};
 use crate::oidc::{LoginStart, random_token};
 use crate::session::claims::MAX_REMEMBERED_HOSTS;
 use crate::session::sealed::{open, seal};
 use crate::session::signed::sign;
-use crate::session::{LoginClaims, StateClaims, TokenKind, TransferClaims};
+use crate::session::{Keyring, LoginClaims, StateClaims, TokenKind, TransferClaims};
+use callback_checks::{Failure, check_callback, sign_in};
+use start_checks::{Start, check_start, existing_csrf, return_addresses};
 
 /// How long a login may take at the provider.
 const STATE_TTL: u64 = 600;
@@ -75,8 +86,13 @@ impl<'a> Ctx<'a> {
         pages::respond(page, self.id, self.json)
     }
 
-    fn fail(&self, reason: &'static str) -> Response {
-        tracing::warn!(reason, "sign-in failed");
+    fn fail(&self, failure: Failure) -> Response {
+        let reason = failure.metric_label();
+        if let Failure::ProviderError(code) = &failure {
+            tracing::warn!(provider_error = %code, "provider refused the login");
+        } else {
+            tracing::warn!(reason, "sign-in failed");
+        }
         self.state.metrics.login("failed", reason);
         self.page(Page::SignInFailed)
     }
@@ -105,10 +121,15 @@ fn cookie(headers: &HeaderMap, name: &str) -> std::vec::IntoIter<String> {
         .into_iter()
 }
 
-fn current_login(state: &AppState, headers: &HeaderMap) -> Option<LoginClaims> {
-    let now = now();
-    cookie(headers, &state.settings.login_cookie)
-        .find_map(|v| open::<LoginClaims>(&state.keyring, TokenKind::Login, &v, now).ok())
+/// The login in the browser's login cookie, if one opens and is current.
+fn current_login(
+    settings: &Settings,
+    keyring: &Keyring,
+    headers: &HeaderMap,
+    now: u64,
+) -> Option<LoginClaims> {
+    cookie(headers, &settings.login_cookie)
+        .find_map(|v| open::<LoginClaims>(keyring, TokenKind::Login, &v, now).ok())
 }
 
 /// The most a `Set-Cookie` or `Location` the gate sends may hold.
@@ -168,44 +189,23 @@ pub async fn start(
         Ok(ctx) => ctx,
         Err(not_found) => return *not_found,
     };
-    // ingress-nginx sends every 401 here, fetches and WebSockets included;
-    // only a top-level navigation may go on to the provider.
-    let h = |n: header::HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
-    let navigation = is_navigation(
-        "GET",
-        h(header::ACCEPT),
-        headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()),
-        headers.contains_key(header::UPGRADE),
-    );
-    if !navigation {
-        return ctx.page(Page::SignInRequired);
-    }
-    let target = match rd::validate(&state.settings, &q.rd) {
-        Ok(t) => t,
-        Err(e) => {
+    match check_start(&state.settings, &state.keyring, &headers, &q.rd, now()) {
+        Start::SignInRequired => ctx.page(Page::SignInRequired),
+        Start::BadRd(e) => {
             tracing::warn!(reason = %e, "refused rd");
             state.metrics.login("failed", "bad_rd");
-            return ctx.page(Page::SignInFailed);
+            ctx.page(Page::SignInFailed)
         }
-    };
-    if let Some(login) = current_login(&state, &headers) {
-        return transfer(&ctx, login, &target, false).await;
+        Start::Transfer(login, target) => transfer(&ctx, *login, &target, false).await,
+        Start::Begin(target) => begin_login(&ctx, &headers, &target).await,
     }
-    begin_login(&ctx, &headers, &target).await
 }
 
 async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Response {
     let state = ctx.state;
     let now = now();
-    // One CSRF value per browser, reused so that logins started in two
-    // tabs both complete.
-    let csrf = cookie(headers, &state.settings.csrf_cookie)
-        .find(|v| v.len() >= 22 && v.len() <= 64)
-        .unwrap_or_else(|| random_token(24));
+    let csrf = existing_csrf(&state.settings, headers).unwrap_or_else(|| random_token(24));
     let start = LoginStart::new();
-    // The state travels in the Location to the provider: a return address
-    // too long for the answer to fit ingress-nginx's buffer is shortened,
-    // first without its query, then to the workspace's root.
     let mut url = String::new();
     for rd in return_addresses(&state.settings, target) {
         let sealed = seal(
@@ -248,20 +248,6 @@ async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Res
     )
 }
 
-/// `target`'s URL, then without its query, then the host's root.
-fn return_addresses(settings: &crate::core::Settings, target: &Target) -> Vec<String> {
-    let full = target.url(settings);
-    let path = target.path.split('?').next().unwrap_or("/");
-    let mut out = vec![full];
-    for p in [path, "/"] {
-        let url = format!("{}{p}", settings.origin(&target.host));
-        if !out.contains(&url) {
-            out.push(url);
-        }
-    }
-    out
-}
-
 pub async fn callback(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
@@ -272,67 +258,14 @@ pub async fn callback(
         Ok(ctx) => ctx,
         Err(not_found) => return *not_found,
     };
-    if let Some(err) = q.error.as_deref() {
-        // Only the error code is logged; descriptions may echo input.
-        let code: String = err
-            .chars()
-            .take(64)
-            .filter(|c| c.is_ascii_graphic())
-            .collect();
-        tracing::warn!(provider_error = %code, "provider refused the login");
-        state.metrics.login("failed", "provider_error");
-        return ctx.page(Page::SignInFailed);
-    }
-    let (Some(code), Some(raw_state)) = (q.code.as_deref(), q.state.as_deref()) else {
-        return ctx.fail("missing_code");
-    };
     let now = now();
-    let Ok(st) = open::<StateClaims>(&state.keyring, TokenKind::State, raw_state, now) else {
-        return ctx.fail("bad_state");
+    let v = match check_callback(&state.settings, &state.keyring, &q, &headers, now) {
+        Ok(v) => v,
+        Err(failure) => return ctx.fail(failure),
     };
-    let csrf_ok = cookie(&headers, &state.settings.csrf_cookie)
-        .any(|v| bool::from(v.as_bytes().ct_eq(st.csrf.as_bytes())));
-    if !csrf_ok {
-        return ctx.fail("csrf_mismatch");
-    }
-    let Ok(target) = rd::validate(&state.settings, &st.rd) else {
-        return ctx.fail("bad_rd");
-    };
-    let tokens = match state.provider.exchange(code, &st.pkce).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "code redemption failed");
-            return ctx.fail("code_exchange");
-        }
-    };
-    let Some(id_token) = tokens.id_token.as_deref() else {
-        return ctx.fail("no_id_token");
-    };
-    let claims = match state
-        .provider
-        .validate_id_token(id_token, &st.nonce, now)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "ID token refused");
-            return ctx.fail("id_token");
-        }
-    };
-    let mut claims = claims;
-    if !claims.contains_key(state.provider.username_claim()) {
-        // Some providers put the username only into userinfo.
-        if let Ok(info) = state.provider.userinfo(&tokens.access_token).await
-            && info.get("sub") == claims.get("sub")
-        {
-            claims.extend(info);
-        }
-    }
-    let Some(who) = state.provider.identity(&claims) else {
-        // A blank or non-string subject or username: refused like any
-        // other bad ID token (userinfo only adds to a validated one).
-        tracing::warn!("ID token refused: blank or non-string subject or username");
-        return ctx.fail("id_token");
+    let (who, tokens) = match sign_in(&state.provider, v.code, &v.state, now).await {
+        Ok(signed_in) => signed_in,
+        Err(failure) => return ctx.fail(failure),
     };
     tracing::info!(user = %who.username, "login completed");
     state.metrics.login("completed", "");
@@ -345,7 +278,7 @@ pub async fn callback(
         iat: now,
         exp: now + state.cfg.session.login_ttl.as_secs(),
     };
-    transfer(&ctx, login, &target, true).await
+    transfer(&ctx, login, &v.target, true).await
 }
 
 /// Authorizes the signed-in user for `target`'s workspace and hands the
@@ -373,7 +306,7 @@ async fn transfer(ctx: &Ctx<'_>, mut login: LoginClaims, target: &Target, fresh:
             tracing::info!(user = %login.who.username, workspace = %ws.id, "not the workspace's owner");
             return with_cookie(ctx.page(Page::NotAllowed), &login_cookie(state, &login));
         }
-        Outcome::InvalidToken if fresh => return ctx.fail("token_refused"),
+        Outcome::InvalidToken if fresh => return ctx.fail(Failure::TokenRefused),
         Outcome::InvalidToken => {
             // The login outlived the provider's tokens: sign in again.
             let clear = state.settings.clear_cookie(&state.settings.login_cookie);
@@ -476,10 +409,8 @@ pub async fn sign_out(
     if !on_auth_host(&state, &headers) {
         return pages::respond(Page::NotFound, &id.0, pages::wants_json(&headers));
     }
-    let hosts = current_login(&state, &headers)
-        .map(|l| l.hosts)
-        .unwrap_or_default();
-    let location = next_sign_out_hop(&state.keyring, &state.settings, now(), hosts);
+    let location =
+        sign_out_hops::sign_out_location(&state.settings, &state.keyring, &headers, now());
     tracing::info!("signed out");
     redirect(
         Decision::Redirect {
@@ -493,4 +424,63 @@ pub async fn sign_out(
 
 pub async fn signed_out(Extension(id): Extension<RequestId>, headers: HeaderMap) -> Response {
     pages::respond(Page::SignedOut, &id.0, pages::wants_json(&headers))
+}
+
+/// Settings, keys and requests shared by the tests of the login pages.
+#[cfg(test)]
+mod testing {
+    use super::*;
+    use crate::config::Scheme;
+    use crate::session::Identity;
+
+    pub(super) const NOW: u64 = 1_800_000_000;
+
+    pub(super) fn settings() -> Settings {
+        Settings::new(
+            "workspaces.test",
+            "workspaces.test",
+            Scheme::Https,
+            None,
+            3600,
+            60,
+        )
+    }
+
+    pub(super) fn keyring() -> Keyring {
+        Keyring::new(&[vec![1u8; 32]]).unwrap()
+    }
+
+    pub(super) fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// A `Cookie` header with alice's login, which expires at `exp` and
+    /// has visited `hosts`.
+    pub(super) fn login_cookie_with_hosts(exp: u64, hosts: &[&str]) -> String {
+        let login = LoginClaims {
+            who: Identity {
+                user_id: "42".into(),
+                username: "alice".into(),
+            },
+            at: "at".into(),
+            at_exp: 0,
+            rt: None,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            iat: NOW - 100,
+            exp,
+        };
+        let value = seal(&keyring(), TokenKind::Login, &login);
+        format!("{}={value}", settings().login_cookie)
+    }
+
+    pub(super) fn login_cookie(exp: u64) -> String {
+        login_cookie_with_hosts(exp, &[])
+    }
 }

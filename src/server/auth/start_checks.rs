@@ -1,0 +1,204 @@
+//! What `/auth/start` does with a request on the auth host, decided
+//! without I/O: refuse what is not a page load, refuse a bad return
+//! address, hand an existing login over, or begin a new one.
+
+use axum::http::{HeaderMap, header};
+
+use super::{cookie, current_login};
+use crate::core::Settings;
+use crate::core::rd::{self, RdError, Target};
+use crate::core::request::is_navigation;
+use crate::session::{Keyring, LoginClaims};
+
+#[derive(Debug)]
+pub(super) enum Start {
+    /// ingress-nginx sends every 401 here, fetches and WebSockets
+    /// included; only a top-level navigation may go on to the provider.
+    SignInRequired,
+    BadRd(RdError),
+    /// Signed in already: authorize for the target and hand a transfer
+    /// token over.
+    Transfer(Box<LoginClaims>, Target),
+    /// Off to the provider.
+    Begin(Target),
+}
+
+pub(super) fn check_start(
+    settings: &Settings,
+    keyring: &Keyring,
+    headers: &HeaderMap,
+    rd: &str,
+    now: u64,
+) -> Start {
+    let h = |n: header::HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
+    let navigation = is_navigation(
+        "GET",
+        h(header::ACCEPT),
+        headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()),
+        headers.contains_key(header::UPGRADE),
+    );
+    if !navigation {
+        return Start::SignInRequired;
+    }
+    let target = match rd::validate(settings, rd) {
+        Ok(t) => t,
+        Err(e) => return Start::BadRd(e),
+    };
+    match current_login(settings, keyring, headers, now) {
+        Some(login) => Start::Transfer(Box::new(login), target),
+        None => Start::Begin(target),
+    }
+}
+
+/// The browser's CSRF value when it has a well-formed one: one value per
+/// browser, reused so that logins started in two tabs both complete.
+pub(super) fn existing_csrf(settings: &Settings, headers: &HeaderMap) -> Option<String> {
+    cookie(headers, &settings.csrf_cookie).find(|v| v.len() >= 22 && v.len() <= 64)
+}
+
+/// `target`'s URL, then without its query, then the host's root: the
+/// state travels in the Location to the provider, and a return address
+/// too long for the answer to fit ingress-nginx's buffer is shortened.
+pub(super) fn return_addresses(settings: &Settings, target: &Target) -> Vec<String> {
+    let full = target.url(settings);
+    let path = target.path.split('?').next().unwrap_or("/");
+    let mut out = vec![full];
+    for p in [path, "/"] {
+        let url = format!("{}{p}", settings.origin(&target.host));
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{NOW, headers, keyring, login_cookie, settings};
+    use super::*;
+
+    const RD: &str = "https://ws-1.workspaces.test/p?q=1";
+
+    fn decide(h: &[(&str, &str)], rd: &str) -> String {
+        match check_start(
+            &settings(),
+            &keyring(),
+            &headers(h.iter().copied()),
+            rd,
+            NOW,
+        ) {
+            Start::SignInRequired => "sign in required".into(),
+            Start::BadRd(e) => format!("bad rd: {e}"),
+            Start::Transfer(login, t) => format!("transfer {} to {}", login.who.username, t.host),
+            Start::Begin(t) => format!("begin for {}", t.host),
+        }
+    }
+
+    /// Name, headers, `rd`, start of the expected step.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+
+    #[test]
+    fn start_branches() {
+        let login = login_cookie(NOW + 60);
+        let expired = login_cookie(NOW - 1);
+        let html = ("accept", "text/html");
+        let cases: Vec<Case> = vec![
+            (
+                "a fetch",
+                vec![("accept", "application/json")],
+                RD,
+                "sign in required",
+            ),
+            (
+                "fetch mode wins over Accept",
+                vec![html, ("sec-fetch-mode", "cors")],
+                RD,
+                "sign in required",
+            ),
+            (
+                "a WebSocket",
+                vec![html, ("upgrade", "websocket")],
+                RD,
+                "sign in required",
+            ),
+            (
+                "not a navigation, bad rd: still only sign in required",
+                vec![],
+                "https://evil.test/",
+                "sign in required",
+            ),
+            ("no rd", vec![html], "", "bad rd: missing"),
+            ("foreign rd", vec![html], "https://evil.test/", "bad rd"),
+            (
+                "signed out",
+                vec![html],
+                RD,
+                "begin for ws-1.workspaces.test",
+            ),
+            (
+                "navigate mode",
+                vec![("sec-fetch-mode", "navigate")],
+                RD,
+                "begin for ws-1.workspaces.test",
+            ),
+            (
+                "signed in",
+                vec![html, ("cookie", &login)],
+                RD,
+                "transfer alice to ws-1.workspaces.test",
+            ),
+            (
+                "expired login: begin again",
+                vec![html, ("cookie", &expired)],
+                RD,
+                "begin for ws-1.workspaces.test",
+            ),
+        ];
+        for (name, h, rd, want) in cases {
+            let got = decide(&h, rd);
+            assert!(got.starts_with(want), "{name}: {got}");
+        }
+    }
+
+    #[test]
+    fn a_well_formed_csrf_value_is_reused() {
+        let s = settings();
+        let ok = "a".repeat(32);
+        let cases = [
+            (format!("{}={ok}", s.csrf_cookie), Some(ok.clone())),
+            (format!("{}=short", s.csrf_cookie), None),
+            (format!("{}={}", s.csrf_cookie, "b".repeat(65)), None),
+            (
+                format!("{}=short; {}={ok}", s.csrf_cookie, s.csrf_cookie),
+                Some(ok.clone()),
+            ),
+            (format!("other={ok}"), None),
+        ];
+        for (cookie, want) in cases {
+            assert_eq!(
+                existing_csrf(&s, &headers([("cookie", cookie.as_str())])),
+                want,
+                "{cookie}"
+            );
+        }
+    }
+
+    #[test]
+    fn return_addresses_shorten_to_the_path_then_the_root() {
+        let s = settings();
+        let t = |path: &str| Target {
+            host: "ws-1.workspaces.test".into(),
+            path: path.into(),
+        };
+        let o = "https://ws-1.workspaces.test";
+        assert_eq!(
+            return_addresses(&s, &t("/a/b?q=1")),
+            [format!("{o}/a/b?q=1"), format!("{o}/a/b"), format!("{o}/")]
+        );
+        assert_eq!(
+            return_addresses(&s, &t("/a")),
+            [format!("{o}/a"), format!("{o}/")]
+        );
+        assert_eq!(return_addresses(&s, &t("/")), [format!("{o}/")]);
+    }
+}
