@@ -189,7 +189,7 @@ mod tests {
             TokenKind::Login,
             &state_claims(RD, CSRF, NOW + 600),
         );
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 "the provider's error wins over a code",
                 query(Some("c"), Some(&good), Some("access_denied\n<x y>")),

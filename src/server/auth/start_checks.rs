@@ -102,7 +102,7 @@ mod tests {
         let login = login_cookie(NOW + 60);
         let expired = login_cookie(NOW - 1);
         let html = ("accept", "text/html");
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 "a fetch",
                 vec![("accept", "application/json")],
