@@ -764,7 +764,7 @@ impl<'a> Reader<'a> {
 
     fn host(&mut self, key: &str) -> String {
         let s = self.required(key).to_ascii_lowercase();
-        if !s.is_empty() && !crate::workspaces::template::is_dns_name(&s) {
+        if !s.is_empty() && !crate::dns::is_dns_name(&s) {
             self.problems.push(problem(
                 key,
                 format!("'{s}' is not a host name (no scheme, port or path)"),

@@ -7,8 +7,9 @@
 //! `docs/architecture.md` for the picture and the known exceptions).
 //!
 //! 0. Leaves, no crate imports: [`files`] (bounded reads of operator
-//!    files), [`bounded`], [`metrics`] (takes label strings), [`scheme`]
-//!    (`http`/`https` and the origin built from it).
+//!    files), [`bounded`], [`dns`] (host name syntax), [`metrics`] (takes
+//!    label strings), [`scheme`] (`http`/`https` and the origin built
+//!    from it).
 //! 1. [`config`]: plain settings values that other modules receive.
 //!    [`session`]: token formats (pass, transfer, login, state, sign-out)
 //!    and keys.
@@ -35,6 +36,7 @@ pub mod bounded;
 pub mod config;
 pub mod core;
 pub mod discovery;
+pub mod dns;
 pub mod files;
 pub mod metrics;
 pub mod oidc;
