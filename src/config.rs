@@ -292,20 +292,7 @@ impl KeyDoc {
 /// Keys whose value is a list (comma-separated in the environment).
 const LIST_KEYS: &[&str] = &["oidc.scopes", "keys.files"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
+pub use crate::scheme::Scheme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferMethod {
@@ -527,7 +514,11 @@ impl Config {
 
     /// `<scheme>://<auth_host>[:<public_port>]`, as browsers reach it.
     pub fn auth_origin(&self) -> String {
-        crate::core::Settings::from_config(self).auth_origin()
+        crate::scheme::origin(
+            self.public_scheme,
+            &self.auth_host.to_ascii_lowercase(),
+            self.public_port,
+        )
     }
 
     pub fn redirect_uri(&self) -> String {
@@ -773,7 +764,7 @@ impl<'a> Reader<'a> {
 
     fn host(&mut self, key: &str) -> String {
         let s = self.required(key).to_ascii_lowercase();
-        if !s.is_empty() && !crate::workspaces::template::is_dns_name(&s) {
+        if !s.is_empty() && !crate::dns::is_dns_name(&s) {
             self.problems.push(problem(
                 key,
                 format!("'{s}' is not a host name (no scheme, port or path)"),

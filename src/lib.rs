@@ -2,20 +2,31 @@
 //! workspaces, answering the auth checks of ingress-nginx, Traefik and
 //! Envoy. It never proxies traffic.
 //!
-//! Data flows one way:
+//! Modules in layers, bottom first. A module imports only modules of lower
+//! layers; `tests/layers.rs` fails on any other import (see
+//! `docs/architecture.md` for the picture and the known exceptions).
 //!
-//! - [`adapters`]: one file per controller; wire format -> [`core::CheckRequest`]
-//!   and [`core::Decision`] -> wire format.
-//! - [`core`]: pure `decide()`, `rd` validation, reserved paths. No I/O.
-//! - [`answer`]: every refusal, redirect and page, for every path.
-//! - [`session`]: token formats (pass, transfer, login, state, sign-out) and keys.
-//! - [`oidc`]: the login with the identity provider.
-//! - [`authz`]: may this user use this workspace (GitLab GraphQL or owner
-//!   annotation), cached.
-//! - [`workspaces`]: the host -> workspace index, published as snapshots;
-//!   fed by a file or by discovery.
-//! - [`server`]: configuration wiring, routes, admin port, shutdown.
-//! - [`config`], [`metrics`], [`files`] (bounded reads of operator files).
+//! 0. Leaves, no crate imports: [`files`] (bounded reads of operator
+//!    files), [`bounded`], [`dns`] (host name syntax), [`metrics`] (takes
+//!    label strings), [`scheme`] (`http`/`https` and the origin built
+//!    from it).
+//! 1. [`config`]: plain settings values that other modules receive.
+//!    [`session`]: token formats (pass, transfer, login, state, sign-out)
+//!    and keys.
+//! 2. [`workspaces`]: the workspace model and the host -> workspace index,
+//!    published as snapshots; fed by a file or by discovery.
+//! 3. [`core`]: pure `decide()`, `rd` validation, reserved paths. No I/O;
+//!    uses only `session`, `workspaces` and `scheme`.
+//! 4. [`answer`]: every refusal, redirect and page, for every path.
+//!    [`oidc`]: the login with the identity provider.
+//! 5. [`authz`]: may this user use this workspace (GitLab GraphQL or owner
+//!    annotation), cached.
+//! 6. [`adapters`]: one file per controller; wire format ->
+//!    [`core::CheckRequest`] and [`core::Decision`] -> wire format, through
+//!    the [`adapters::Checks`] interface, never `server`.
+//!    [`discovery`]: Kubernetes watcher and routing objects; never adapters.
+//! 7. [`server`]: wiring (settings from config, routes, admin port,
+//!    shutdown); imported only by `main.rs` and tests.
 #![forbid(unsafe_code)]
 
 pub mod adapters;
@@ -25,9 +36,11 @@ pub mod bounded;
 pub mod config;
 pub mod core;
 pub mod discovery;
+pub mod dns;
 pub mod files;
 pub mod metrics;
 pub mod oidc;
+pub mod scheme;
 pub mod server;
 pub mod session;
 pub mod workspaces;

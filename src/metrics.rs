@@ -265,22 +265,6 @@ pub trait AuthzLabel {
     fn error_label(&self) -> &'static str;
 }
 
-impl OutcomeLabel for crate::authz::Outcome {
-    fn outcome_label(&self) -> &'static str {
-        match self {
-            crate::authz::Outcome::Allowed(_) => "allowed",
-            crate::authz::Outcome::Denied => "denied",
-            crate::authz::Outcome::InvalidToken => "invalid_token",
-        }
-    }
-}
-
-impl AuthzLabel for crate::authz::AuthzError {
-    fn error_label(&self) -> &'static str {
-        self.metric_label()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

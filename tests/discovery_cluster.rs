@@ -98,7 +98,7 @@ async fn new_workspace_service_gets_its_index_entry_and_routing_objects() {
     assert!(matches!(check_identity(&owner, ws), Outcome::Allowed(_)));
     assert!(matches!(check_identity(&stranger, ws), Outcome::Denied));
     let keyring = Keyring::new(&cfg.keys).unwrap();
-    let settings = Settings::from_config(&cfg);
+    let settings = Settings::from(&cfg);
     let check = |who: &Identity| {
         let now = 1_900_000_000;
         let pass = sign(

@@ -21,9 +21,9 @@ use envoy_types::ext_authz::v3::{CheckResponseExt, OkHttpResponseBuilder};
 use tonic::Status;
 use tonic::server::NamedService;
 
+use super::Checks;
 use super::identity_headers;
 use crate::core::{CheckRequest, Decision};
-use crate::server::{AppState, check};
 
 /// The parts of Envoy's `CheckRequest` a check reads, with the field
 /// numbers of `envoy.service.auth.v3`. Every other field (the peers'
@@ -109,12 +109,12 @@ const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
 /// The `envoy.service.auth.v3.Authorization` gRPC service.
 #[derive(Clone)]
-pub struct Service {
-    state: AppState,
+pub struct Service<S> {
+    state: S,
 }
 
-impl Service {
-    pub fn new(state: AppState) -> Self {
+impl<S: Checks> Service<S> {
+    pub fn new(state: S) -> Self {
         Service { state }
     }
 
@@ -137,7 +137,7 @@ impl Service {
             sec_fetch_mode: read.sec_fetch_mode.as_deref(),
             upgrade: read.upgrade,
         };
-        let decision = check::run(&self.state, "envoy_grpc", &check_req).await;
+        let decision = self.state.run("envoy_grpc", &check_req).await;
         let json = crate::answer::wants_json(read.accept.as_deref());
         answer(
             decision,
@@ -238,13 +238,13 @@ fn text(b: &bytes::Bytes) -> Option<&str> {
 
 /// As a gRPC service for `Routes`: `Check` decodes into [`wire`] types,
 /// every other method of the service is `unimplemented`.
-impl NamedService for Service {
+impl<S> NamedService for Service<S> {
     const NAME: &'static str = "envoy.service.auth.v3.Authorization";
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl tower::Service<http::Request<tonic::body::Body>> for Service {
+impl<S: Checks> tower::Service<http::Request<tonic::body::Body>> for Service<S> {
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
@@ -267,9 +267,9 @@ impl tower::Service<http::Request<tonic::body::Body>> for Service {
     }
 }
 
-struct Unary(Service);
+struct Unary<S>(Service<S>);
 
-impl tonic::server::UnaryService<wire::CheckRequest> for Unary {
+impl<S: Checks> tonic::server::UnaryService<wire::CheckRequest> for Unary<S> {
     type Response = CheckResponse;
     type Future = BoxFuture<Result<tonic::Response<CheckResponse>, Status>>;
 

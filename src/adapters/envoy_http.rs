@@ -13,13 +13,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
+use super::Checks;
 use super::{allow_response, check_request, header_str, names, single_header_str};
 use crate::core::Decision;
-use crate::server::{AppState, check};
 
 pub const PREFIX: &str = "/check/envoy";
 
-pub async fn check(State(state): State<AppState>, request: Request) -> Response {
+pub async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     let headers = &parts.headers;
     let full = parts
@@ -42,7 +42,7 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
     );
     let had_cookie = req.cookie.is_some();
     let had_authorization = req.authorization.is_some();
-    let decision = check::run(&state, "envoy_http", &req).await;
+    let decision = state.run("envoy_http", &req).await;
     match decision {
         Decision::Allow(allow) => {
             // Envoy cannot clear a header through allowed_upstream_headers;

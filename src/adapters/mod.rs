@@ -3,6 +3,7 @@
 //! [`Decision`](crate::core::Decision) into its controller's answer.
 //! No decision logic lives here.
 
+pub mod checks;
 pub mod envoy_grpc;
 pub mod envoy_http;
 pub mod grpc_transport;
@@ -11,6 +12,8 @@ pub mod traefik;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use checks::Checks;
 
 use crate::core::Allow;
 
@@ -24,17 +27,7 @@ pub const USER_HEADER: &str = "x-workspace-user";
 pub const USER_ID_HEADER: &str = "x-workspace-user-id";
 pub const WORKSPACE_ID_HEADER: &str = "x-workspace-id";
 
-/// The client headers a check reads, besides what the controller says
-/// about the request (method, host, path). Envoy and Envoy Gateway are told
-/// to send only these.
-pub const CLIENT_HEADERS: [&str; 6] = [
-    "cookie",
-    "authorization",
-    "accept",
-    "upgrade",
-    "sec-fetch-mode",
-    "x-request-id",
-];
+pub use crate::core::request::CLIENT_HEADERS;
 
 /// Header names the HTTP checks read and write, parsed at compile time so
 /// that no check parses a name.
@@ -74,7 +67,10 @@ pub(crate) static HOST_MISMATCH_WARNED: AtomicU64 = AtomicU64::new(0);
 /// Logs `message` the first time, then at most every ten seconds: a
 /// misconfigured controller or a probing client must not flood the log.
 pub(crate) fn warn_limited(last: &AtomicU64, message: &'static str) {
-    let now = crate::server::now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let prev = last.load(Ordering::Relaxed);
     if (prev == 0 || now >= prev + 10)
         && last
@@ -170,7 +166,7 @@ pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
 /// Serves Envoy's ext_authz gRPC API on `listener`.
 pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
-    state: crate::server::AppState,
+    state: impl Checks,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     grpc_transport::serve(

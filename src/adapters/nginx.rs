@@ -32,10 +32,9 @@ use axum::extract::{Request, State};
 use axum::http::HeaderName;
 use axum::response::Response;
 
+use super::Checks;
 use super::{check_request, single_header_str};
 use crate::core::Decision;
-use crate::server::AppState;
-use crate::server::check;
 
 const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
@@ -135,7 +134,7 @@ pub fn routed_host(query: Option<&str>) -> Option<&str> {
     found.filter(|v| !v.is_empty() && !v.starts_with('$'))
 }
 
-pub async fn check(State(state): State<AppState>, request: Request) -> Response {
+pub async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
     // Borrow the headers from the request: the HeaderMap extractor would
     // copy them on every check.
     let headers = request.headers();
@@ -145,7 +144,7 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
             .then(|| single_header_str(headers, &X_ORIGINAL_URL)),
         forwarded_uri: single_header_str(headers, &X_FORWARDED_URI),
     };
-    let target = match target(&state.settings, request.uri().query(), original) {
+    let target = match target(state.settings(), request.uri().query(), original) {
         Ok(t) => t,
         Err(why) => return refuse_unreadable(&state, why),
     };
@@ -156,12 +155,12 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
     .unwrap_or("GET");
     let cookie = super::cookie_text(headers);
     let req = check_request(headers, cookie.as_deref(), method, target.host, target.path);
-    let decision = check::run(&state, "nginx", &req).await;
+    let decision = state.run("nginx", &req).await;
     answer(decision)
 }
 
-fn refuse_unreadable(state: &AppState, why: Unreadable) -> Response {
-    state.metrics.check("nginx", why.label(), 0.0);
+fn refuse_unreadable(state: &impl Checks, why: Unreadable) -> Response {
+    state.metrics().check("nginx", why.label(), 0.0);
     match why {
         Unreadable::NoRoutedHost => super::warn_limited(
             &super::NO_ROUTED_HOST_WARNED,
@@ -203,8 +202,8 @@ fn answer(decision: Decision) -> Response {
 #[cfg(test)]
 mod tests {
     use super::{Original, Target, Unreadable, routed_host, split_url, target};
-    use crate::config::Scheme;
     use crate::core::Settings;
+    use crate::scheme::Scheme;
 
     fn settings() -> Settings {
         Settings::new("w.test", "w.test", Scheme::Https, Some(8443), 3600, 60)

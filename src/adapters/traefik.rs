@@ -14,15 +14,15 @@ use axum::extract::{Request, State};
 use axum::http::HeaderName;
 use axum::response::Response;
 
+use super::Checks;
 use super::{allow_response, check_request, header_str, names, single_header_str};
 use crate::core::Decision;
-use crate::server::{AppState, check};
 
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 
-pub async fn check(State(state): State<AppState>, request: Request) -> Response {
+pub async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
     // Borrow the headers from the request: the HeaderMap extractor would
     // copy them on every check.
     let headers = request.headers();
@@ -38,7 +38,7 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Response 
         one(&X_FORWARDED_HOST).unwrap_or(""),
         one(&X_FORWARDED_URI).unwrap_or("/"),
     );
-    let decision = check::run(&state, "traefik", &req).await;
+    let decision = state.run("traefik", &req).await;
     match decision {
         Decision::Allow(allow) => allow_response(allow),
         other => {

@@ -204,6 +204,22 @@ impl Authz {
     }
 }
 
+impl crate::metrics::OutcomeLabel for Outcome {
+    fn outcome_label(&self) -> &'static str {
+        match self {
+            Outcome::Allowed(_) => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::InvalidToken => "invalid_token",
+        }
+    }
+}
+
+impl crate::metrics::AuthzLabel for AuthzError {
+    fn error_label(&self) -> &'static str {
+        self.metric_label()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,8 +79,8 @@ pub fn validate(settings: &Settings, raw: &str) -> Result<Target, RdError> {
         }
         let p: u16 = p.parse().map_err(|_| RdError::Port)?;
         let default = match settings.scheme {
-            crate::config::Scheme::Https => 443,
-            crate::config::Scheme::Http => 80,
+            crate::scheme::Scheme::Https => 443,
+            crate::scheme::Scheme::Http => 80,
         };
         if p != default && Some(p) != settings.public_port {
             return Err(RdError::Port);
@@ -109,7 +109,7 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Scheme;
+    use crate::scheme::Scheme;
 
     fn settings() -> Settings {
         Settings::new(

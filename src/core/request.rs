@@ -41,6 +41,18 @@ pub fn is_navigation(
     accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/html"))
 }
 
+/// The client headers a check reads, besides what the controller says
+/// about the request (method, host, path). Envoy and Envoy Gateway are told
+/// to send only these (discovery writes them into the SecurityPolicy).
+pub const CLIENT_HEADERS: [&str; 6] = [
+    "cookie",
+    "authorization",
+    "accept",
+    "upgrade",
+    "sec-fetch-mode",
+    "x-request-id",
+];
+
 #[cfg(test)]
 mod tests {
     use super::is_navigation;

@@ -1,6 +1,6 @@
 //! The part of the configuration the core needs, precomputed once.
 
-use crate::config::{Config, Scheme};
+use crate::scheme::Scheme;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,23 +49,9 @@ impl Settings {
         }
     }
 
-    pub fn from_config(cfg: &Config) -> Self {
-        Settings::new(
-            &cfg.auth_host,
-            &cfg.workspace_domain,
-            cfg.public_scheme,
-            cfg.public_port,
-            cfg.session.pass_ttl.as_secs(),
-            cfg.session.transfer_ttl.as_secs(),
-        )
-    }
-
     /// `scheme://host[:port]` as browsers see it.
     pub fn origin(&self, host: &str) -> String {
-        match self.public_port {
-            Some(p) => format!("{}://{host}:{p}", self.scheme.as_str()),
-            None => format!("{}://{host}", self.scheme.as_str()),
-        }
+        crate::scheme::origin(self.scheme, host, self.public_port)
     }
 
     pub fn auth_origin(&self) -> String {

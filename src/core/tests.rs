@@ -1,7 +1,7 @@
 //! Table-driven tests of `decide()`.
 
 use super::*;
-use crate::config::Scheme;
+use crate::scheme::Scheme;
 use crate::session::signed::sign;
 use crate::session::{Identity, Keyring, PassClaims, TokenKind, TransferClaims};
 use crate::workspaces::{HostPort, Owner, Snapshot, Workspace};

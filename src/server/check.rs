@@ -8,6 +8,24 @@ use crate::core::{Allow, CheckRequest, Decision, Page, decide};
 
 use super::{AppState, now};
 
+impl crate::adapters::Checks for AppState {
+    fn settings(&self) -> &crate::core::Settings {
+        &self.inner.settings
+    }
+
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    fn run(
+        &self,
+        controller: &'static str,
+        req: &CheckRequest<'_>,
+    ) -> impl Future<Output = Decision> + Send {
+        run(self, controller, req)
+    }
+}
+
 /// Decides about `req`, consulting the authorizer for bearer credentials,
 /// and records the metric for `controller`.
 pub async fn run(state: &AppState, controller: &'static str, req: &CheckRequest<'_>) -> Decision {

@@ -82,7 +82,7 @@ impl AppState {
         );
         AppState {
             inner: Arc::new(Inner {
-                settings: Settings::from_config(&cfg),
+                settings: Settings::from(&cfg),
                 cfg,
                 keyring,
                 index,
@@ -116,13 +116,25 @@ pub fn app(state: AppState) -> Router {
     // Checks run on every proxied request: they skip the access-log layer
     // (the controller logs those requests) and are counted in metrics.
     let checks = Router::new()
-        .route("/check/nginx", get(crate::adapters::nginx::check))
-        .route("/check/traefik", get(crate::adapters::traefik::check))
-        .route("/check/envoy", any(crate::adapters::envoy_http::check))
-        .route("/check/envoy/", any(crate::adapters::envoy_http::check))
+        .route(
+            "/check/nginx",
+            get(crate::adapters::nginx::check::<AppState>),
+        )
+        .route(
+            "/check/traefik",
+            get(crate::adapters::traefik::check::<AppState>),
+        )
+        .route(
+            "/check/envoy",
+            any(crate::adapters::envoy_http::check::<AppState>),
+        )
+        .route(
+            "/check/envoy/",
+            any(crate::adapters::envoy_http::check::<AppState>),
+        )
         .route(
             "/check/envoy/{*rest}",
-            any(crate::adapters::envoy_http::check),
+            any(crate::adapters::envoy_http::check::<AppState>),
         );
     let pages = Router::new()
         .route("/auth/start", get(auth::start))
@@ -202,6 +214,21 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The core's settings are built here, where configuration meets the core,
+/// so that neither imports the other.
+impl From<&Config> for Settings {
+    fn from(cfg: &Config) -> Self {
+        Settings::new(
+            &cfg.auth_host,
+            &cfg.workspace_domain,
+            cfg.public_scheme,
+            cfg.public_port,
+            cfg.session.pass_ttl.as_secs(),
+            cfg.session.transfer_ttl.as_secs(),
+        )
+    }
 }
 
 #[cfg(test)]

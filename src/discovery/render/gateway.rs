@@ -87,7 +87,7 @@ pub(super) fn render(
                         port: i32::from(gate.grpc_port),
                     }],
                 },
-                headers_to_ext_auth: crate::adapters::CLIENT_HEADERS
+                headers_to_ext_auth: crate::core::request::CLIENT_HEADERS
                     .iter()
                     .map(|h| h.to_string())
                     .collect(),
