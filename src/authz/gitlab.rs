@@ -20,6 +20,9 @@ pub struct Gitlab {
 #[derive(Deserialize)]
 struct Answer {
     data: Option<Data>,
+    /// GraphQL errors come with a 200; GitLab answers a bad token with 401.
+    #[serde(default)]
+    errors: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +83,12 @@ impl Gitlab {
         }
         let answer: Answer =
             transport::json(resp).map_err(|e| AuthzError::Invalid(e.to_string()))?;
+        // An answer with errors is GitLab failing, not the token: an
+        // outage, never cached as a refusal. Only the count is kept; the
+        // messages may echo the query.
+        if !answer.errors.is_empty() {
+            return Err(AuthzError::Graphql(answer.errors.len()));
+        }
         let Some(data) = answer.data else {
             return Ok(Outcome::InvalidToken);
         };
@@ -163,8 +172,14 @@ mod tests {
             (
                 "errors only",
                 200,
-                r#"{"errors":[{"message":"Invalid token"}]}"#.into(),
-                Ok(Outcome::InvalidToken),
+                r#"{"errors":[{"message":"Internal server error"}]}"#.into(),
+                Err("graphql"),
+            ),
+            (
+                "errors and data null",
+                200,
+                r#"{"errors":[{"message":"timeout"}],"data":null}"#.into(),
+                Err("graphql"),
             ),
             (
                 "no current user",

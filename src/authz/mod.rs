@@ -39,6 +39,8 @@ pub enum AuthzError {
     Status(u16),
     #[error("GitLab API answer not understood: {0}")]
     Invalid(String),
+    #[error("GitLab API answered with {0} GraphQL error(s)")]
+    Graphql(usize),
     #[error(transparent)]
     Oidc(#[from] OidcError),
 }
@@ -49,6 +51,7 @@ impl AuthzError {
             AuthzError::Http(_) => "http",
             AuthzError::Status(_) => "status",
             AuthzError::Invalid(_) => "invalid",
+            AuthzError::Graphql(_) => "graphql",
             AuthzError::Oidc(e) => e.metric_label(),
         }
     }
@@ -448,6 +451,28 @@ mod tests {
         assert_eq!(a.bearer("t1", &ws()).await.unwrap(), alice());
         assert_eq!(a.bearer("t1", &ws()).await.unwrap(), alice());
         assert_eq!(a.bearer("t2", &ws()).await.unwrap(), Outcome::InvalidToken);
+        script.assert_done();
+    }
+
+    #[tokio::test]
+    async fn a_graphql_error_is_an_outage_and_never_cached() {
+        let (script, a) = authz(
+            AuthzMode::Gitlab,
+            vec![
+                step(
+                    "POST",
+                    GRAPHQL,
+                    200,
+                    r#"{"errors":[{"message":"Internal server error"}],"data":null}"#,
+                ),
+                step("POST", GRAPHQL, 200, &graphql_owner(42)),
+            ],
+        )
+        .await;
+        let first = a.bearer("t1", &ws()).await;
+        assert!(matches!(first, Err(AuthzError::Graphql(1))), "{first:?}");
+        // Asked again, GitLab is asked again: the outage was not cached.
+        assert_eq!(a.bearer("t1", &ws()).await.unwrap(), alice());
         script.assert_done();
     }
 

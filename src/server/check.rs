@@ -52,8 +52,9 @@ pub async fn run(state: &AppState, controller: &'static str, req: &CheckRequest<
             Ok(Outcome::Denied) => Decision::Deny(Page::NotAllowed),
             Ok(Outcome::InvalidToken) => Decision::Deny(Page::SignInRequired),
             Err(e) => {
+                // An outage, not a verdict on the token: said as one.
                 tracing::warn!(error = %e, "authorizer failed for a bearer token; refusing");
-                Decision::Deny(Page::SignInRequired)
+                Decision::Deny(Page::Unavailable)
             }
         },
         Decision::Redirect {
