@@ -112,14 +112,7 @@ mod tests {
     use crate::scheme::Scheme;
 
     fn settings() -> Settings {
-        Settings::new(
-            "workspaces.test",
-            "workspaces.test",
-            Scheme::Https,
-            None,
-            3600,
-            60,
-        )
+        crate::core::settings::test_settings()
     }
 
     #[test]

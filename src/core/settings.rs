@@ -118,3 +118,17 @@ impl Settings {
         self.cookie(name, "", 0)
     }
 }
+
+/// The settings unit tests share: https, auth host and workspace domain
+/// `workspaces.test`, no public port, a one-hour pass, 60 s transfers.
+#[cfg(test)]
+pub(crate) fn test_settings() -> Settings {
+    Settings::new(
+        "workspaces.test",
+        "workspaces.test",
+        crate::scheme::Scheme::Https,
+        None,
+        3600,
+        60,
+    )
+}

@@ -1,7 +1,6 @@
 //! Table-driven tests of `decide()`.
 
 use super::*;
-use crate::scheme::Scheme;
 use crate::session::signed::sign;
 use crate::session::{Identity, Keyring, PassClaims, TokenKind, TransferClaims};
 use crate::workspaces::{HostPort, Owner, Snapshot, Workspace};
@@ -9,14 +8,7 @@ use crate::workspaces::{HostPort, Owner, Snapshot, Workspace};
 const NOW: u64 = 1_800_000_000;
 
 fn settings() -> Settings {
-    Settings::new(
-        "workspaces.test",
-        "workspaces.test",
-        Scheme::Https,
-        None,
-        3600,
-        60,
-    )
+    super::settings::test_settings()
 }
 
 fn keyring() -> Keyring {

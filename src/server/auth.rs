@@ -430,20 +430,12 @@ pub async fn signed_out(Extension(id): Extension<RequestId>, headers: HeaderMap)
 #[cfg(test)]
 mod testing {
     use super::*;
-    use crate::config::Scheme;
     use crate::session::Identity;
 
     pub(super) const NOW: u64 = 1_800_000_000;
 
     pub(super) fn settings() -> Settings {
-        Settings::new(
-            "workspaces.test",
-            "workspaces.test",
-            Scheme::Https,
-            None,
-            3600,
-            60,
-        )
+        crate::core::settings::test_settings()
     }
 
     pub(super) fn keyring() -> Keyring {
