@@ -17,7 +17,8 @@ fn gate() -> AppState {
     use workspace_gate::config::Config;
     use workspace_gate::session::Keyring;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!("wg-answers-{}", std::process::id()));
+    // A directory per gate: the tests of this file run at the same time.
+    let dir = std::env::temp_dir().join(format!("wg-answers-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("key"),
