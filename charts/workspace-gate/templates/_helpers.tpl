@@ -25,12 +25,28 @@ app.kubernetes.io/name: {{ include "workspace-gate.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Labels of an object, from a list: the root context, then maps of labels laid
+over the chart's own in order (commonLabels first). The selector labels are
+laid last, so no value can change what the Deployment, the Services and the
+ServiceMonitor select; the schema refuses them in commonLabels and podLabels
+so the attempt is not silently ignored.
+*/}}
+{{- define "workspace-gate.labelsWith" -}}
+{{- $root := first . -}}
+{{- $labels := dict
+  "helm.sh/chart" (include "workspace-gate.chart" $root)
+  "app.kubernetes.io/version" (toString $root.Chart.AppVersion)
+  "app.kubernetes.io/managed-by" $root.Release.Service
+  "app.kubernetes.io/part-of" "workspace-gate" -}}
+{{- range rest . }}{{ $labels = mustMergeOverwrite $labels (deepCopy (default dict .)) }}{{ end -}}
+{{- $labels = mustMergeOverwrite $labels (include "workspace-gate.selectorLabels" $root | fromYaml) -}}
+{{- toYaml $labels }}
+{{- end }}
+
+{{/* Labels of every object the chart renders. */}}
 {{- define "workspace-gate.labels" -}}
-helm.sh/chart: {{ include "workspace-gate.chart" . }}
-{{ include "workspace-gate.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: workspace-gate
+{{- include "workspace-gate.labelsWith" (list . .Values.commonLabels) }}
 {{- end }}
 
 {{- define "workspace-gate.serviceAccountName" -}}
