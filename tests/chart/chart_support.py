@@ -7,8 +7,12 @@ files the Deployment would mount.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
+import json
 import os
 import pathlib
+import socket
 import subprocess
 from typing import Any
 
@@ -104,6 +108,13 @@ def one(objs: list[dict], kind: str, name: str | None = None) -> dict:
     return found[0]
 
 
+def gate_config(objs: list[dict]) -> dict:
+    """The gate's configuration file from a render (the chart's ConfigMap,
+    told apart from any ConfigMap in `extraObjects` by its `config.yaml`)."""
+    (cm,) = [o for o in find(objs, "ConfigMap") if "config.yaml" in o.get("data", {})]
+    return yaml.safe_load(cm["data"]["config.yaml"])
+
+
 def notes(rendered: dict[str, str]) -> str:
     return next(v for k, v in rendered.items() if k.endswith("NOTES.txt"))
 
@@ -141,6 +152,17 @@ def validate_object(obj: dict, crd_validators: dict, kube_version: str) -> None:
     kubernetes_validate.validate(body, kube_version, strict=True)
 
 
+def _openssl(*args: str) -> None:
+    try:
+        done = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise AssertionError("the openssl command is missing (apt-get install openssl)") from None
+    assert done.returncode == 0, f"openssl {args[0]} failed: {done.stderr}"
+
+
+_P256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
+
+
 def self_signed_tls(dns_name: str) -> dict[str, str]:
     """A `kubernetes.io/tls` Secret's entries (`tls.crt`, `tls.key`) for
     `dns_name`: a fresh self-signed P-256 certificate made with the openssl
@@ -149,21 +171,144 @@ def self_signed_tls(dns_name: str) -> dict[str, str]:
 
     with tempfile.TemporaryDirectory() as d:
         cert, key = pathlib.Path(d, "tls.crt"), pathlib.Path(d, "tls.key")
-        argv = [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", f"/CN={dns_name}",
-            "-addext", f"subjectAltName=DNS:{dns_name}",
-            "-keyout", str(key), "-out", str(cert),
-        ]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        except FileNotFoundError:
-            raise AssertionError("the openssl command is missing (apt-get install openssl)") from None
-        assert done.returncode == 0, f"openssl failed: {done.stderr}"
+        _openssl("req", "-x509", *_P256, "-subj", f"/CN={dns_name}",
+                 "-addext", f"subjectAltName=DNS:{dns_name}", "-keyout", str(key), "-out", str(cert))
         return {"tls.crt": cert.read_text(), "tls.key": key.read_text()}
 
 
+def private_ca_and_server(subject_alt_name: str) -> dict[str, str]:
+    """A private CA (`ca.crt`) and a server certificate it issued
+    (`tls.crt`, `tls.key`) for `subject_alt_name` (e.g.
+    `IP:127.0.0.1`): what a GitLab behind a company CA presents."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        f = {n: str(pathlib.Path(d, n)) for n in ("ca.crt", "ca.key", "tls.csr", "tls.crt", "tls.key", "ext")}
+        _openssl("req", "-x509", *_P256, "-subj", "/CN=Example Private CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                 "-keyout", f["ca.key"], "-out", f["ca.crt"])
+        _openssl("req", "-new", *_P256[:-2], "-subj", "/CN=gitlab", "-keyout", f["tls.key"], "-out", f["tls.csr"])
+        pathlib.Path(f["ext"]).write_text(
+            f"subjectAltName={subject_alt_name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        )
+        _openssl("x509", "-req", "-in", f["tls.csr"], "-CA", f["ca.crt"], "-CAkey", f["ca.key"],
+                 "-CAcreateserial", "-days", "2", "-extfile", f["ext"], "-out", f["tls.crt"])
+        return {n: pathlib.Path(f[n]).read_text() for n in ("ca.crt", "tls.crt", "tls.key")}
+
+
 # --- the binary -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def discovery_server(tls: dict[str, str] | None = None):
+    """Serves the stand-in provider on 127.0.0.1, over https when `tls`
+    holds `tls.crt` and `tls.key`; yields its issuer URL."""
+    import ssl
+    import tempfile
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Discovery)
+    scheme = "http"
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = pathlib.Path(d, "tls.crt"), pathlib.Path(d, "tls.key")
+            cert.write_text(tls["tls.crt"])
+            key.write_text(tls["tls.key"])
+            ctx.load_cert_chain(str(cert), str(key))
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    issuer = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    server.RequestHandlerClass = type("ProviderAt", (Discovery,), {"issuer": issuer})
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield issuer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write_file_source_config(root: pathlib.Path, issuer: str) -> tuple[int, int]:
+    """Writes a tiny configuration (static workspaces file, `issuer` as the
+    provider, loopback listeners on free ports) with its key, client secret
+    and workspaces file into `root`; returns the HTTP and admin ports."""
+    key = root / "key"
+    key.write_text(KEY_A + "\n")
+    secret = root / "client-secret"
+    secret.write_text("not-a-real-secret\n")
+    (root / "workspaces.yaml").write_text(
+        "workspaces:\n"
+        "  - id: '1'\n"
+        "    name: ws-1\n"
+        "    namespace: team-a\n"
+        "    owner: {id: '42', username: alice}\n"
+        "    hosts: [ws-1.workspaces.test]\n"
+    )
+    http_port, admin_port, grpc_port = free_port(), free_port(), free_port()
+    (root / "config.yaml").write_text(
+        "auth_host: workspaces.test\n"
+        "workspace_domain: workspaces.test\n"
+        "listen:\n"
+        f"  http: 127.0.0.1:{http_port}\n"
+        f"  admin: 127.0.0.1:{admin_port}\n"
+        f"  grpc: 127.0.0.1:{grpc_port}\n"
+        "oidc:\n"
+        f"  issuer: {issuer}\n"
+        "  client_id: workspace-gate\n"
+        f"  client_secret_file: {secret}\n"
+        "keys:\n"
+        f"  files: [{key}]\n"
+        "workspaces:\n"
+        "  source: file\n"
+        f"  file: {root / 'workspaces.yaml'}\n"
+        "authorization:\n"
+        "  mode: owner-annotation\n"
+    )
+    return http_port, admin_port
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Discovery(http.server.BaseHTTPRequestHandler):
+    """Serves just enough of an OpenID provider for startup: the discovery
+    document and an empty key set."""
+
+    issuer = ""
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        base = self.issuer
+        if self.path == "/.well-known/openid-configuration":
+            body = {
+                "issuer": base,
+                "authorization_endpoint": f"{base}/authorize",
+                "token_endpoint": f"{base}/token",
+                "userinfo_endpoint": f"{base}/userinfo",
+                "jwks_uri": f"{base}/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "code_challenge_methods_supported": ["S256"],
+            }
+        elif self.path == "/jwks":
+            body = {"keys": []}
+        else:
+            self.send_error(404)
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
 
 
 def gate_binary() -> pathlib.Path:
@@ -196,13 +341,20 @@ class PodFiles:
     the user creates before installing). Paths in arguments and in the
     configuration are mapped the same way, and nothing else changes."""
 
-    def __init__(self, root: pathlib.Path, objs: list[dict], existing_secrets: dict[str, dict[str, str]]):
+    def __init__(
+        self,
+        root: pathlib.Path,
+        objs: list[dict],
+        existing_secrets: dict[str, dict[str, str]],
+        existing_config_maps: dict[str, dict[str, str]] | None = None,
+    ):
         self.root = root
         self.objs = objs
         self.deployment = one(objs, "Deployment")
         self.pod = self.deployment["spec"]["template"]["spec"]
         self.container = self.pod["containers"][0]
         self.existing = existing_secrets
+        self.existing_config_maps = existing_config_maps or {}
         self.mounts = [m["mountPath"] for m in self.container.get("volumeMounts", [])]
         self._write_volumes()
 
@@ -215,8 +367,14 @@ class PodFiles:
 
     def _volume_data(self, volume: dict) -> dict[str, bytes]:
         if "configMap" in volume:
-            cm = one(self.objs, "ConfigMap", volume["configMap"]["name"])
-            data = {k: v.encode() for k, v in cm.get("data", {}).items()}
+            name = volume["configMap"]["name"]
+            rendered = find(self.objs, "ConfigMap", name)
+            if rendered:
+                data = {k: v.encode() for k, v in rendered[0].get("data", {}).items()}
+            elif name in self.existing_config_maps:
+                data = {k: v.encode() for k, v in self.existing_config_maps[name].items()}
+            else:
+                raise AssertionError(f"ConfigMap {name} is neither rendered nor given as existing")
             source = volume["configMap"]
         elif "secret" in volume:
             name = volume["secret"]["secretName"]

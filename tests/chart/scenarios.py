@@ -1,8 +1,23 @@
 """Values for the installations the chart tests render: the defaults, each
 routing mode with chart-created and with existing Secrets, Traefik over
-https, namespaced RBAC, and every optional object switched on."""
+https, namespaced RBAC, the install guide's private-CA recipe, and every
+optional object switched on."""
 
-from chart_support import BASE_VALUES, KEY_A, KEY_B, NAMESPACE, RELEASE, deep_merge, self_signed_tls
+import re
+
+import yaml
+
+from chart_support import (
+    BASE_VALUES,
+    KEY_A,
+    KEY_B,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    deep_merge,
+    private_ca_and_server,
+    self_signed_tls,
+)
 
 # Secrets a user creates before `helm install` in the "existing" scenarios
 # (what `kubectl create secret generic ... --from-file` would hold, and the
@@ -12,6 +27,23 @@ EXISTING_SECRETS = {
     "gate-keys": {"key-2026-11": KEY_B, "key-2026-05": KEY_A},
     "gate-check-tls": self_signed_tls(f"{RELEASE}-workspace-gate.{NAMESPACE}.svc.cluster.local"),
 }
+
+# The private CA of a GitLab behind a company CA: `ca.crt` goes into the
+# ConfigMap the install guide creates, `tls.crt`/`tls.key` are what that
+# GitLab (the stand-in provider) serves.
+GITLAB_TLS = private_ca_and_server("IP:127.0.0.1")
+EXISTING_CONFIG_MAPS = {"gitlab-ca": {"ca.crt": GITLAB_TLS["ca.crt"]}}
+
+
+def install_guide_values(name: str) -> dict:
+    """The YAML block of docs/install.md that starts with `# <name>`."""
+    text = (REPO / "docs" / "install.md").read_text()
+    blocks = re.findall(r"```yaml\n(# " + re.escape(name) + r"\b.*?)```", text, re.S)
+    assert len(blocks) == 1, f"docs/install.md has {len(blocks)} blocks starting with # {name}"
+    return yaml.safe_load(blocks[0])
+
+
+PRIVATE_CA = install_guide_values("values-private-ca.yaml")
 
 CREATED = {
     "oidc": {"clientSecret": "gloas-0123456789abcdef0123456789abcdef"},
@@ -66,11 +98,13 @@ SCENARIOS = {
                 "networkPolicy": {
                     "enabled": True,
                     "httpFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}],
+                    "adminFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
                 },
             },
         ),
         True,
     ),
+    "private-ca": (_v({"routing": {"mode": "ingress-nginx"}}, EXISTING, PRIVATE_CA), True),
     "namespace-selector": (
         _v(EXISTING, {"routing": {"mode": "traefik"}, "discovery": {"namespaceSelector": "gitlab-workspaces=true,team!=legacy"}}),
         True,
@@ -83,7 +117,13 @@ SCENARIOS = {
                 "authHost": "login.workspaces-auth.example.test",
                 "publicPort": 8443,
                 "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 9},
-                "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                "serviceMonitor": {
+                    "enabled": True,
+                    "labels": {"release": "prometheus"},
+                    "scrapeTimeout": "10s",
+                    "relabelings": [{"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+                    "metricRelabelings": [{"action": "drop", "sourceLabels": ["__name__"], "regex": "go_.*"}],
+                },
                 "networkPolicy": {
                     "enabled": True,
                     "httpFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}}}],
@@ -95,6 +135,30 @@ SCENARIOS = {
                 "session": {"passTtl": "8h", "loginTtl": "3d"},
                 "imagePullSecrets": [{"name": "regcred"}],
                 "podAnnotations": {"example.test/team": "platform"},
+                "commonLabels": {"example.test/team": "platform", "app.kubernetes.io/part-of": "developer-platform"},
+                "podLabels": {"example.test/sidecar-injection": "disabled"},
+                "envFrom": [{"secretRef": {"name": "gate-proxy-env", "optional": True}}],
+                "extraVolumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}],
+                "extraVolumeMounts": [{"name": "scratch", "mountPath": "/var/scratch"}],
+                "extraObjects": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": "{{ include \"workspace-gate.fullname\" . }}-extra", "labels": {"release": "{{ .Release.Name }}"}},
+                        "data": {"namespace": "{{ .Release.Namespace }}"},
+                    },
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}-proxy-env\nstringData:\n  NO_PROXY: .svc,.{{ .Values.clusterDomain }}\n",
+                ],
+                "podDisruptionBudget": {"minAvailable": "50%"},
+                "priorityClassName": "platform-critical",
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "workspace-gate", "app.kubernetes.io/instance": RELEASE}},
+                    }
+                ],
                 "nodeSelector": {"kubernetes.io/os": "linux"},
                 "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gate", "effect": "NoSchedule"}],
             },

@@ -10,8 +10,6 @@ SIGTERM.
 Needs root to switch users (setpriv from util-linux); fails, never skips,
 when that is impossible."""
 
-import http.server
-import json
 import os
 import pathlib
 import shutil
@@ -19,7 +17,6 @@ import socket
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -28,55 +25,10 @@ import pytest
 import chart_support as cs
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Discovery(http.server.BaseHTTPRequestHandler):
-    """Serves just enough of an OpenID provider for startup: the discovery
-    document and an empty key set."""
-
-    issuer = ""
-
-    def do_GET(self):  # noqa: N802 (http.server naming)
-        base = self.issuer
-        if self.path == "/.well-known/openid-configuration":
-            body = {
-                "issuer": base,
-                "authorization_endpoint": f"{base}/authorize",
-                "token_endpoint": f"{base}/token",
-                "userinfo_endpoint": f"{base}/userinfo",
-                "jwks_uri": f"{base}/jwks",
-                "response_types_supported": ["code"],
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "code_challenge_methods_supported": ["S256"],
-            }
-        elif self.path == "/jwks":
-            body = {"keys": []}
-        else:
-            self.send_error(404)
-            return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def provider():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Discovery)
-    Discovery.issuer = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield Discovery.issuer
-    server.shutdown()
+    with cs.discovery_server() as issuer:
+        yield issuer
 
 
 def unprivileged_prefix():
@@ -105,38 +57,7 @@ def test_binary_serves_healthz_as_nobody_from_a_read_only_directory(provider):
     try:
         os.chmod(root, 0o755)
         shutil.copy2(binary, root / "workspace-gate")
-        key = root / "key"
-        key.write_text(cs.KEY_A + "\n")
-        secret = root / "client-secret"
-        secret.write_text("not-a-real-secret\n")
-        (root / "workspaces.yaml").write_text(
-            "workspaces:\n"
-            "  - id: '1'\n"
-            "    name: ws-1\n"
-            "    namespace: team-a\n"
-            "    owner: {id: '42', username: alice}\n"
-            "    hosts: [ws-1.workspaces.test]\n"
-        )
-        http_port, admin_port, grpc_port = free_port(), free_port(), free_port()
-        (root / "config.yaml").write_text(
-            "auth_host: workspaces.test\n"
-            "workspace_domain: workspaces.test\n"
-            "listen:\n"
-            f"  http: 127.0.0.1:{http_port}\n"
-            f"  admin: 127.0.0.1:{admin_port}\n"
-            f"  grpc: 127.0.0.1:{grpc_port}\n"
-            "oidc:\n"
-            f"  issuer: {provider}\n"
-            "  client_id: workspace-gate\n"
-            f"  client_secret_file: {secret}\n"
-            "keys:\n"
-            f"  files: [{key}]\n"
-            "workspaces:\n"
-            "  source: file\n"
-            f"  file: {root / 'workspaces.yaml'}\n"
-            "authorization:\n"
-            "  mode: owner-annotation\n"
-        )
+        http_port, admin_port = cs.write_file_source_config(root, provider)
         cwd = root / "cwd"
         cwd.mkdir()
         for p in [root, cwd, *root.iterdir()]:

@@ -20,8 +20,7 @@ def rendered_objects(scenario):
 
 
 def config_of(objs):
-    cm = cs.one(objs, "ConfigMap")
-    return yaml.safe_load(cm["data"]["config.yaml"])
+    return cs.gate_config(objs)
 
 
 # --- lint and render -----------------------------------------------------------
@@ -135,7 +134,8 @@ def test_autoscaler_replaces_fixed_replicas():
     assert "replicas" not in cs.one(objs, "Deployment")["spec"]
     hpa = cs.one(objs, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 9)
-    assert cs.one(objs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    pdb = cs.one(objs, "PodDisruptionBudget")["spec"]
+    assert pdb["minAvailable"] == "50%" and "maxUnavailable" not in pdb
 
 
 def test_services_expose_http_grpc_and_a_separate_admin_port():

@@ -155,7 +155,7 @@ def test_chart_rbac_lets_the_gate_write_what_it_renders(binary, scenario, tmp_pa
     for verb in ("list", "watch"):
         if not rbac.allows(verb, "", "services", WORKSPACE_NS):
             missing.append(f"{verb} services in {WORKSPACE_NS}")
-    lease = yaml.safe_load(cs.one(chart_objs, "ConfigMap")["data"]["config.yaml"])["discovery"]["lease_name"]
+    lease = cs.gate_config(chart_objs)["discovery"]["lease_name"]
     if not rbac.allows("create", "coordination.k8s.io", "leases", cs.NAMESPACE):
         missing.append(f"create leases in {cs.NAMESPACE}")
     for verb in ("get", "update"):

@@ -50,7 +50,7 @@ def reference_grants(mode, selector):
 
 def chart_grants(values):
     objs = cs.objects(cs.render(values))
-    lease_name = yaml.safe_load(cs.one(objs, "ConfigMap")["data"]["config.yaml"])["discovery"]["lease_name"]
+    lease_name = cs.gate_config(objs)["discovery"]["lease_name"]
     out = set()
     for role in cs.find(objs, "ClusterRole"):
         out |= grants(role["rules"], "cluster", None)

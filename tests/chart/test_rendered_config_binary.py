@@ -8,7 +8,7 @@ target/debug; these tests fail (never skip) when it is missing."""
 import pytest
 
 import chart_support as cs
-from scenarios import EXISTING_SECRETS, SCENARIOS
+from scenarios import EXISTING_CONFIG_MAPS, EXISTING_SECRETS, SCENARIOS
 
 READY = sorted(name for name, (_, ready) in SCENARIOS.items() if ready)
 
@@ -20,7 +20,7 @@ def binary():
 
 def pod_files(scenario, tmp_path):
     values, _ = SCENARIOS[scenario]
-    return cs.PodFiles(tmp_path / "pod", cs.objects(cs.render(values)), EXISTING_SECRETS)
+    return cs.PodFiles(tmp_path / "pod", cs.objects(cs.render(values)), EXISTING_SECRETS, EXISTING_CONFIG_MAPS)
 
 
 def check_config(binary, pod):
@@ -78,7 +78,7 @@ def test_environment_overrides_reach_the_binary(binary, tmp_path):
     """`extraEnv` is passed as WORKSPACE_GATE_<KEY> and wins over the file."""
     values, _ = SCENARIOS["everything-on"]
     values = cs.deep_merge(values, {"extraEnv": [{"name": "WORKSPACE_GATE_LOG_FORMAT", "value": "xml"}]})
-    pod = cs.PodFiles(tmp_path / "pod", cs.objects(cs.render(values)), EXISTING_SECRETS)
+    pod = cs.PodFiles(tmp_path / "pod", cs.objects(cs.render(values)), EXISTING_SECRETS, EXISTING_CONFIG_MAPS)
     result = check_config(binary, pod)
     out = result.stdout + result.stderr
     assert result.returncode != 0 and "log.format" in out, out
