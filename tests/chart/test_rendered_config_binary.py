@@ -1,9 +1,17 @@
 """The real binary consumes what the chart renders: the Deployment's
 arguments, environment and mounted files, laid out in a temporary directory
-(see chart_support.PodFiles), pass `workspace-gate check-config`.
+(see chart_support.PodFiles), pass `workspace-gate check-config`; and the
+install guide's private-CA recipe, as rendered, makes the binary trust a
+GitLab whose certificate comes from that CA.
 
 The binary is found through $WORKSPACE_GATE_BIN, $CARGO_TARGET_DIR/debug or
 target/debug; these tests fail (never skip) when it is missing."""
+
+import contextlib
+import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -82,3 +90,71 @@ def test_environment_overrides_reach_the_binary(binary, tmp_path):
     result = check_config(binary, pod)
     out = result.stdout + result.stderr
     assert result.returncode != 0 and "log.format" in out, out
+
+
+# --- the install guide's private-CA recipe, end to end -------------------------
+
+
+def readyz_when(admin_port, proc, log, done, timeout=20):
+    """Polls /readyz until `done(body, log text)`; returns the last body and log."""
+    body, text, deadline = "", "", time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
+                body = r.read().decode()
+        except urllib.error.HTTPError as e:
+            body = e.read().decode()
+        except OSError:
+            pass
+        text = log.read_text(errors="replace")
+        if done(body, text):
+            break
+        time.sleep(0.2)
+    return body, text
+
+
+@contextlib.contextmanager
+def serving_against_private_ca_gitlab(binary, tmp_path, env):
+    """Runs the gate with `env` against a stand-in GitLab whose certificate
+    comes from the private CA in the recipe's ConfigMap; yields the process,
+    its admin port and its log file, and stops both at the end."""
+    from scenarios import GITLAB_TLS
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    log = tmp_path / "gate.log"
+    with cs.discovery_server(GITLAB_TLS) as issuer:
+        _, admin_port = cs.write_file_source_config(run_dir, issuer)
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [str(binary), "serve", "--config", str(run_dir / "config.yaml")],
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        try:
+            yield proc, admin_port, log
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("with_recipe", [True, False], ids=["recipe", "without-ssl-cert-file"])
+def test_private_ca_recipe_lets_the_gate_trust_gitlab(binary, tmp_path, with_recipe):
+    """The rendered pod's SSL_CERT_FILE, pointing into the rendered mount of
+    the CA ConfigMap, is what the binary trusts GitLab's certificate with;
+    without it the same GitLab is refused."""
+    pod = cs.PodFiles(tmp_path / "pod", cs.objects(cs.render(SCENARIOS["private-ca"][0])), EXISTING_SECRETS, EXISTING_CONFIG_MAPS)
+    pod_env = pod.env()
+    bundle = pod.host_path(pod_env["SSL_CERT_FILE"])
+    assert open(bundle).read() == EXISTING_CONFIG_MAPS["gitlab-ca"]["ca.crt"], "the mount holds the ConfigMap's CA"
+    env = {"PATH": pod_env["PATH"], "HOME": str(tmp_path)}
+    if with_recipe:
+        env["SSL_CERT_FILE"] = bundle
+    with serving_against_private_ca_gitlab(binary, tmp_path, env) as (proc, admin_port, log):
+        if with_recipe:
+            body, text = readyz_when(admin_port, proc, log, lambda b, _: "oidc: true" in b)
+            assert "oidc: true" in body, f"/readyz: {body!r}\n{text}"
+        else:
+            body, text = readyz_when(admin_port, proc, log, lambda b, t: "OIDC discovery failed" in t and "oidc:" in b)
+            assert "OIDC discovery failed" in text, text
+            assert "oidc: false" in body, f"/readyz: {body!r}\n{text}"
+        assert proc.poll() is None, text
