@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the configuration reference table from src/config.rs (KEYS).
+"""Prints the configuration reference table from src/config/keys.rs (KEYS).
 
 The README's table is this output; tests/docs.rs checks that every key is
 documented there.
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
-src = "\n".join(p.read_text() for p in [root / "src/config.rs"])
+src = (root / "src/config/keys.rs").read_text()
 rows = re.findall(r'k\(\s*"([^"]+)",\s*"([^"]*)",\s*"((?:[^"\\]|\\.)*)"\s*,?\s*\)', src)
 print("| key | default | environment | meaning |")
 print("|---|---|---|---|")

@@ -7,25 +7,27 @@
 //! `docs/architecture.md` for the picture and the known exceptions).
 //!
 //! 0. Leaves, no crate imports: [`files`] (bounded reads of operator
-//!    files), [`bounded`], [`dns`] (host name syntax), [`metrics`] (takes
-//!    label strings), [`scheme`] (`http`/`https` and the origin built
-//!    from it).
-//! 1. [`config`]: plain settings values that other modules receive.
+//!    files), [`bounded`], [`dns`] (host and Kubernetes name syntax),
+//!    [`metrics`] (takes label strings), [`scheme`] (`http`/`https` and
+//!    the origin built from it).
+//! 1. [`material`]: key and certificate files, read and checked.
+//! 2. [`config`]: plain settings values that other modules receive, read
+//!    once by one reader; imports only the leaves and `material`.
 //!    [`session`]: token formats (pass, transfer, login, state, sign-out)
 //!    and keys.
-//! 2. [`workspaces`]: the workspace model and the host -> workspace index,
+//! 3. [`workspaces`]: the workspace model and the host -> workspace index,
 //!    published as snapshots; fed by a file or by discovery.
-//! 3. [`core`]: pure `decide()`, `rd` validation, reserved paths. No I/O;
+//! 4. [`core`]: pure `decide()`, `rd` validation, reserved paths. No I/O;
 //!    uses only `session`, `workspaces` and `scheme`.
-//! 4. [`answer`]: every refusal, redirect and page, for every path.
+//! 5. [`answer`]: every refusal, redirect and page, for every path.
 //!    [`oidc`]: the login with the identity provider.
-//! 5. [`authz`]: may this user use this workspace (GitLab GraphQL or owner
+//! 6. [`authz`]: may this user use this workspace (GitLab GraphQL or owner
 //!    annotation), cached.
-//! 6. [`adapters`]: one file per controller; wire format ->
+//! 7. [`adapters`]: one file per controller; wire format ->
 //!    [`core::CheckRequest`] and [`core::Decision`] -> wire format, through
 //!    the [`adapters::Checks`] interface, never `server`.
 //!    [`discovery`]: Kubernetes watcher and routing objects; never adapters.
-//! 7. [`server`]: wiring (settings from config, routes, admin port,
+//! 8. [`server`]: wiring (settings from config, routes, admin port,
 //!    shutdown); imported only by `main.rs` and tests.
 #![forbid(unsafe_code)]
 
@@ -38,6 +40,7 @@ pub mod core;
 pub mod discovery;
 pub mod dns;
 pub mod files;
+pub mod material;
 pub mod metrics;
 pub mod oidc;
 pub mod scheme;

@@ -7,17 +7,21 @@ mod env;
 use std::time::Duration;
 
 use env::*;
+use workspace_gate::config::discovery::{NamespaceScope, RoutingMode};
 use workspace_gate::config::{Config, KEYS};
-use workspace_gate::discovery::config::{NamespaceScope, RoutingMode};
 use workspace_gate::discovery::{DiscoveryConfig, render_cli};
 
-fn parse(cfg: &Config, env: &[(&str, &str)]) -> Result<DiscoveryConfig, Vec<(String, String)>> {
-    DiscoveryConfig::parse_with_env(cfg, &|k| {
+/// The discovery settings of the configuration in `dir` with `sections`,
+/// loaded under the environment `env`.
+fn parse(dir: &TempDir, sections: &str, env: &[(&str, &str)]) -> DiscoveryConfig {
+    let lookup = |k: &str| {
         env.iter()
             .find(|(n, _)| *n == k)
             .map(|(_, v)| v.to_string())
-    })
-    .map_err(|ps| ps.into_iter().map(|p| (p.key, p.reason)).collect())
+    };
+    gate_config_env(dir, sections, &lookup)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .discovery
 }
 
 /// The problems `Config::load` reports (it validates the discovery and
@@ -34,12 +38,11 @@ fn load_problems(dir: &TempDir, sections: &str) -> Vec<(String, String)> {
 #[test]
 fn defaults_need_no_sections_and_write_nothing() {
     let dir = TempDir::new("cfg-default");
-    let cfg = gate_config(&dir, "");
     let d = parse(
-        &cfg,
+        &dir,
+        "",
         &[("POD_NAMESPACE", "gate-ns"), ("POD_NAME", "gate-0")],
-    )
-    .unwrap();
+    );
     assert_eq!(d.namespaces, NamespaceScope::All);
     assert_eq!(d.routing.mode, RoutingMode::None);
     assert_eq!(d.owner_id_annotation, "workspace-gate.dev/owner-id");
@@ -57,7 +60,7 @@ fn defaults_need_no_sections_and_write_nothing() {
         d.routing.auth_keepalive, 0,
         "a connection per check unless asked"
     );
-    let d = parse(&cfg, &[]).unwrap();
+    let d = parse(&dir, "", &[]);
     assert_eq!(d.lease.namespace, "default");
 }
 
@@ -124,7 +127,7 @@ fn traefik_https_settings_are_checked_when_the_configuration_loads() {
         &dir,
         &routing("    https_port: 8443\n  traefik_ca_secret: gate-ca\n"),
     );
-    let d = parse(&cfg, &[]).unwrap();
+    let d = cfg.discovery.clone();
     assert_eq!(d.routing.gate.https_port, Some(8443));
     assert_eq!(d.routing.traefik_ca_secret.as_deref(), Some("gate-ca"));
 }
@@ -158,7 +161,7 @@ fn environment_overrides_reach_the_discovery_keys() {
         _ => None,
     };
     let cfg = Config::load(Some(&file), &env).unwrap();
-    let d = parse(&cfg, &[]).unwrap();
+    let d = cfg.discovery.clone();
     assert_eq!(
         d.namespaces,
         NamespaceScope::List(vec!["team-a".into(), "team-b".into()])

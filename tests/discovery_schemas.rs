@@ -13,9 +13,7 @@ use std::process::Command;
 
 use env::*;
 use workspace_gate::discovery::render::{namespace_objects, workspace_objects};
-use workspace_gate::discovery::{
-    DiscoveryConfig, ObjectKind, RoutingObject, workspace_from_service,
-};
+use workspace_gate::discovery::{ObjectKind, RoutingObject, workspace_from_service};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,7 +38,7 @@ fn render_all(mode: &str, names: &[(&str, &str)]) -> Vec<RoutingObject> {
 fn render_with(sections: &str, names: &[(&str, &str)]) -> Vec<RoutingObject> {
     let dir = TempDir::new("schema-cfg");
     let gate = gate_config(&dir, sections);
-    let cfg = DiscoveryConfig::parse(&gate).unwrap();
+    let cfg = &gate.discovery;
     let ctx = cfg.render_context(&gate);
     let rules = cfg.service_rules(&gate);
     let mut out = Vec::new();

@@ -18,12 +18,12 @@ use futures::{FutureExt, StreamExt};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
-use super::config::NamespaceScope;
 use super::metrics::DiscoveryMetrics;
 use super::plan::{self, Ledger, Owner, Pass, Sweep};
 use super::render::{
     FIELD_MANAGER, MANAGED_SELECTOR, ObjectKey, ObjectKind, RenderContext, RoutingObject,
 };
+use crate::config::discovery::NamespaceScope;
 use crate::workspaces::{IndexReader, Snapshot, Workspace};
 
 /// Concurrent API requests during a sync.

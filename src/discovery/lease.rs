@@ -20,8 +20,8 @@ use kube::api::PostParams;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::config::LeaseConfig;
 use super::metrics::DiscoveryMetrics;
+use crate::config::discovery::LeaseConfig;
 
 pub(crate) struct Elector {
     api: Api<Lease>,

@@ -16,7 +16,6 @@
 //! reconciler. See docs/discovery.md for the objects, RBAC and design.
 
 pub mod apply;
-pub mod config;
 mod lease;
 pub mod metrics;
 mod plan;
@@ -31,7 +30,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-pub use config::{DiscoveryConfig, NamespaceScope, RoutingMode};
+pub use crate::config::discovery::{DiscoveryConfig, NamespaceScope, RoutingMode};
 pub use metrics::DiscoveryMetrics;
 pub use render::{ObjectKind, RenderContext, RoutingObject};
 pub use service::{ServiceError, ServiceRules, workspace_from_service};
@@ -157,13 +156,7 @@ async fn reconcile_while_leader(
 /// The objects that would be written for `service_yaml` under `cfg`, as a
 /// multi-document YAML (for `workspace-gate render`).
 pub fn render_cli(cfg: &crate::config::Config, service_yaml: &str) -> anyhow::Result<String> {
-    let dcfg = DiscoveryConfig::parse(cfg).map_err(|problems| {
-        let lines: Vec<String> = problems
-            .iter()
-            .map(|p| format!("  - {}: {}", p.key, p.reason))
-            .collect();
-        anyhow::anyhow!("invalid configuration:\n{}", lines.join("\n"))
-    })?;
+    let dcfg = &cfg.discovery;
     let mut svc: Service = serde_yaml::from_str(service_yaml)
         .map_err(|e| anyhow::anyhow!("the Service file is not a Service: {e}"))?;
     let mut out = String::new();

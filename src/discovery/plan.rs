@@ -375,7 +375,7 @@ impl Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::config::RoutingMode;
+    use crate::config::discovery::RoutingMode;
     use crate::discovery::render::tests::{ctx, ws};
     use serde_json::json;
 

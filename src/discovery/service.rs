@@ -96,7 +96,7 @@ pub fn workspace_from_service(
         .ok_or(ServiceError::MissingMetadata("uid"))?;
     // The API server guarantees these; a hand-written file (`render`) may not.
     for n in [&name, &namespace] {
-        if !crate::discovery::config::is_dns_label(n) {
+        if !crate::dns::is_dns_label(n) {
             return Err(ServiceError::BadName(n.clone()));
         }
     }

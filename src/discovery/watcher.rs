@@ -16,9 +16,9 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use super::config::NamespaceScope;
 use super::metrics::DiscoveryMetrics;
 use super::service::{AGENT_LABEL, ServiceRules, workspace_from_service};
+use crate::config::discovery::NamespaceScope;
 use crate::workspaces::{IndexPublisher, Snapshot, Workspace};
 
 /// One event from any of the merged watches. Not boxed: each is moved

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::{AppState, admin, app, serve};
 use crate::config::{Config, WorkspaceSource};
-use crate::discovery::{DiscoveryConfig, DiscoveryMetrics};
+use crate::discovery::DiscoveryMetrics;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::session::Keyring;
@@ -118,8 +118,7 @@ pub async fn run(
             })
         }
         WorkspaceSource::Kubernetes => {
-            let dcfg = DiscoveryConfig::parse(&cfg)
-                .map_err(|p| anyhow::anyhow!("{}", crate::config::ConfigErrors(p)))?;
+            let dcfg = cfg.discovery.clone();
             let client = crate::discovery::client()
                 .await
                 .context("workspaces.source is kubernetes, but no Kubernetes API is reachable")?;

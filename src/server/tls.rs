@@ -12,13 +12,13 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+use crate::material::provider;
+pub use crate::material::{TlsFileError, load};
 
 /// How often the certificate files are checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -26,62 +26,6 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections still open at shutdown get this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Reads a PEM certificate chain and its private key, and checks that they
-/// belong together. The error names the file at fault.
-pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsFileError> {
-    let cert_pem = crate::files::read(cert, crate::files::SMALL)
-        .map_err(|e| TlsFileError::Cert(format!("cannot read {}: {e}", cert.display())))?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsFileError::Cert(format!("cannot read {}: {e}", cert.display())))?;
-    if chain.is_empty() {
-        return Err(TlsFileError::Cert(format!(
-            "{} holds no PEM certificate",
-            cert.display()
-        )));
-    }
-    let key_pem = crate::files::read(key, crate::files::SMALL)
-        .map_err(|e| TlsFileError::Key(format!("cannot read {}: {e}", key.display())))?;
-    let der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        TlsFileError::Key(format!(
-            "cannot read a PEM private key from {}: {e}",
-            key.display()
-        ))
-    })?;
-    let signer = provider()
-        .key_provider
-        .load_private_key(der)
-        .map_err(|e| TlsFileError::Key(format!("{}: unusable key: {e}", key.display())))?;
-    let certified = CertifiedKey::new(chain, signer);
-    certified.keys_match().map_err(|_| {
-        TlsFileError::Key(format!(
-            "{} does not match the first certificate in {}",
-            key.display(),
-            cert.display()
-        ))
-    })?;
-    Ok(certified)
-}
-
-/// Which of the two files a problem is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsFileError {
-    Cert(String),
-    Key(String),
-}
-
-impl std::fmt::Display for TlsFileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TlsFileError::Cert(s) | TlsFileError::Key(s) => f.write_str(s),
-        }
-    }
-}
 
 /// Modification times and sizes of both files: a change in either reloads.
 type Stamp = Option<[(SystemTime, u64); 2]>;

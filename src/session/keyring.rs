@@ -46,42 +46,7 @@ impl TokenKind {
     }
 }
 
-/// Smallest accepted key: 32 bytes of randomness.
-pub const MIN_KEY_LEN: usize = 32;
-
-/// Reads a key file's text: base64 (standard or URL-safe) or hex, at least 32 bytes.
-pub fn parse_key(text: &str) -> Result<Vec<u8>, String> {
-    use base64::Engine;
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("the key file is empty".into());
-    }
-    let decoded = if t.len().is_multiple_of(2) && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(t).map_err(|e| e.to_string())?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(t)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(t))
-            .map_err(|_| "the key is neither base64 nor hex".to_string())?
-    };
-    if decoded.len() < MIN_KEY_LEN {
-        return Err(format!(
-            "the key has {} bytes; at least {MIN_KEY_LEN} are required",
-            decoded.len()
-        ));
-    }
-    Ok(decoded)
-}
-
-/// A fresh random key, base64-encoded, as `workspace-gate keygen` prints it.
-pub fn generate_key() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
+pub use crate::material::{MIN_KEY_LEN, generate_key, parse_key};
 
 /// One key with its derived subkeys.
 pub struct Key {

@@ -12,7 +12,7 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 use workspace_gate::config::Config;
-use workspace_gate::discovery::{self, DiscoveryConfig, DiscoveryMetrics};
+use workspace_gate::discovery::{self, DiscoveryMetrics};
 use workspace_gate::workspaces::{IndexReader, index};
 
 pub const DOMAIN: &str = "workspaces.test";
@@ -50,6 +50,15 @@ pub fn gate_config_result(
     dir: &TempDir,
     sections: &str,
 ) -> Result<Config, workspace_gate::config::ConfigErrors> {
+    gate_config_env(dir, sections, &|_| None)
+}
+
+/// [`gate_config_result`] under the environment `env`.
+pub fn gate_config_env(
+    dir: &TempDir,
+    sections: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, workspace_gate::config::ConfigErrors> {
     let key = dir.0.join("key");
     std::fs::write(&key, workspace_gate::session::keyring::generate_key()).unwrap();
     let secret = dir.0.join("secret");
@@ -63,7 +72,7 @@ pub fn gate_config_result(
         key.display()
     );
     std::fs::write(&file, yaml).unwrap();
-    Config::load(Some(&file), &|_| None)
+    Config::load(Some(&file), env)
 }
 
 /// Routing and lease settings used by most tests.
@@ -136,7 +145,7 @@ pub struct Gate {
 
 impl Gate {
     pub fn start(client: kube::Client, gate: &Config) -> Gate {
-        let cfg = DiscoveryConfig::parse(gate).unwrap_or_else(|p| panic!("{p:?}"));
+        let cfg = gate.discovery.clone();
         let (publisher, reader) = index();
         let metrics = DiscoveryMetrics::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

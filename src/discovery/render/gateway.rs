@@ -149,7 +149,7 @@ pub(super) fn reference_grant(
 mod tests {
     use super::super::tests::{ctx, ws};
     use super::*;
-    use crate::discovery::config::RoutingMode;
+    use crate::config::discovery::RoutingMode;
 
     #[test]
     fn one_route_per_host_and_a_policy_over_all_of_them() {

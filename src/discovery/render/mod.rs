@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::core::{ApiResource, GroupVersionKind};
 use sha2::{Digest, Sha256};
 
-use super::config::{RoutingConfig, RoutingMode};
+use crate::config::discovery::{RoutingConfig, RoutingMode};
 use crate::workspaces::Workspace;
 
 /// Field manager for server-side apply; also the `managed-by` label value.
@@ -298,7 +298,7 @@ fn service_name(ws: &Workspace) -> Result<&str, RenderError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::discovery::config::{GateService, GatewayRef};
+    use crate::config::discovery::{GateService, GatewayRef};
     use crate::workspaces::{HostPort, Owner, ServiceRef};
 
     pub(crate) fn ctx(mode: RoutingMode) -> RenderContext {

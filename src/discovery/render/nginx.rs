@@ -165,7 +165,7 @@ pub(super) fn ingress_spec(
 mod tests {
     use super::super::tests::{ctx, ws};
     use super::*;
-    use crate::discovery::config::RoutingMode;
+    use crate::config::discovery::RoutingMode;
 
     #[test]
     fn workspace_ingress_asks_the_gate_and_routes_each_host_to_its_port() {

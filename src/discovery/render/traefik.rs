@@ -14,7 +14,7 @@ use super::{
     AUTH_RESPONSE_HEADERS, ObjectKind, PASS_COOKIE, RenderContext, RenderError, RoutingObject,
     object_name, owned_meta, routable_hosts, service_name,
 };
-use crate::discovery::config::GateService;
+use crate::config::discovery::GateService;
 use crate::workspaces::Workspace;
 
 pub(super) fn render(
@@ -100,7 +100,7 @@ fn check_address(gate: &GateService) -> String {
 mod tests {
     use super::super::tests::{ctx, ws};
     use super::*;
-    use crate::discovery::config::RoutingMode;
+    use crate::config::discovery::RoutingMode;
 
     #[test]
     fn ingress_runs_the_forward_auth_middleware() {

@@ -1,0 +1,294 @@
+//! Every configuration key, its default and its meaning. The README's
+//! configuration reference is this table (`scripts/config-table.py` and
+//! `tests/docs.rs` keep them equal), and the reader refuses any key that is
+//! not in it.
+
+/// Every configuration key, its default and its meaning. The README's
+/// configuration reference is this table.
+pub const KEYS: &[KeyDoc] = &[
+    k(
+        "auth_host",
+        "",
+        "Host of the login pages (`/auth/*`); the identity provider's redirect URI is `<public_scheme>://<auth_host>/auth/callback`.",
+    ),
+    k(
+        "workspace_domain",
+        "",
+        "Workspaces live on `<label>.<workspace_domain>`; `rd` targets must be such a host.",
+    ),
+    k(
+        "public_scheme",
+        "https",
+        "`https`, or `http` only when every listener is on loopback (local try-out).",
+    ),
+    k(
+        "public_port",
+        "",
+        "Port browsers use on the ingress controller when it is not 443 (or 80 for http); empty for the default. `rd` targets and redirects carry it.",
+    ),
+    k(
+        "listen.http",
+        "0.0.0.0:8080",
+        "Login pages, the reserved `/.workspace-gate/` paths and the `/check/*` endpoints.",
+    ),
+    k(
+        "listen.admin",
+        "0.0.0.0:9090",
+        "`/healthz`, `/readyz`, `/metrics`.",
+    ),
+    k(
+        "listen.grpc",
+        "",
+        "Envoy ext_authz gRPC (`envoy.service.auth.v3.Authorization`); empty disables it.",
+    ),
+    k(
+        "listen.https",
+        "",
+        "HTTPS listener serving the same routes as `listen.http` (HTTP/2 and HTTP/1.1), e.g. for Traefik's forwardAuth, which then keeps one multiplexed connection instead of opening one per check; empty disables it. Needs `tls.cert_file` and `tls.key_file`.",
+    ),
+    k(
+        "listen.https_max_connection_age",
+        "2m",
+        "How long a `listen.https` connection lives (±10 %) before the gate asks the client to reconnect (HTTP/2 GOAWAY; requests in flight finish). A controller keeps one HTTP/2 connection for all its checks; reconnecting lets the Service spread them over the gate's replicas after a scale-out.",
+    ),
+    k(
+        "tls.cert_file",
+        "",
+        "PEM certificate chain of `listen.https` (leaf first). Re-read within 10s when it changes (e.g. renewed by cert-manager); a broken renewal keeps the previous certificate and is logged.",
+    ),
+    k(
+        "tls.key_file",
+        "",
+        "PEM private key (PKCS#8, PKCS#1 or SEC1) matching `tls.cert_file`.",
+    ),
+    k(
+        "oidc.issuer",
+        "",
+        "OpenID provider issuer URL (e.g. `https://gitlab.example.com`); discovery reads `<issuer>/.well-known/openid-configuration`.",
+    ),
+    k(
+        "oidc.client_id",
+        "",
+        "OAuth client id registered at the provider.",
+    ),
+    k(
+        "oidc.client_secret_file",
+        "",
+        "File holding the OAuth client secret.",
+    ),
+    k(
+        "oidc.scopes",
+        "openid,profile,read_api",
+        "Scopes requested (comma-separated in the environment). `read_api` lets the `gitlab` authorizer call GraphQL.",
+    ),
+    k(
+        "oidc.username_claim",
+        "preferred_username",
+        "ID-token or userinfo claim used as the username (`X-Workspace-User`).",
+    ),
+    k(
+        "keys.files",
+        "",
+        "Files holding signing keys (`workspace-gate keygen`); the first signs, all verify. Comma-separated in the environment.",
+    ),
+    k(
+        "session.pass_ttl",
+        "12h",
+        "Lifetime of a workspace host's pass cookie.",
+    ),
+    k(
+        "session.login_ttl",
+        "7d",
+        "Lifetime of the login cookie on the auth host.",
+    ),
+    k(
+        "session.transfer_ttl",
+        "60s",
+        "Lifetime of a transfer token (at most 60s).",
+    ),
+    k(
+        "session.transfer",
+        "form_post",
+        "How the auth host hands a pass to a workspace host: `form_post` (token in a POST body; ingress-nginx) or `query` (token in the callback URL; needed behind Traefik and Envoy, whose checks carry no body).",
+    ),
+    k(
+        "workspaces.source",
+        "file",
+        "`file` (a YAML list, reloaded on change) or `kubernetes` (discovery).",
+    ),
+    k(
+        "workspaces.file",
+        "",
+        "Path of the workspaces file when `workspaces.source` is `file`.",
+    ),
+    k(
+        "authorization.mode",
+        "gitlab",
+        "`gitlab` (GraphQL: the workspace's user must be the current user) or `owner-annotation` (owner from the workspace's annotation or file entry).",
+    ),
+    k(
+        "authorization.gitlab_url",
+        "",
+        "GitLab base URL for GraphQL (`<gitlab_url>/api/graphql`); defaults to `oidc.issuer`.",
+    ),
+    k(
+        "authorization.cache_ttl",
+        "60s",
+        "How long an authorization decision is cached (at most 60s for bearer tokens).",
+    ),
+    k("log.format", "json", "`json` or `text`."),
+    k(
+        "log.level",
+        "info",
+        "tracing filter, e.g. `info,workspace_gate=debug`.",
+    ),
+    // Discovery and routing (`config::discovery`).
+    k(
+        "discovery.namespaces",
+        "",
+        "Namespaces whose workspace Services are watched (comma-separated in the environment); empty watches all namespaces.",
+    ),
+    k(
+        "discovery.namespace_selector",
+        "",
+        "Label selector on Namespaces (`k=v`, `k!=v`, `k`, `!k`, comma-separated); an alternative to `discovery.namespaces`.",
+    ),
+    k(
+        "discovery.owner_id_annotation",
+        "workspace-gate.dev/owner-id",
+        "Service annotation holding the workspace owner's user id (OIDC `sub` or GitLab user id), for the `owner-annotation` authorizer.",
+    ),
+    k(
+        "discovery.owner_username_annotation",
+        "workspace-gate.dev/owner-username",
+        "Service annotation holding the owner's username (optional).",
+    ),
+    k(
+        "discovery.lease_name",
+        "workspace-gate",
+        "Name of the `coordination.k8s.io` Lease used to elect the one replica that writes routing objects.",
+    ),
+    k(
+        "discovery.lease_namespace",
+        "",
+        "Namespace of the Lease; empty uses `POD_NAMESPACE`, else `default`.",
+    ),
+    k(
+        "discovery.lease_duration",
+        "15s",
+        "How long a leader's Lease stays valid without renewal; a new leader takes over within this time.",
+    ),
+    k(
+        "discovery.identity",
+        "",
+        "This replica's name in the Lease; empty uses `POD_NAME`, else the host name.",
+    ),
+    k(
+        "discovery.resync_interval",
+        "5m",
+        "How often the leader compares every managed object with what it wants, putting back hand edits and deleting orphans.",
+    ),
+    k(
+        "routing.mode",
+        "none",
+        "Routing objects to write: `none`, `ingress-nginx`, `traefik` or `gateway-api` (Envoy Gateway).",
+    ),
+    k(
+        "routing.tls_secret",
+        "",
+        "Wildcard TLS Secret named in each workspace Ingress (`ingress-nginx`, `traefik`); empty for none.",
+    ),
+    k(
+        "routing.ingress_class",
+        "",
+        "`ingressClassName` of workspace Ingresses; empty for the cluster default.",
+    ),
+    k(
+        "routing.auth_keepalive",
+        "0",
+        "`ingress-nginx`: idle connections each nginx worker keeps open to the gate for checks (`auth-keepalive`); 0 opens one per check. ingress-nginx honours it only with `use-http2: \"false\"` in its ConfigMap.",
+    ),
+    k(
+        "routing.gate_service.name",
+        "",
+        "Name of the gate's Service (check endpoints); required unless `routing.mode` is `none`.",
+    ),
+    k(
+        "routing.gate_service.namespace",
+        "",
+        "Namespace of the gate's Service; required unless `routing.mode` is `none`.",
+    ),
+    k(
+        "routing.gate_service.http_port",
+        "8080",
+        "Service port of the gate's HTTP listener (`/check/*`, `/.workspace-gate/*`).",
+    ),
+    k(
+        "routing.gate_service.grpc_port",
+        "9091",
+        "Service port of the gate's ext_authz gRPC listener (`gateway-api` mode).",
+    ),
+    k(
+        "routing.gate_service.https_port",
+        "",
+        "Service port of the gate's HTTPS listener (`listen.https`); when set, `traefik` mode points forwardAuth at `https://<gate>:<port>/check/traefik`. Empty keeps plain HTTP.",
+    ),
+    k(
+        "routing.traefik_ca_secret",
+        "",
+        "`traefik` with `routing.gate_service.https_port`: Secret in each workspace namespace holding the CA (`ca.crt` or `tls.ca`) that Traefik verifies the gate's certificate with (the Middleware's `tls.caSecret`); empty uses Traefik's system roots.",
+    ),
+    k(
+        "routing.gate_service.cluster_domain",
+        "cluster.local",
+        "Cluster DNS domain used to build the gate's in-cluster address.",
+    ),
+    k(
+        "routing.gateway.name",
+        "",
+        "Gateway that workspace HTTPRoutes attach to (`gateway-api` mode).",
+    ),
+    k(
+        "routing.gateway.namespace",
+        "",
+        "Namespace of that Gateway (`gateway-api` mode).",
+    ),
+    k(
+        "routing.gateway.section_name",
+        "",
+        "Listener of that Gateway to attach to; empty attaches to every listener that allows the route.",
+    ),
+];
+
+const fn k(key: &'static str, default: &'static str, doc: &'static str) -> KeyDoc {
+    KeyDoc { key, default, doc }
+}
+
+/// One key of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+impl KeyDoc {
+    /// `WORKSPACE_GATE_<KEY>`: dots and dashes become `_`, upper-case.
+    pub fn env_name(&self) -> String {
+        format!(
+            "WORKSPACE_GATE_{}",
+            self.key.replace(['.', '-'], "_").to_ascii_uppercase()
+        )
+    }
+}
+
+/// Keys whose value is a list (comma-separated in the environment).
+pub(super) const LIST_KEYS: &[&str] = &["oidc.scopes", "keys.files", "discovery.namespaces"];
+
+/// The documented default of `key` (empty when it has none).
+pub(super) fn default_of(key: &str) -> &'static str {
+    KEYS.iter()
+        .find(|kd| kd.key == key)
+        .map(|kd| kd.default)
+        .unwrap_or("")
+}
