@@ -16,7 +16,7 @@ use crate::core::{Decision, Page};
 /// An answer as plain HTTP parts. `headers` holds no `Content-Type` twice
 /// and may hold several `Set-Cookie`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
@@ -25,13 +25,13 @@ pub struct Answer {
 const WWW_AUTHENTICATE: &str = "Bearer realm=\"workspace-gate\"";
 
 /// True when the client prefers JSON over HTML (`Accept`, any case).
-pub fn wants_json(accept: Option<&str>) -> bool {
+pub(crate) fn wants_json(accept: Option<&str>) -> bool {
     let accept = accept.unwrap_or("").to_ascii_lowercase();
     accept.contains("application/json") && !accept.contains("text/html")
 }
 
 /// [`wants_json`] from a request's headers.
-pub fn wants_json_headers(headers: &axum::http::HeaderMap) -> bool {
+pub(crate) fn wants_json_headers(headers: &axum::http::HeaderMap) -> bool {
     wants_json(
         headers
             .get(axum::http::header::ACCEPT)
@@ -106,7 +106,7 @@ fn body(page: Page, request_id: &str, json: bool) -> (&'static str, String) {
 
 /// The page for `page`, with its status, one `Content-Type`, `no-store`,
 /// `nosniff`, and `WWW-Authenticate` when sign-in is required.
-pub fn page(page: Page, request_id: &str, json: bool) -> Answer {
+pub(crate) fn page(page: Page, request_id: &str, json: bool) -> Answer {
     let (ctype, body) = body(page, request_id, json);
     let mut headers = vec![
         ("content-type", ctype.to_string()),
@@ -126,7 +126,7 @@ pub fn page(page: Page, request_id: &str, json: bool) -> Answer {
 /// A redirect (`status` 302 or 303) that sets `set_cookies`, carries no
 /// body and is never cached or referred. A location that is no header
 /// value (never built by the gate) gives a bare 400.
-pub fn redirect(status: u16, location: &str, set_cookies: &[String]) -> Answer {
+pub(crate) fn redirect(status: u16, location: &str, set_cookies: &[String]) -> Answer {
     if HeaderValue::from_str(location).is_err() {
         return bare(400);
     }
@@ -146,7 +146,7 @@ pub fn redirect(status: u16, location: &str, set_cookies: &[String]) -> Answer {
 /// The answer the browser should get for a decision that is not an
 /// allow, for controllers that relay the gate's answer (Traefik, Envoy).
 /// `None` for `Allow` (and the never-returned `Bearer`).
-pub fn for_decision(decision: &Decision, request_id: &str, json: bool) -> Option<Answer> {
+pub(crate) fn for_decision(decision: &Decision, request_id: &str, json: bool) -> Option<Answer> {
     match decision {
         Decision::Allow(_) | Decision::Bearer { .. } => None,
         Decision::SignIn { location } => Some(redirect(302, location, &[])),
@@ -160,13 +160,13 @@ pub fn for_decision(decision: &Decision, request_id: &str, json: bool) -> Option
 }
 
 /// [`for_decision`], or a bare 403 for what has no answer of its own.
-pub fn refusal(decision: &Decision, request_id: &str, json: bool) -> Answer {
+pub(crate) fn refusal(decision: &Decision, request_id: &str, json: bool) -> Answer {
     for_decision(decision, request_id, json).unwrap_or_else(|| bare(403))
 }
 
 /// A status without body, for nginx (which shows the client none of the
 /// check's body) and for requests that cannot be read.
-pub fn bare(status: u16) -> Answer {
+pub(crate) fn bare(status: u16) -> Answer {
     let mut headers = vec![("cache-control", "no-store".to_string())];
     if status == 401 {
         headers.push(("www-authenticate", WWW_AUTHENTICATE.to_string()));
@@ -179,7 +179,7 @@ pub fn bare(status: u16) -> Answer {
 }
 
 /// nginx accepts only 2xx, 401 (sent on to `auth-signin`) and 403.
-pub fn for_nginx(decision: &Decision) -> Answer {
+pub(crate) fn for_nginx(decision: &Decision) -> Answer {
     match decision {
         Decision::SignIn { .. } | Decision::Deny(Page::SignInRequired) => bare(401),
         _ => bare(403),
@@ -188,7 +188,7 @@ pub fn for_nginx(decision: &Decision) -> Answer {
 
 impl Answer {
     /// As an HTTP response: every header set once, `Set-Cookie` appended.
-    pub fn into_http(self) -> axum::response::Response {
+    pub(crate) fn into_http(self) -> axum::response::Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::FORBIDDEN);
         let mut resp = (status, self.body).into_response();
         let h = resp.headers_mut();
@@ -209,7 +209,7 @@ impl Answer {
     }
 
     /// As Envoy's gRPC `denied_response`, which Envoy relays to the client.
-    pub fn into_grpc_denied(self) -> CheckResponse {
+    pub(crate) fn into_grpc_denied(self) -> CheckResponse {
         let mut denied = DeniedHttpResponseBuilder::new();
         denied.set_http_status(status_code(self.status));
         for (name, value) in self.headers {

@@ -3,11 +3,9 @@
 //! megabytes per login. Past the bound the answer is refused with an error
 //! that says so.
 
-use serde::de::DeserializeOwned;
-
 /// Discovery documents, key sets, token, userinfo and GraphQL answers are
 /// a few kilobytes; JWT access tokens of some providers a few more.
-pub const PROVIDER_ANSWER_LIMIT: usize = 1 << 20;
+pub(crate) const PROVIDER_ANSWER_LIMIT: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -20,7 +18,7 @@ pub enum BodyError {
 }
 
 /// The body of `resp`, at most `limit` bytes of it.
-pub async fn bytes(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+pub(crate) async fn bytes(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge(limit));
     }
@@ -32,14 +30,6 @@ pub async fn bytes(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>,
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// The body of `resp` as JSON, at most `limit` bytes of it.
-pub async fn json<T: DeserializeOwned>(
-    resp: reqwest::Response,
-    limit: usize,
-) -> Result<T, BodyError> {
-    serde_json::from_slice(&bytes(resp, limit).await?).map_err(BodyError::Json)
 }
 
 #[cfg(test)]
@@ -80,7 +70,7 @@ mod tests {
         for chunked in [false, true] {
             let url = serve(big.clone(), chunked).await;
             let resp = http.get(&url).send().await.unwrap();
-            let got = json::<serde_json::Value>(resp, PROVIDER_ANSWER_LIMIT).await;
+            let got = bytes(resp, PROVIDER_ANSWER_LIMIT).await;
             assert!(
                 matches!(got, Err(BodyError::TooLarge(_))),
                 "chunked {chunked}: {got:?}"
@@ -88,7 +78,8 @@ mod tests {
         }
         let url = serve(b"{\"a\":1}".to_vec(), true).await;
         let resp = http.get(&url).send().await.unwrap();
-        let v: serde_json::Value = json(resp, PROVIDER_ANSWER_LIMIT).await.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes(resp, PROVIDER_ANSWER_LIMIT).await.unwrap()).unwrap();
         assert_eq!(v["a"], 1);
     }
 }

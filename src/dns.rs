@@ -2,7 +2,7 @@
 //! model. A leaf: no crate imports.
 
 /// True for a syntactically valid lower-case DNS name (labels of a-z, 0-9, '-').
-pub fn is_dns_name(host: &str) -> bool {
+pub(crate) fn is_dns_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|l| {
@@ -17,7 +17,7 @@ pub fn is_dns_name(host: &str) -> bool {
 }
 
 /// DNS-1123 label: what Kubernetes accepts as a namespace or Service name.
-pub fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && !s.starts_with('-')
@@ -27,7 +27,7 @@ pub fn is_dns_label(s: &str) -> bool {
 }
 
 /// `[prefix/]name` as Kubernetes accepts for label and annotation keys.
-pub fn is_qualified_name(s: &str) -> bool {
+pub(crate) fn is_qualified_name(s: &str) -> bool {
     let (prefix, name) = match s.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),

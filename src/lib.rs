@@ -30,20 +30,23 @@
 //! 8. [`server`]: wiring (settings from config, routes, admin port,
 //!    shutdown); imported only by `main.rs` and tests.
 #![forbid(unsafe_code)]
+// Items are `pub(crate)` unless the binary, the tests or the benches use
+// them through a public module.
+#![warn(unreachable_pub)]
 
 pub mod adapters;
-pub mod answer;
+pub(crate) mod answer;
 pub mod authz;
-pub mod bounded;
+pub(crate) mod bounded;
 pub mod config;
 pub mod core;
 pub mod discovery;
-pub mod dns;
+pub(crate) mod dns;
 pub mod files;
-pub mod material;
-pub mod metrics;
+pub(crate) mod material;
+pub(crate) mod metrics;
 pub mod oidc;
-pub mod scheme;
+pub(crate) mod scheme;
 pub mod server;
 pub mod session;
 pub mod workspaces;

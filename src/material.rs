@@ -50,7 +50,7 @@ pub fn generate_key() -> String {
 }
 
 /// The cryptography the HTTPS listener uses.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

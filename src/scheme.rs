@@ -18,7 +18,7 @@ impl Scheme {
 }
 
 /// `scheme://host[:port]`, without the port when it is the scheme's default.
-pub fn origin(scheme: Scheme, host: &str, port: Option<u16>) -> String {
+pub(crate) fn origin(scheme: Scheme, host: &str, port: Option<u16>) -> String {
     match port.filter(|p| !matches!((scheme, p), (Scheme::Https, 443) | (Scheme::Http, 80))) {
         Some(p) => format!("{}://{host}:{p}", scheme.as_str()),
         None => format!("{}://{host}", scheme.as_str()),

@@ -17,9 +17,9 @@ use super::Checks;
 use super::{allow_response, check_request, header_str, names, single_header_str};
 use crate::core::Decision;
 
-pub const PREFIX: &str = "/check/envoy";
+pub(crate) const PREFIX: &str = "/check/envoy";
 
-pub async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
+pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     let headers = &parts.headers;
     let full = parts

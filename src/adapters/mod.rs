@@ -3,12 +3,12 @@
 //! [`Decision`](crate::core::Decision) into its controller's answer.
 //! No decision logic lives here.
 
-pub mod checks;
+pub(crate) mod checks;
 pub mod envoy_grpc;
-pub mod envoy_http;
+pub(crate) mod envoy_http;
 pub mod grpc_transport;
-pub mod nginx;
-pub mod traefik;
+pub(crate) mod nginx;
+pub(crate) mod traefik;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -42,11 +42,11 @@ const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 
 /// The query parameter of `auth-url` that carries nginx's `$host`.
-pub const HOST_PARAM: &str = "host";
+pub(crate) const HOST_PARAM: &str = "host";
 
 /// Why a check was refused before any decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unreadable {
+pub(crate) enum Unreadable {
     /// `auth-url` carries no `?host=$host` (an Ingress written before the
     /// parameter, or a controller that does not expand nginx variables).
     NoRoutedHost,
@@ -68,7 +68,7 @@ impl Unreadable {
 
 /// The routed host and the original path of an nginx check.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub host: &'a str,
     pub path: &'a str,
 }
@@ -76,7 +76,7 @@ pub struct Target<'a> {
 /// What the check request says about the original request, besides the
 /// routed host.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Original<'a> {
+pub(crate) struct Original<'a> {
     /// `X-Original-URL`: `None` when absent, `Some(None)` when repeated.
     pub url: Option<Option<&'a str>>,
     /// `X-Forwarded-Uri`, read only when `X-Original-URL` is absent.
@@ -86,7 +86,7 @@ pub struct Original<'a> {
 /// Reads the host nginx routed on (the `host` query parameter, exactly
 /// once) and the original path, refusing when `X-Original-URL` names
 /// another host.
-pub fn target<'a>(
+pub(crate) fn target<'a>(
     settings: &crate::core::Settings,
     query: Option<&'a str>,
     original: Original<'a>,
@@ -120,7 +120,7 @@ pub fn target<'a>(
 /// taken literally by a controller that does not know nginx variables).
 /// Not percent-decoded: `$host` holds no escapes, and a decoded `%26`
 /// could smuggle a second parameter.
-pub fn routed_host(query: Option<&str>) -> Option<&str> {
+pub(crate) fn routed_host(query: Option<&str>) -> Option<&str> {
     let mut found = None;
     for pair in query?.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -134,7 +134,7 @@ pub fn routed_host(query: Option<&str>) -> Option<&str> {
     found.filter(|v| !v.is_empty() && !v.starts_with('$'))
 }
 
-pub async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
+pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
     // Borrow the headers from the request: the HeaderMap extractor would
     // copy them on every check.
     let headers = request.headers();
@@ -183,7 +183,7 @@ fn refuse_unreadable(state: &impl Checks, why: Unreadable) -> Response {
 }
 
 /// Splits `scheme://authority/path?query` without reinterpreting it.
-pub fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn split_url(url: &str) -> Option<(&str, &str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (host, path) = rest.split_at(end);

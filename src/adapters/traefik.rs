@@ -22,7 +22,7 @@ const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-meth
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 
-pub async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
+pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
     // Borrow the headers from the request: the HeaderMap extractor would
     // copy them on every check.
     let headers = request.headers();

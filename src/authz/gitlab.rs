@@ -12,7 +12,7 @@ use crate::oidc::transport::{self, Transport};
 use crate::session::Identity;
 use crate::workspaces::Workspace;
 
-pub struct Gitlab {
+pub(crate) struct Gitlab {
     http: Arc<dyn Transport>,
     endpoint: String,
 }
@@ -45,14 +45,14 @@ struct WorkspaceNode {
 }
 
 impl Gitlab {
-    pub fn new(http: Arc<dyn Transport>, base: &str) -> Self {
+    pub(crate) fn new(http: Arc<dyn Transport>, base: &str) -> Self {
         Gitlab {
             http,
             endpoint: format!("{}/api/graphql", base.trim_end_matches('/')),
         }
     }
 
-    pub async fn check(&self, token: &str, ws: &Workspace) -> Result<Outcome, AuthzError> {
+    pub(crate) async fn check(&self, token: &str, ws: &Workspace) -> Result<Outcome, AuthzError> {
         // Workspace ids come from Kubernetes annotations or a file; only
         // plain ids may be placed into the global id.
         if ws.id.is_empty()

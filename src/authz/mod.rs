@@ -6,7 +6,7 @@
 //! fingerprint, so a changed workspace (new owner, new Service) misses the
 //! cache at once.
 
-pub mod gitlab;
+pub(crate) mod gitlab;
 pub mod owner;
 
 use std::sync::Arc;

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 pub mod discovery;
 mod gate;
-pub mod keys;
+pub(crate) mod keys;
 mod reader;
 
 pub use discovery::DiscoveryConfig;

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 /// workspace app (or a hostile page on a sibling host) set with bytes that
 /// are not text must cost only that pair, never the gate's own cookies in
 /// the same header. Borrowed when the whole header is text.
-pub fn header_text(bytes: &[u8]) -> Cow<'_, str> {
+pub(crate) fn header_text(bytes: &[u8]) -> Cow<'_, str> {
     if let Ok(text) = std::str::from_utf8(bytes) {
         return Cow::Borrowed(text);
     }
@@ -30,7 +30,7 @@ pub fn header_text(bytes: &[u8]) -> Cow<'_, str> {
 }
 
 /// Values of every cookie called `name` (a browser may send several).
-pub fn values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub(crate) fn values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     header.split(';').filter_map(move |pair| {
         let (k, v) = pair.trim().split_once('=')?;
         (k.trim() == name).then(|| v.trim().trim_matches('"'))
@@ -39,7 +39,7 @@ pub fn values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a st
 
 /// The header without any cookie whose name starts with `prefix`; `None`
 /// when nothing is left.
-pub fn strip_prefixed(header: &str, prefix: &str) -> Option<String> {
+pub(crate) fn strip_prefixed(header: &str, prefix: &str) -> Option<String> {
     let mut out = String::with_capacity(header.len());
     for pair in header.split(';') {
         let pair = pair.trim();

@@ -5,13 +5,13 @@
 //! the [`Keyring`](crate::session::Keyring) and the time, and turns the
 //! [`Decision`] back into its wire format.
 
-pub mod cookies;
+pub(crate) mod cookies;
 pub mod decide;
-pub mod decision;
-pub mod rd;
-pub mod request;
-pub mod reserved;
-pub mod settings;
+pub(crate) mod decision;
+pub(crate) mod rd;
+pub(crate) mod request;
+pub(crate) mod reserved;
+pub(crate) mod settings;
 
 pub use decide::decide;
 pub use decision::{Allow, Decision, Page};

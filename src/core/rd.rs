@@ -11,7 +11,7 @@ use super::settings::Settings;
 
 /// A validated target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Lower-case host without port.
     pub host: String,
     /// Path and query (always starts with a single `/`).
@@ -19,7 +19,7 @@ pub struct Target {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RdError {
+pub(crate) enum RdError {
     #[error("missing")]
     Missing,
     #[error("too long")]
@@ -38,7 +38,7 @@ pub enum RdError {
 
 const MAX_RD: usize = 4096;
 
-pub fn validate(settings: &Settings, raw: &str) -> Result<Target, RdError> {
+pub(crate) fn validate(settings: &Settings, raw: &str) -> Result<Target, RdError> {
     if raw.is_empty() {
         return Err(RdError::Missing);
     }
@@ -101,7 +101,7 @@ pub fn validate(settings: &Settings, raw: &str) -> Result<Target, RdError> {
 }
 
 impl Target {
-    pub fn url(&self, settings: &Settings) -> String {
+    pub(crate) fn url(&self, settings: &Settings) -> String {
         format!("{}{}", settings.origin(&self.host), self.path)
     }
 }

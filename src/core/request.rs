@@ -26,7 +26,7 @@ impl CheckRequest<'_> {
     }
 }
 
-pub fn is_navigation(
+pub(crate) fn is_navigation(
     method: &str,
     accept: Option<&str>,
     sec_fetch_mode: Option<&str>,

@@ -9,15 +9,15 @@ use super::settings::Settings;
 use crate::session::signed::{sign, verify};
 use crate::session::{Keyring, PassClaims, SignOutClaims, TokenError, TokenKind, TransferClaims};
 
-pub const RESERVED_PREFIX: &str = "/.workspace-gate/";
-pub const CALLBACK_PATH: &str = "/.workspace-gate/callback";
-pub const SIGN_OUT_PATH: &str = "/.workspace-gate/sign_out";
+pub(crate) const RESERVED_PREFIX: &str = "/.workspace-gate/";
+pub(crate) const CALLBACK_PATH: &str = "/.workspace-gate/callback";
+pub(crate) const SIGN_OUT_PATH: &str = "/.workspace-gate/sign_out";
 
 /// How long a sign-out chain token lives.
 const SIGN_OUT_TTL: u64 = 120;
 
 /// Answers a reserved path seen by a check.
-pub fn answer(
+pub(crate) fn answer(
     keyring: &Keyring,
     settings: &Settings,
     now: u64,
@@ -43,7 +43,7 @@ pub fn answer(
 
 /// Redeems a transfer token on `host`: sets the pass and returns to the
 /// path the login started from (always on this same host).
-pub fn callback(
+pub(crate) fn callback(
     keyring: &Keyring,
     settings: &Settings,
     now: u64,
@@ -62,7 +62,7 @@ pub fn callback(
 
 /// Verifies a transfer token for `host` and returns the landing URL, the
 /// pass cookie and the token's unique id (for replay detection).
-pub fn redeem(
+pub(crate) fn redeem(
     keyring: &Keyring,
     settings: &Settings,
     now: u64,
@@ -92,7 +92,7 @@ pub fn redeem(
 }
 
 /// Clears this host's pass and continues the sign-out chain.
-pub fn sign_out(
+pub(crate) fn sign_out(
     keyring: &Keyring,
     settings: &Settings,
     now: u64,
@@ -119,7 +119,7 @@ pub fn sign_out(
 }
 
 /// Where to go next while signing out of `hosts`.
-pub fn next_sign_out_hop(
+pub(crate) fn next_sign_out_hop(
     keyring: &Keyring,
     settings: &Settings,
     now: u64,

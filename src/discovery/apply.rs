@@ -32,7 +32,7 @@ const CONCURRENCY: usize = 16;
 const PAGE: u32 = 500;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     #[error("apply {kind} {namespace}/{name}: {source}")]
     Apply {
         kind: &'static str,

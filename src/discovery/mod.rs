@@ -15,12 +15,12 @@
 //! Every replica runs the watcher; the leader additionally runs the
 //! reconciler. See docs/discovery.md for the objects, RBAC and design.
 
-pub mod apply;
+pub(crate) mod apply;
 mod lease;
-pub mod metrics;
+pub(crate) mod metrics;
 mod plan;
 pub mod render;
-pub mod service;
+pub(crate) mod service;
 mod watcher;
 
 use std::future::Future;

@@ -8,11 +8,11 @@ use crate::workspaces::template::{self, TemplateError};
 use crate::workspaces::{HostPort, Owner, ServiceRef, Workspace};
 
 /// Label GitLab's agent puts on every workspace Service; the watch selects on it.
-pub const AGENT_LABEL: &str = "agent.gitlab.com/id";
+pub(crate) const AGENT_LABEL: &str = "agent.gitlab.com/id";
 /// `{{.port}}-<workspace-name>.<dns_zone>`, rendered once per port.
-pub const HOST_TEMPLATE_ANNOTATION: &str = "workspaces.gitlab.com/host-template";
+pub(crate) const HOST_TEMPLATE_ANNOTATION: &str = "workspaces.gitlab.com/host-template";
 /// Numeric GitLab workspace id.
-pub const WORKSPACE_ID_ANNOTATION: &str = "workspaces.gitlab.com/id";
+pub(crate) const WORKSPACE_ID_ANNOTATION: &str = "workspaces.gitlab.com/id";
 
 /// What a Service must satisfy to become a workspace.
 #[derive(Debug, Clone)]

@@ -13,11 +13,11 @@ use subtle::ConstantTimeEq;
 use crate::session::{Identity, is_blank};
 
 /// Seconds of clock skew allowed between the gate and the provider.
-pub const LEEWAY: u64 = 30;
+pub(crate) const LEEWAY: u64 = 30;
 
 /// What an ID token must say to be accepted.
 #[derive(Debug, Clone, Copy)]
-pub struct Expected<'a> {
+pub(crate) struct Expected<'a> {
     /// `oidc.issuer`, without a trailing '/'; `<issuer>/` is accepted too.
     pub issuer: &'a str,
     pub client_id: &'a str,
@@ -28,11 +28,11 @@ pub struct Expected<'a> {
 /// Why an ID token is refused; the text names the claim, never its value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Refused(pub &'static str);
+pub(crate) struct Refused(pub &'static str);
 
 /// Asymmetric algorithms only: a symmetric one would let anyone holding the
 /// client secret (or a `none` token, anyone at all) mint ID tokens.
-pub fn check_header(header: &Header) -> Result<(), Refused> {
+pub(crate) fn check_header(header: &Header) -> Result<(), Refused> {
     if !matches!(
         header.alg,
         Algorithm::RS256
@@ -59,7 +59,7 @@ pub fn check_header(header: &Header) -> Result<(), Refused> {
 }
 
 /// Checks the claims of an ID token whose signature has been verified.
-pub fn check_claims(
+pub(crate) fn check_claims(
     claims: &Map<String, Value>,
     want: &Expected<'_>,
     now: u64,
@@ -98,7 +98,7 @@ pub fn check_claims(
 /// `nickname`, then `sub`). `None` when `sub`, or the username claim that
 /// applies, is blank or not a string: such an identity could match a
 /// workspace whose owner is blank.
-pub fn identity(claims: &Map<String, Value>, username_claim: &str) -> Option<Identity> {
+pub(crate) fn identity(claims: &Map<String, Value>, username_claim: &str) -> Option<Identity> {
     let sub = claims.get("sub")?.as_str().filter(|s| !is_blank(s))?;
     let username = match [username_claim, "nickname"]
         .iter()

@@ -14,8 +14,8 @@
 //! RustCrypto crates (sha2, digest, hmac, signature, der, rand_core) beside
 //! ours. `docs/oidc.md` has the details.
 
-pub mod id_token;
-pub mod transport;
+pub(crate) mod id_token;
+pub(crate) mod transport;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,14 +11,14 @@ use async_trait::async_trait;
 use crate::bounded::{self, BodyError};
 
 /// A request's body is small (a form or a GraphQL query), built in memory.
-pub type Request = http::Request<Vec<u8>>;
+pub(crate) type Request = http::Request<Vec<u8>>;
 
 /// The provider's status and headers, with the body read up to
 /// [`bounded::PROVIDER_ANSWER_LIMIT`]. A body that could not be read stays
 /// an error here rather than failing the call, so a caller that looks only
 /// at the status (a refused request, a 401 from GitLab) decides on the
 /// status alone, and one that reads the body reports what went wrong.
-pub type Answer = http::Response<Result<Vec<u8>, BodyError>>;
+pub(crate) type Answer = http::Response<Result<Vec<u8>, BodyError>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -49,7 +49,7 @@ impl Transport for reqwest::Client {
 }
 
 /// The production transport.
-pub fn reqwest(http: reqwest::Client) -> Arc<dyn Transport> {
+pub(crate) fn reqwest(http: reqwest::Client) -> Arc<dyn Transport> {
     Arc::new(http)
 }
 

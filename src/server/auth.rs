@@ -41,13 +41,13 @@ const STATE_TTL: u64 = 600;
 const CSRF_TTL: u64 = 3600;
 
 #[derive(Deserialize)]
-pub struct StartQuery {
+pub(crate) struct StartQuery {
     #[serde(default)]
     rd: String,
 }
 
 #[derive(Deserialize)]
-pub struct CallbackQuery {
+pub(crate) struct CallbackQuery {
     #[serde(default)]
     code: Option<String>,
     #[serde(default)]
@@ -136,7 +136,7 @@ fn current_login(
 /// ingress-nginx reads an upstream's whole answer head into its 4 KiB
 /// `proxy_buffer_size` (a larger one is a 502); this leaves room for the
 /// status line and the other headers of the same answer.
-pub const ANSWER_HEADER_BUDGET: usize = 3072;
+pub(crate) const ANSWER_HEADER_BUDGET: usize = 3072;
 
 /// The login cookie, kept within [`ANSWER_HEADER_BUDGET`]. What does not
 /// fit is left out, least needed first: the oldest visited hosts beyond
@@ -179,7 +179,7 @@ fn login_cookie(state: &AppState, login: &LoginClaims) -> String {
     cookie
 }
 
-pub async fn start(
+pub(crate) async fn start(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
@@ -248,7 +248,7 @@ async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Res
     )
 }
 
-pub async fn callback(
+pub(crate) async fn callback(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
@@ -401,7 +401,7 @@ fn with_cookie(mut resp: Response, cookie: &str) -> Response {
     resp
 }
 
-pub async fn sign_out(
+pub(crate) async fn sign_out(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
@@ -422,7 +422,10 @@ pub async fn sign_out(
     )
 }
 
-pub async fn signed_out(Extension(id): Extension<RequestId>, headers: HeaderMap) -> Response {
+pub(crate) async fn signed_out(
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Response {
     pages::respond(Page::SignedOut, &id.0, pages::wants_json(&headers))
 }
 

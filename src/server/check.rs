@@ -28,7 +28,11 @@ impl crate::adapters::Checks for AppState {
 
 /// Decides about `req`, consulting the authorizer for bearer credentials,
 /// and records the metric for `controller`.
-pub async fn run(state: &AppState, controller: &'static str, req: &CheckRequest<'_>) -> Decision {
+pub(crate) async fn run(
+    state: &AppState,
+    controller: &'static str,
+    req: &CheckRequest<'_>,
+) -> Decision {
     let started = Instant::now();
     let snapshot = state.index.current();
     let decision = decide(&snapshot, &state.keyring, &state.settings, now(), req);

@@ -1,12 +1,12 @@
 //! Wiring: shared state, the public router, the admin router, listeners
 //! and shutdown.
 
-pub mod admin;
-pub mod auth;
-pub mod check;
-pub mod pages;
-pub mod request_id;
-pub mod reserved_routes;
+pub(crate) mod admin;
+pub(crate) mod auth;
+pub(crate) mod check;
+pub(crate) mod pages;
+pub(crate) mod request_id;
+pub(crate) mod reserved_routes;
 pub mod start;
 pub mod tls;
 

@@ -8,11 +8,11 @@ use axum::response::Response;
 use crate::core::Page;
 
 /// True when the client prefers JSON over HTML.
-pub fn wants_json(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
     crate::answer::wants_json_headers(headers)
 }
 
 /// A complete response for `page`.
-pub fn respond(page: Page, request_id: &str, json: bool) -> Response {
+pub(crate) fn respond(page: Page, request_id: &str, json: bool) -> Response {
     crate::answer::page(page, request_id, json).into_http()
 }

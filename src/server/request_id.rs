@@ -12,7 +12,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub(crate) struct RequestId(pub String);
 
 fn valid(id: &str) -> bool {
     !id.is_empty()
@@ -22,7 +22,7 @@ fn valid(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-pub async fn layer(mut req: Request, next: Next) -> Response {
+pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")

@@ -15,13 +15,13 @@ use super::{AppState, now, pages};
 use crate::core::{Decision, Page, reserved};
 
 #[derive(Deserialize)]
-pub struct TokenForm {
+pub(crate) struct TokenForm {
     #[serde(default)]
     token: String,
 }
 
 #[derive(Deserialize)]
-pub struct ChainQuery {
+pub(crate) struct ChainQuery {
     #[serde(default)]
     chain: Option<String>,
 }
@@ -36,7 +36,7 @@ fn workspace_host(state: &AppState, headers: &HeaderMap) -> Option<String> {
         .then(|| host.into_owned())
 }
 
-pub async fn callback_post(
+pub(crate) async fn callback_post(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
@@ -45,7 +45,7 @@ pub async fn callback_post(
     redeem(&state, &id, &headers, &form.token)
 }
 
-pub async fn callback_get(
+pub(crate) async fn callback_get(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
@@ -78,7 +78,7 @@ fn redeem(state: &AppState, id: &RequestId, headers: &HeaderMap, token: &str) ->
     }
 }
 
-pub async fn sign_out(
+pub(crate) async fn sign_out(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
@@ -97,12 +97,12 @@ pub async fn sign_out(
     redirect(d, StatusCode::FOUND)
 }
 
-pub async fn not_found(Extension(id): Extension<RequestId>, headers: HeaderMap) -> Response {
+pub(crate) async fn not_found(Extension(id): Extension<RequestId>, headers: HeaderMap) -> Response {
     pages::respond(Page::NotFound, &id.0, pages::wants_json(&headers))
 }
 
 /// A redirect that sets cookies and is never cached or referred.
-pub fn redirect(decision: Decision, status: StatusCode) -> Response {
+pub(crate) fn redirect(decision: Decision, status: StatusCode) -> Response {
     match decision {
         Decision::Redirect {
             location,

@@ -40,7 +40,7 @@ pub struct PassClaims {
 /// A pass as read on the check path: borrowed from the decoded payload, so
 /// checking a pass allocates only for the identity of an allowed request.
 #[derive(Debug, Deserialize)]
-pub struct PassRef<'a> {
+pub(crate) struct PassRef<'a> {
     #[serde(borrow)]
     pub aud: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
@@ -145,4 +145,4 @@ timed!(
 );
 
 /// At most this many hosts are remembered in the login cookie.
-pub const MAX_REMEMBERED_HOSTS: usize = 24;
+pub(crate) const MAX_REMEMBERED_HOSTS: usize = 24;

@@ -51,10 +51,10 @@ impl super::signed::Timed for VerifiedPass {
 }
 
 /// Lock shards: checks on different worker threads rarely share one.
-pub const SHARDS: usize = 32;
+pub(crate) const SHARDS: usize = 32;
 
 /// Entries the memo of a keyring holds at most (a few hundred bytes each).
-pub const DEFAULT_CAPACITY: usize = 16 * 1024;
+pub(crate) const DEFAULT_CAPACITY: usize = 16 * 1024;
 
 /// Passes verified recently, keyed by a seeded hash of the token.
 pub struct PassMemo {

@@ -7,10 +7,10 @@
 //! | login | sealed | cookie on the auth host | the auth host (host-only cookie) |
 //! | state | sealed | OAuth `state` | the browser's CSRF cookie |
 //! | sign-out | signed | one redirect chain | the hosts it lists |
-pub mod claims;
+pub(crate) mod claims;
 pub mod keyring;
-pub mod memo;
-pub mod sealed;
+pub(crate) mod memo;
+pub(crate) mod sealed;
 pub mod signed;
 
 pub use claims::{

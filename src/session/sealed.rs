@@ -19,7 +19,7 @@ fn aad(kind: TokenKind, kid: &str) -> Vec<u8> {
     format!("workspace-gate:{}:{kid}", kind.label()).into_bytes()
 }
 
-pub fn seal<C: Serialize>(keyring: &Keyring, kind: TokenKind, claims: &C) -> String {
+pub(crate) fn seal<C: Serialize>(keyring: &Keyring, kind: TokenKind, claims: &C) -> String {
     let key = keyring.signing();
     let cipher = XChaCha20Poly1305::new(key.subkey(kind).into());
     let mut nonce = [0u8; 24];
@@ -39,7 +39,7 @@ pub fn seal<C: Serialize>(keyring: &Keyring, kind: TokenKind, claims: &C) -> Str
     format!("{}.{}", key.kid, B64.encode(blob))
 }
 
-pub fn open<C: DeserializeOwned + Timed>(
+pub(crate) fn open<C: DeserializeOwned + Timed>(
     keyring: &Keyring,
     kind: TokenKind,
     token: &str,

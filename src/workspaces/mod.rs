@@ -7,7 +7,7 @@
 //! is never seen half-built or empty between two lists.
 
 pub mod file;
-pub mod template;
+pub(crate) mod template;
 
 use std::collections::HashMap;
 use std::sync::Arc;

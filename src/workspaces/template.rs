@@ -3,7 +3,7 @@
 
 /// Renders `template` for `port`. The only placeholder GitLab's agent writes
 /// is `{{.port}}` (spaces inside the braces are tolerated).
-pub fn render(template: &str, port: u16) -> Result<String, TemplateError> {
+pub(crate) fn render(template: &str, port: u16) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len() + 5);
     let mut rest = template;
     while let Some(open) = rest.find("{{") {
@@ -25,7 +25,7 @@ pub fn render(template: &str, port: u16) -> Result<String, TemplateError> {
     Ok(host)
 }
 
-pub use crate::dns::is_dns_name;
+pub(crate) use crate::dns::is_dns_name;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {

@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
     schema = "disabled"
 )]
 #[serde(rename_all = "camelCase")]
-pub struct MiddlewareSpec {
+pub(crate) struct MiddlewareSpec {
     pub forward_auth: ForwardAuth,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ForwardAuth {
+pub(crate) struct ForwardAuth {
     pub address: String,
     pub trust_forward_header: bool,
     pub auth_response_headers: Vec<String>,
@@ -38,7 +38,7 @@ pub struct ForwardAuth {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ForwardAuthTls {
+pub(crate) struct ForwardAuthTls {
     /// Secret in the Middleware's namespace holding `ca.crt` or `tls.ca`.
     pub ca_secret: String,
 }
@@ -55,7 +55,7 @@ pub struct ForwardAuthTls {
     schema = "disabled"
 )]
 #[serde(rename_all = "camelCase")]
-pub struct HttpRouteSpec {
+pub(crate) struct HttpRouteSpec {
     pub parent_refs: Vec<ParentReference>,
     pub hostnames: Vec<String>,
     pub rules: Vec<HttpRouteRule>,
@@ -63,7 +63,7 @@ pub struct HttpRouteSpec {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ParentReference {
+pub(crate) struct ParentReference {
     pub group: String,
     pub kind: String,
     pub name: String,
@@ -74,25 +74,25 @@ pub struct ParentReference {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct HttpRouteRule {
+pub(crate) struct HttpRouteRule {
     pub matches: Vec<HttpRouteMatch>,
     pub backend_refs: Vec<HttpBackendRef>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct HttpRouteMatch {
+pub(crate) struct HttpRouteMatch {
     pub path: HttpPathMatch,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct HttpPathMatch {
+pub(crate) struct HttpPathMatch {
     #[serde(rename = "type")]
     pub type_: String,
     pub value: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct HttpBackendRef {
+pub(crate) struct HttpBackendRef {
     pub group: String,
     pub kind: String,
     pub name: String,
@@ -111,20 +111,20 @@ pub struct HttpBackendRef {
     namespaced,
     schema = "disabled"
 )]
-pub struct ReferenceGrantSpec {
+pub(crate) struct ReferenceGrantSpec {
     pub from: Vec<ReferenceGrantFrom>,
     pub to: Vec<ReferenceGrantTo>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct ReferenceGrantFrom {
+pub(crate) struct ReferenceGrantFrom {
     pub group: String,
     pub kind: String,
     pub namespace: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct ReferenceGrantTo {
+pub(crate) struct ReferenceGrantTo {
     pub group: String,
     pub kind: String,
     pub name: String,
@@ -141,13 +141,13 @@ pub struct ReferenceGrantTo {
     schema = "disabled"
 )]
 #[serde(rename_all = "camelCase")]
-pub struct SecurityPolicySpec {
+pub(crate) struct SecurityPolicySpec {
     pub target_refs: Vec<PolicyTargetReference>,
     pub ext_auth: ExtAuth,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct PolicyTargetReference {
+pub(crate) struct PolicyTargetReference {
     pub group: String,
     pub kind: String,
     pub name: String,
@@ -155,7 +155,7 @@ pub struct PolicyTargetReference {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ExtAuth {
+pub(crate) struct ExtAuth {
     pub grpc: GrpcExtAuth,
     /// The client headers Envoy sends to the check; all when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -167,12 +167,12 @@ pub struct ExtAuth {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct GrpcExtAuth {
+pub(crate) struct GrpcExtAuth {
     pub backend_refs: Vec<BackendObjectReference>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct BackendObjectReference {
+pub(crate) struct BackendObjectReference {
     pub group: String,
     pub kind: String,
     pub name: String,

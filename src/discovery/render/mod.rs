@@ -8,7 +8,7 @@
 //!   ReferenceGrants in the gate's namespace.
 //! - `crds.rs`: the custom resource types written above.
 
-pub mod crds;
+pub(crate) mod crds;
 mod gateway;
 mod nginx;
 mod traefik;
