@@ -139,6 +139,34 @@ async fn valid_rs256_ps256_es256_id_tokens_complete_the_login() {
     .await;
 }
 
+/// The provider rotates its signing key right after the gate fetched the
+/// key set: the next login is signed by a key the cached set lacks. It must
+/// complete (the gate refetches promptly), not fail as "signed by an
+/// unknown key" until a refetch interval has passed.
+#[tokio::test]
+async fn a_login_right_after_a_key_rotation_completes() {
+    let s = hostile_stack("key-rotation").await;
+    run(&s, async {
+        s.provider.hostile().serve(IdToken::valid(Algorithm::RS256));
+        let first = s.browser(USER);
+        let r = first.navigate(&s.url(WS1, "/")).await?;
+        ensure!(r.status == 200, "before the rotation: {}", r.describe());
+        s.provider.hostile().rotate().await?;
+        let b = s.browser(USER);
+        let r = b.navigate(&s.url(WS1, "/")).await?;
+        ensure!(
+            r.status == 200 && r.body.contains(&format!(r#"<b id="user">{USER}</b>"#)),
+            "the login after the rotation did not complete: {}\nhops: {:#?}",
+            r.describe(),
+            b.hops()
+        );
+        let m = s.gate.metrics().await?;
+        ensure!(id_token_failures(&m) == 0.0, "metrics:\n{m}");
+        Ok(())
+    })
+    .await;
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

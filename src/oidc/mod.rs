@@ -18,7 +18,7 @@ pub(crate) mod id_token;
 pub(crate) mod transport;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
@@ -27,7 +27,8 @@ use jsonwebtoken::{DecodingKey, Validation};
 use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
+use tokio::time::Instant;
 
 use crate::config::Oidc as OidcConfig;
 use crate::session::Identity;
@@ -126,8 +127,11 @@ struct Jwks {
     fetched: Instant,
 }
 
-/// Do not refetch the key set more often than this on unknown key ids.
-const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
+/// The key set is refetched at most this often. A login whose ID token
+/// names a key the cached set lacks (the provider rotated its keys) waits
+/// for the rest of this interval instead of failing, so a rotation right
+/// after a fetch delays logins by at most this much.
+const JWKS_MIN_REFRESH: Duration = Duration::from_secs(2);
 
 pub struct Provider {
     http: Arc<dyn Transport>,
@@ -135,6 +139,9 @@ pub struct Provider {
     redirect_uri: String,
     metadata: RwLock<Option<Arc<Metadata>>>,
     jwks: RwLock<Option<Jwks>>,
+    /// Held while the key set is refetched for an unknown key id, so that
+    /// logins arriving together cause one fetch.
+    refetch: Mutex<()>,
 }
 
 impl Provider {
@@ -150,6 +157,7 @@ impl Provider {
             redirect_uri,
             metadata: RwLock::new(None),
             jwks: RwLock::new(None),
+            refetch: Mutex::new(()),
         }
     }
 
@@ -344,15 +352,15 @@ impl Provider {
         if let Some(k) = self.find_key(kid).await? {
             return Ok(k);
         }
-        // Unknown key id: the provider may have rotated. Refetch, at most
-        // every JWKS_MIN_REFRESH.
-        let stale = self
-            .jwks
-            .read()
-            .await
-            .as_ref()
-            .is_none_or(|j| j.fetched.elapsed() >= JWKS_MIN_REFRESH);
-        if stale {
+        // Unknown key id: the provider may have rotated. One refetch per
+        // burst of such logins, at most one per JWKS_MIN_REFRESH.
+        let seen = self.jwks_fetched().await;
+        let _one = self.refetch.lock().await;
+        let now_held = self.jwks_fetched().await;
+        if now_held == seen {
+            if let Some(at) = seen {
+                tokio::time::sleep_until(at + JWKS_MIN_REFRESH).await;
+            }
             let md = self.metadata().await?;
             let set = self.fetch_jwks(&md.jwks_uri).await?;
             *self.jwks.write().await = Some(Jwks {
@@ -360,9 +368,15 @@ impl Provider {
                 fetched: Instant::now(),
             });
         }
+        // Otherwise another login refetched while this one waited: its
+        // set is as fresh as it gets.
         self.find_key(kid)
             .await?
             .ok_or_else(|| OidcError::IdToken("signed by an unknown key".into()))
+    }
+
+    async fn jwks_fetched(&self) -> Option<Instant> {
+        self.jwks.read().await.as_ref().map(|j| j.fetched)
     }
 
     async fn find_key(&self, kid: Option<&str>) -> Result<Option<DecodingKey>, OidcError> {
@@ -646,18 +660,74 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_unknown_key_is_refused_without_refetching_a_fresh_key_set() {
-        // The key set was fetched just now (younger than
-        // JWKS_MIN_REFRESH), so an unknown `kid` asks the provider nothing.
-        let header = B64.encode(br#"{"alg":"RS256","kid":"k2"}"#);
-        let token = format!("{header}.e30.c2ln");
-        let (script, p) = ready([]).await;
-        let got = p.validate_id_token(&token, "n", 0).await;
+    /// A token whose header names `kid`, signed by nothing that matters
+    /// here (the tests below are about finding the key).
+    fn token_with_kid(kid: &str) -> String {
+        let header = B64.encode(format!(r#"{{"alg":"RS256","kid":"{kid}"}}"#));
+        format!("{header}.e30.c2ln")
+    }
+
+    /// The provider's set after rotating to `k2` (an RSA key whose
+    /// modulus is filler: the signature never verifies, the key is found).
+    fn rotated() -> String {
+        let n = B64.encode([0xc5u8; 256]);
+        format!(r#"{{"keys":[{{"kty":"RSA","kid":"k2","alg":"RS256","n":"{n}","e":"AQAB"}}]}}"#)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_rotated_right_after_a_fetch_is_found_after_a_short_wait() {
+        // The set was fetched just now; the provider has since rotated to
+        // `k2`. The login waits out JWKS_MIN_REFRESH (not 30 s of refused
+        // logins), refetches once and finds the key.
+        let (script, p) = ready([step("GET", "https://idp.test/jwks", 200, &rotated())]).await;
+        let start = Instant::now();
+        let got = p.validate_id_token(&token_with_kid("k2"), "n", 0).await;
         assert!(
-            matches!(&got, Err(OidcError::IdToken(m)) if m.contains("unknown key")),
+            !matches!(&got, Err(OidcError::IdToken(m)) if m.contains("unknown key")),
             "{got:?}"
         );
+        assert_eq!(start.elapsed(), JWKS_MIN_REFRESH);
+        script.assert_done();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logins_arriving_together_with_an_unknown_key_fetch_once() {
+        let (script, p) = ready([step("GET", "https://idp.test/jwks", 200, &rotated())]).await;
+        let p = Arc::new(p);
+        let logins: Vec<_> = ["k2", "k9", "k2", "k9", "k2"]
+            .into_iter()
+            .map(|kid| {
+                let p = p.clone();
+                tokio::spawn(async move { p.validate_id_token(&token_with_kid(kid), "n", 0).await })
+            })
+            .collect();
+        let mut unknown = Vec::new();
+        for l in logins {
+            let got = l.await.unwrap();
+            unknown.push(matches!(&got, Err(OidcError::IdToken(m)) if m.contains("unknown key")));
+        }
+        // k2 is in the rotated set; k9 is in no set and is refused after
+        // the one refetch, without a second.
+        assert_eq!(unknown, [false, true, false, true, false]);
+        script.assert_done();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_key_refetches_at_most_once_per_interval() {
+        let (script, p) = ready([
+            step("GET", "https://idp.test/jwks", 200, r#"{"keys":[]}"#),
+            step("GET", "https://idp.test/jwks", 200, r#"{"keys":[]}"#),
+        ])
+        .await;
+        let start = Instant::now();
+        for _ in 0..2 {
+            let got = p.validate_id_token(&token_with_kid("k9"), "n", 0).await;
+            assert!(
+                matches!(&got, Err(OidcError::IdToken(m)) if m.contains("unknown key")),
+                "{got:?}"
+            );
+        }
+        assert_eq!(start.elapsed(), 2 * JWKS_MIN_REFRESH);
         script.assert_done();
     }
 }

@@ -5,6 +5,8 @@
 //! - `/.well-known/openid-configuration`: a plain discovery document.
 //! - `/jwks`: an RSA key (`kid` `rsa-1`, signs RS256 and PS256) and a P-256
 //!   key (`ec-1`, ES256), both generated when the provider starts.
+//!   [`HostileProvider::rotate`] adds an RSA key (`rsa-2`) that signs from
+//!   then on, as a provider rotating its keys does.
 //! - `/authorize`: no login page; redirects at once to `redirect_uri` with a
 //!   fresh code and the request's `state`, and remembers the request's
 //!   `nonce` and the [`IdToken`] being served for that code.
@@ -100,10 +102,17 @@ struct Served {
     codes: HashMap<String, (String, IdToken)>,
 }
 
+/// A key added by [`HostileProvider::rotate`]: it signs RSA tokens.
+struct Rotated {
+    key: EncodingKey,
+    jwk: Value,
+}
+
 #[derive(Clone)]
 struct Ctx {
     issuer: String,
     keys: Arc<Keys>,
+    rotated: Arc<Mutex<Option<Arc<Rotated>>>>,
     served: Arc<Mutex<Served>>,
 }
 
@@ -111,6 +120,7 @@ pub struct HostileProvider {
     pub issuer: String,
     pub client_secret: String,
     served: Arc<Mutex<Served>>,
+    rotated: Arc<Mutex<Option<Arc<Rotated>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -127,9 +137,11 @@ impl HostileProvider {
         let addr: SocketAddr = listener.local_addr()?;
         let issuer = format!("http://{addr}");
         let served: Arc<Mutex<Served>> = Default::default();
+        let rotated: Arc<Mutex<Option<Arc<Rotated>>>> = Default::default();
         let ctx = Ctx {
             issuer: issuer.clone(),
             keys,
+            rotated: rotated.clone(),
             served: served.clone(),
         };
         let app = Router::new()
@@ -145,8 +157,26 @@ impl HostileProvider {
             issuer,
             client_secret: format!("secret-{}", uuid::Uuid::new_v4().simple()),
             served,
+            rotated,
             task,
         })
+    }
+
+    /// Publishes a new RSA key (`rsa-2`) beside the others and signs RSA
+    /// tokens with it from now on.
+    pub async fn rotate(&self) -> anyhow::Result<()> {
+        let rotated = tokio::task::spawn_blocking(|| -> anyhow::Result<Rotated> {
+            let rsa = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                .context("generating the RSA key")?;
+            let der = rsa.to_pkcs1_der().context("encoding the RSA key")?;
+            Ok(Rotated {
+                key: EncodingKey::from_rsa_der(der.as_bytes()),
+                jwk: rsa_jwk(&rsa, "rsa-2"),
+            })
+        })
+        .await??;
+        *self.rotated.lock().unwrap() = Some(Arc::new(rotated));
+        Ok(())
     }
 
     /// The ID token that the next login is given.
@@ -165,11 +195,7 @@ fn generate_keys() -> anyhow::Result<Keys> {
     let point = ec.public_key_raw();
     anyhow::ensure!(point.len() == 65, "unexpected P-256 public key");
     let jwks = json!({"keys": [
-        {
-            "kty": "RSA", "use": "sig", "kid": "rsa-1",
-            "n": B64.encode(rsa.n().to_bytes_be()),
-            "e": B64.encode(rsa.e().to_bytes_be()),
-        },
+        rsa_jwk(&rsa, "rsa-1"),
         {
             "kty": "EC", "use": "sig", "kid": "ec-1", "crv": "P-256",
             "x": B64.encode(&point[1..33]),
@@ -181,6 +207,14 @@ fn generate_keys() -> anyhow::Result<Keys> {
         rsa: EncodingKey::from_rsa_der(rsa_der.as_bytes()),
         ec: EncodingKey::from_ec_der(&ec.serialize_der()),
         jwks,
+    })
+}
+
+fn rsa_jwk(rsa: &rsa::RsaPrivateKey, kid: &str) -> Value {
+    json!({
+        "kty": "RSA", "use": "sig", "kid": kid,
+        "n": B64.encode(rsa.n().to_bytes_be()),
+        "e": B64.encode(rsa.e().to_bytes_be()),
     })
 }
 
@@ -199,7 +233,14 @@ async fn discovery(State(ctx): State<Ctx>) -> Response {
 }
 
 async fn jwks(State(ctx): State<Ctx>) -> Response {
-    axum::Json(ctx.keys.jwks.clone()).into_response()
+    let mut set = ctx.keys.jwks.clone();
+    if let (Some(r), Some(keys)) = (
+        ctx.rotated.lock().unwrap().clone(),
+        set["keys"].as_array_mut(),
+    ) {
+        keys.push(r.jwk.clone());
+    }
+    axum::Json(set).into_response()
 }
 
 async fn authorize(State(ctx): State<Ctx>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -255,9 +296,11 @@ async fn token(State(ctx): State<Ctx>, Form(form): Form<HashMap<String, String>>
 
 fn sign(ctx: &Ctx, nonce: &str, spec: &IdToken) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let (key, kid) = match spec.alg {
-        Algorithm::ES256 => (&ctx.keys.ec, "ec-1"),
-        _ => (&ctx.keys.rsa, "rsa-1"),
+    let rotated = ctx.rotated.lock().unwrap().clone();
+    let (key, kid) = match (spec.alg, &rotated) {
+        (Algorithm::ES256, _) => (&ctx.keys.ec, "ec-1"),
+        (_, Some(r)) => (&r.key, "rsa-2"),
+        (_, None) => (&ctx.keys.rsa, "rsa-1"),
     };
     let header = merge(
         json!({"alg": spec.alg, "typ": "JWT", "kid": kid}),
