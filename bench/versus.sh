@@ -283,7 +283,8 @@ kill "$envoy_pid" "$traefik_pid" 2>/dev/null || true
 lp="$(port)"
 (cd "$work" && exec "$target/local" "$lp") > "$work/local.out" 2>&1 &
 local_pid=$!
-for _ in $(seq 300); do grep -q 'Files:' "$work/local.out" && break; sleep 0.1; done
+# It builds the gate binary first (cargo), which may take minutes.
+for _ in $(seq 6000); do grep -q "Files:" "$work/local.out" && break; sleep 0.1; done
 grep -q 'Files:' "$work/local.out" || { cat "$work/local.out" >&2; exit 1; }
 port_pid() { ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u | tr '\n' ' '; }
 lgate="$(sed -n 's|^ *Gate: *http://\([0-9.:]*\) .*|\1|p' "$work/local.out")"
