@@ -23,6 +23,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2
 envoy="$root/.venv/bin/envoy"; traefik="$root/.venv/bin/traefik"
 [ -x "$envoy" ] && [ -x "$traefik" ] || { echo "run scripts/install-deps.sh (envoy, traefik)" >&2; exit 1; }
 source "$root/bench/envoy_lib.sh"
+source "$root/bench/traefik_lib.sh"
 cargo build --release --example bench_server --example grpc_bench >&2
 target="${CARGO_TARGET_DIR:-$root/target}/release/examples"
 work="$(mktemp -d)"
@@ -123,14 +124,8 @@ http:
     upstream:
       loadBalancer: { servers: [{ url: "http://$upstream" }] }
 T
-cat > "$work/traefik.yaml" <<T
-global: { checkNewVersion: false, sendAnonymousUsage: false }
-entryPoints: { web: { address: "127.0.0.1:$tp" } }
-providers: { file: { filename: "$work/dynamic.yaml" } }
-log: { level: ERROR }
-T
-taskset -c 1 "$traefik" --configFile="$work/traefik.yaml" > "$work/traefik.log" 2>&1 &
-ctl_pid=$!
+traefik_start "$traefik" "$work" "$tp"
+ctl_pid=$traefik_pid
 for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tp/open")" = 200 ] && break; sleep 0.1; done
 for path in protected https; do
   code="$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Cookie: $cookie" "http://127.0.0.1:$tp/$path")"

@@ -47,12 +47,22 @@ envoy_gate_filter() {
   envoy_ext_authz "              grpc_service: { envoy_grpc: { cluster_name: gate_grpc${2:-} }, timeout: 1s }" "${1:-}"
 }
 
+# envoy_http_filter CLUSTER PATH-PREFIX HEADER...: ext_authz in HTTP mode to
+# CLUSTER (a path prefix of "" sends the request's own path), the named
+# answer headers copied into the upstream request.
+envoy_http_filter() {
+  local cluster="$1" prefix="$2" h patterns=""
+  shift 2
+  for h in "$@"; do patterns="$patterns${patterns:+, }{ exact: $h }"; done
+  envoy_ext_authz "              http_service:
+                server_uri: { uri: \"http://$cluster\", cluster: $cluster, timeout: 1s }${prefix:+
+                path_prefix: $prefix}
+                authorization_response: { allowed_upstream_headers: { patterns: [$patterns] } }"
+}
+
 # envoy_gate_http_filter: ext_authz in HTTP mode to the cluster gate_http.
 envoy_gate_http_filter() {
-  envoy_ext_authz '              http_service:
-                server_uri: { uri: "http://gate", cluster: gate_http, timeout: 1s }
-                path_prefix: /check/envoy
-                authorization_response: { allowed_upstream_headers: { patterns: [{ exact: x-workspace-user }, { exact: x-workspace-user-id }, { exact: x-workspace-id }, { exact: cookie }, { exact: authorization }] } }'
+  envoy_http_filter gate_http /check/envoy x-workspace-user x-workspace-user-id x-workspace-id cookie authorization
 }
 
 # envoy_jwt_filter HOST JWKS: Envoy's own jwt_authn verifying the pass

@@ -19,6 +19,7 @@ secs="${1:-10}"
 conns="${2:-64}"
 rounds="${3:-3}"
 cd "$root"
+source "$root/bench/nginx_lib.sh"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 cargo build --release --example bench_server --example grpc_bench >&2
 work="$(mktemp -d)"
@@ -86,120 +87,11 @@ taskset -a -p -c "$gate_cpu" "$pid" >/dev/null
 # Two are a minimal nginx (no access log, only the headers the check needs),
 # to show how much the ratio owes to nginx's own per-request work:
 #   /lean-open/, /lean-protected/ (kept connections).
+# The checks go to the gate (bench/nginx_lib.sh).
+auth_addr="$gate" auth_upstream=gate auth_path='/check/nginx?host=$host'
 mkdir -p "$work/tmp"
-location() { # name, style (ingress|lean), auth (none|kept|fresh)
-  local name="$1" style="$2" auth="$3"
-  if [ "$auth" != none ]; then
-    echo "    location = /_external-auth-$name {"
-    echo "      internal;"
-    echo "      access_log off;"
-    echo "      proxy_pass_request_body off;"
-    echo "      proxy_set_header Content-Length \"\";"
-    if [ "$style" = ingress ]; then cat <<LOC
-      proxy_set_header X-Forwarded-Proto "";
-      proxy_set_header X-Request-ID \$req_id;
-      proxy_set_header Host $gate;
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-      proxy_set_header X-Original-Method \$request_method;
-      proxy_set_header X-Sent-From "nginx-ingress-controller";
-      proxy_set_header X-Real-IP \$remote_addr;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-      proxy_set_header X-Auth-Request-Redirect \$request_uri;
-      proxy_buffering off;
-      proxy_buffer_size 4k;
-      proxy_buffers 4 4k;
-      proxy_request_buffering on;
-      proxy_pass_request_headers on;
-      client_max_body_size 1m;
-LOC
-    else cat <<LOC
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-      proxy_set_header X-Original-Method \$request_method;
-LOC
-    fi
-    echo "      proxy_http_version 1.1;"
-    if [ "$auth" = kept ]; then
-      # auth-keepalive: an upstream block with keepalive.
-      echo "      proxy_set_header Connection \"\";"
-      echo "      proxy_pass http://gate/check/nginx?host=\$host;"
-    else
-      # ingress-nginx's default: the auth-url through a variable.
-      echo "      set \$target http://$gate/check/nginx?host=\$host;"
-      echo "      proxy_pass \$target;"
-    fi
-    echo "    }"
-  fi
-  echo "    location /$name/ {"
-  if [ "$auth" != none ]; then
-    echo "      auth_request /_external-auth-$name;"
-    if [ "$style" = ingress ]; then cat <<LOC
-      auth_request_set \$auth_cookie \$upstream_http_set_cookie;
-      add_header Set-Cookie \$auth_cookie;
-      auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
-      proxy_set_header 'X-Workspace-User' \$authHeader0;
-      auth_request_set \$authHeader1 \$upstream_http_x_workspace_user_id;
-      proxy_set_header 'X-Workspace-User-Id' \$authHeader1;
-      auth_request_set \$authHeader2 \$upstream_http_x_workspace_id;
-      proxy_set_header 'X-Workspace-Id' \$authHeader2;
-      auth_request_set \$authHeader3 \$upstream_http_cookie;
-      proxy_set_header 'Cookie' \$authHeader3;
-      auth_request_set \$authHeader4 \$upstream_http_authorization;
-      proxy_set_header 'Authorization' \$authHeader4;
-LOC
-    else cat <<LOC
-      auth_request_set \$authHeader0 \$upstream_http_x_workspace_user;
-      proxy_set_header X-Workspace-User \$authHeader0;
-      auth_request_set \$authHeader1 \$upstream_http_cookie;
-      proxy_set_header Cookie \$authHeader1;
-LOC
-    fi
-  fi
-  if [ "$style" = ingress ]; then cat <<LOC
-      set \$proxy_upstream_name "ns-ws-1-60001";
-      proxy_set_header Host \$best_http_host;
-      proxy_set_header Upgrade \$http_upgrade;
-      proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header X-Request-ID \$req_id;
-      proxy_set_header X-Real-IP \$remote_addr;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-      proxy_set_header X-Forwarded-Host \$best_http_host;
-      proxy_set_header X-Forwarded-Port \$pass_server_port;
-      proxy_set_header X-Forwarded-Proto \$pass_access_scheme;
-      proxy_set_header X-Forwarded-Scheme \$pass_access_scheme;
-      proxy_set_header X-Scheme \$pass_access_scheme;
-      proxy_set_header X-Original-Forwarded-For \$http_x_forwarded_for;
-      proxy_set_header Proxy "";
-      proxy_connect_timeout 5s;
-      proxy_send_timeout 60s;
-      proxy_read_timeout 60s;
-      proxy_buffering off;
-      access_log $work/access.log upstreaminfo;
-LOC
-  else
-    echo "      proxy_set_header Connection \"\";"
-  fi
-  echo "      proxy_http_version 1.1;"
-  echo "      proxy_pass http://workspace/trivial;"
-  echo "    }"
-}
 nport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-cat > "$work/nginx.conf" <<NGINX
-daemon off;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp/body; proxy_temp_path $work/tmp/proxy;
-  fastcgi_temp_path $work/tmp/f; uwsgi_temp_path $work/tmp/u; scgi_temp_path $work/tmp/s;
-  # ingress-nginx's log format and maps (nginx.tmpl, default configmap).
-  log_format upstreaminfo '\$remote_addr - \$remote_user [\$time_local] "\$request" \$status \$body_bytes_sent "\$http_referer" "\$http_user_agent" \$request_length \$request_time [\$proxy_upstream_name] \$upstream_addr \$upstream_status \$req_id';
-  map \$http_x_request_id \$req_id { default \$http_x_request_id; "" \$request_id; }
-  map \$http_upgrade \$connection_upgrade { default upgrade; "" ""; }
-  map "" \$pass_access_scheme { default \$scheme; }
-  map "" \$pass_server_port { default \$server_port; }
-  map \$http_host \$best_http_host { default \$http_host; "" \$host; }
+{ nginx_head "$work"; cat <<NGINX
   upstream gate { server $gate; keepalive 64; }
   upstream workspace { server $upstream; keepalive 64; }
   server {
@@ -212,6 +104,7 @@ $(location lean-protected lean kept)
   }
 }
 NGINX
+} > "$work/nginx.conf"
 taskset -c 1 nginx -p "$work" -c "$work/nginx.conf" &
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$nport/open/" && break; sleep 0.1; done
 for loc in open protected protected-fresh lean-open lean-protected; do

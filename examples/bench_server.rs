@@ -166,14 +166,13 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
             "jwks": jwk,
         })
     );
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, router);
-    tokio::select! {
-        r = serve => r?,
-        _ = tokio::time::sleep(Duration::from_secs(arg("--seconds", "600").parse()?)) => {}
-    }
+    // The gate's own HTTP server, as `listen.http` runs it.
+    let seconds = arg("--seconds", "600").parse()?;
+    workspace_gate::server::serve(
+        listener,
+        router,
+        tokio::time::sleep(Duration::from_secs(seconds)),
+    )
+    .await?;
     Ok(())
 }

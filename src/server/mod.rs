@@ -211,9 +211,38 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    // Every route made a `Route` once, here; each connection then gets a
+    // clone of that router.
+    let router = EachConnection(router.with_state(()));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Hands each accepted connection a clone of one router (reference-counted,
+/// nothing copied). axum's `Router` as its own connection service rebuilds
+/// the whole router for every connection (all routes and their layers
+/// allocated anew and dropped with it), which a controller that opens a
+/// connection per check (ingress-nginx without `auth-keepalive`, Traefik's
+/// forwardAuth over http) pays on every check.
+#[derive(Clone)]
+struct EachConnection(Router);
+
+impl<T> tower::Service<T> for EachConnection {
+    type Response = Router;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Router, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: T) -> Self::Future {
+        std::future::ready(Ok(self.0.clone()))
+    }
 }
 
 /// The core's settings are built here, where configuration meets the core,
