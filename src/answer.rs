@@ -13,6 +13,45 @@ use tonic::Status;
 
 use crate::core::{Decision, Page};
 
+/// A request's reference: shown on its refusal page and logged with every
+/// line about it. Set by the server's request-id layer.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub(crate) String);
+
+impl RequestId {
+    /// The controller's `X-Request-ID` when it is a plain token (at most
+    /// 64 letters, digits, `-` and `_`), else a new id.
+    pub(crate) fn from_header(value: Option<&str>) -> RequestId {
+        match value.filter(|v| is_plain_id(v)) {
+            Some(v) => RequestId(v.to_string()),
+            None => RequestId::fresh(),
+        }
+    }
+
+    /// A new id, unique in this process and not guessable across
+    /// processes: a random prefix drawn once, then a counter. No system
+    /// call per request.
+    pub(crate) fn fresh() -> RequestId {
+        use std::sync::LazyLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static PREFIX: LazyLock<u64> = LazyLock::new(rand::random);
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        RequestId(format!(
+            "{:016x}{:08x}",
+            *PREFIX,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+}
+
+fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// An answer as plain HTTP parts. `headers` holds no `Content-Type` twice
 /// and may hold several `Set-Cookie`.
 #[derive(Debug, Clone, PartialEq, Eq)]

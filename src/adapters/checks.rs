@@ -17,10 +17,12 @@ pub trait Checks: Clone + Send + Sync + 'static {
     fn metrics(&self) -> &Metrics;
 
     /// Decides about `req` (consulting the authorizer for bearer
-    /// credentials) and records the check's metric for `controller`.
+    /// credentials), records the check's metric for `controller` and logs
+    /// a refusal under `request_id` (the reference its page shows).
     fn run(
         &self,
         controller: &'static str,
+        request_id: &str,
         req: &CheckRequest<'_>,
     ) -> impl Future<Output = Decision> + Send;
 }

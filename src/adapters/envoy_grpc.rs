@@ -137,13 +137,14 @@ impl<S: Checks> Service<S> {
             sec_fetch_mode: read.sec_fetch_mode.as_deref(),
             upgrade: read.upgrade,
         };
-        let decision = self.state.run("envoy_grpc", &check_req).await;
+        let reference = crate::answer::RequestId::from_header(Some(read.request_id));
+        let decision = self.state.run("envoy_grpc", &reference.0, &check_req).await;
         let json = crate::answer::wants_json(read.accept.as_deref());
         answer(
             decision,
             read.cookie.is_some(),
             read.authorization.is_some(),
-            read.request_id,
+            &reference.0,
             json,
         )
     }

@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
 use super::Checks;
-use super::{allow_response, check_request, header_str, names, single_header_str};
+use super::{allow_response, check_request, single_header_str};
 use crate::core::Decision;
 
 pub(crate) const PREFIX: &str = "/check/envoy";
@@ -42,7 +42,9 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     );
     let had_cookie = req.cookie.is_some();
     let had_authorization = req.authorization.is_some();
-    let decision = state.run("envoy_http", &req).await;
+    let reference = super::reference(headers);
+    let id = reference.0.as_str();
+    let decision = state.run("envoy_http", id, &req).await;
     match decision {
         Decision::Allow(allow) => {
             // Envoy cannot clear a header through allowed_upstream_headers;
@@ -63,10 +65,7 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
             }
             resp
         }
-        other => {
-            let id = header_str(headers, &names::X_REQUEST_ID).unwrap_or("-");
-            crate::answer::refusal(&other, id, crate::answer::wants_json_headers(headers))
-                .into_http()
-        }
+        other => crate::answer::refusal(&other, id, crate::answer::wants_json_headers(headers))
+            .into_http(),
     }
 }

@@ -11,7 +11,8 @@ pub(crate) mod nginx;
 pub(crate) mod traefik;
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 pub use checks::Checks;
 
@@ -58,27 +59,111 @@ pub fn single_header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Optio
     first.to_str().ok()
 }
 
-/// When each kind of limited warning was last logged (seconds since the
-/// epoch; 0: never).
-pub(crate) static NO_ROUTED_HOST_WARNED: AtomicU64 = AtomicU64::new(0);
-pub(crate) static NO_ORIGINAL_URL_WARNED: AtomicU64 = AtomicU64::new(0);
-pub(crate) static HOST_MISMATCH_WARNED: AtomicU64 = AtomicU64::new(0);
+/// Refusals of one kind (controller and decision) logged per window;
+/// the rest are counted and the count reported on the next window's first
+/// line, so the first refusal of a kind is never dropped and a flood
+/// cannot fill the log.
+const REFUSALS_PER_WINDOW: u32 = 20;
+const REFUSAL_WINDOW_SECS: u64 = 10;
 
-/// Logs `message` the first time, then at most every ten seconds: a
-/// misconfigured controller or a probing client must not flood the log.
-pub(crate) fn warn_limited(last: &AtomicU64, message: &'static str) {
+struct Window {
+    start: u64,
+    logged: u32,
+    suppressed: u64,
+}
+
+type Kind = (&'static str, &'static str);
+
+static REFUSALS: std::sync::LazyLock<Mutex<HashMap<Kind, Window>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether to log a refusal of `kind` at `now`, and how many of its kind
+/// went unlogged in the window before.
+fn admit(windows: &mut HashMap<Kind, Window>, kind: Kind, now: u64) -> Option<u64> {
+    let w = windows.entry(kind).or_insert(Window {
+        start: now,
+        logged: 0,
+        suppressed: 0,
+    });
+    let mut carried = 0;
+    if now >= w.start + REFUSAL_WINDOW_SECS {
+        carried = w.suppressed;
+        *w = Window {
+            start: now,
+            logged: 0,
+            suppressed: 0,
+        };
+    }
+    if w.logged >= REFUSALS_PER_WINDOW {
+        w.suppressed += 1;
+        return None;
+    }
+    w.logged += 1;
+    Some(carried)
+}
+
+/// Logs a refused check: its reference (the id its page shows), the
+/// controller, the host as the controller gave it, the decision (the
+/// check metric's label) and why. Never a token, a cookie or a query.
+pub(crate) fn log_refusal(
+    controller: &'static str,
+    request_id: &str,
+    host: &str,
+    decision: &'static str,
+    reason: &'static str,
+) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let prev = last.load(Ordering::Relaxed);
-    if (prev == 0 || now >= prev + 10)
-        && last
-            .compare_exchange(prev, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        tracing::warn!("{message}");
+    let admitted = {
+        let mut windows = REFUSALS.lock().unwrap_or_else(|e| e.into_inner());
+        admit(&mut windows, (controller, decision), now)
+    };
+    let Some(suppressed) = admitted else { return };
+    // Only as many characters of the host as a host can have.
+    let host: String = host.chars().take(253).collect();
+    match decision {
+        "unauthorized" | "unknown_host" | "not_found" | "signed_out" => tracing::info!(
+            request_id,
+            controller,
+            host,
+            decision,
+            reason,
+            suppressed,
+            "check refused"
+        ),
+        _ => tracing::warn!(
+            request_id,
+            controller,
+            host,
+            decision,
+            reason,
+            suppressed,
+            "check refused"
+        ),
     }
+}
+
+/// Why the core refused, in words for the log.
+pub(crate) fn refusal_reason(page: crate::core::Page) -> &'static str {
+    use crate::core::Page;
+    match page {
+        Page::SignInRequired => "no valid pass or credential for this host",
+        Page::NotAllowed => "the user may not use this workspace",
+        Page::WorkspaceNotFound => "no workspace has this host",
+        Page::SignInFailed => "the transfer token is invalid, expired or used",
+        Page::SignedOut => "signed out",
+        Page::NotFound => "no such reserved path",
+        Page::Unavailable => "the authorizer is unavailable",
+    }
+}
+
+/// The reference of a check: the controller's `X-Request-ID` when it sent
+/// a plain one (ingress-nginx and Envoy do), else a new id. It is logged
+/// with a refusal and shown on its page.
+pub(crate) fn reference(headers: &HeaderMap) -> crate::answer::RequestId {
+    crate::answer::RequestId::from_header(single_header_str(headers, &names::X_REQUEST_ID))
 }
 
 /// The `Cookie` header as text, without pairs that are not (see
@@ -175,4 +260,25 @@ pub async fn serve_grpc(
         shutdown,
     )
     .await
+}
+
+#[cfg(test)]
+mod refusal_log_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_of_each_kind_is_logged_and_a_flood_is_counted() {
+        let mut w = HashMap::new();
+        let a = ("traefik", "forbidden");
+        let b = ("nginx", "forbidden");
+        let admitted: Vec<_> = (0..25).map(|_| admit(&mut w, a, 100)).collect();
+        assert!(admitted[..20].iter().all(|x| *x == Some(0)));
+        assert!(admitted[20..].iter().all(Option::is_none));
+        // Another kind in the same second is not crowded out.
+        assert_eq!(admit(&mut w, b, 100), Some(0));
+        // The next window's first line says how many went unlogged.
+        assert_eq!(admit(&mut w, a, 109), None);
+        assert_eq!(admit(&mut w, a, 110), Some(6));
+        assert_eq!(admit(&mut w, a, 111), Some(0));
+    }
 }

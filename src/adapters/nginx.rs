@@ -146,7 +146,7 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     };
     let target = match target(state.settings(), request.uri().query(), original) {
         Ok(t) => t,
-        Err(why) => return refuse_unreadable(&state, why),
+        Err(why) => return refuse_unreadable(&state, &super::reference(headers).0, why),
     };
     let method = match original.url {
         Some(_) => single_header_str(headers, &X_ORIGINAL_METHOD),
@@ -155,30 +155,27 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     .unwrap_or("GET");
     let cookie = super::cookie_text(headers);
     let req = check_request(headers, cookie.as_deref(), method, target.host, target.path);
-    let decision = state.run("nginx", &req).await;
+    let reference = super::reference(headers);
+    let decision = state.run("nginx", &reference.0, &req).await;
     answer(decision)
 }
 
-fn refuse_unreadable(state: &impl Checks, why: Unreadable) -> Response {
+fn refuse_unreadable(state: &impl Checks, request_id: &str, why: Unreadable) -> Response {
     state.metrics().check("nginx", why.label(), 0.0);
-    match why {
-        Unreadable::NoRoutedHost => super::warn_limited(
-            &super::NO_ROUTED_HOST_WARNED,
-            "nginx check refused: auth-url lacks ?host=$host (an Ingress written by an \
-             earlier version; let discovery rewrite it or add the parameter, see \
-             docs/install.md, \"Upgrading\")",
-        ),
-        Unreadable::NoOriginalUrl => super::warn_limited(
-            &super::NO_ORIGINAL_URL_WARNED,
-            "nginx check refused: no single X-Original-URL; is auth-url pointing at \
-             /check/nginx from ingress-nginx?",
-        ),
-        Unreadable::HostMismatch => super::warn_limited(
-            &super::HOST_MISMATCH_WARNED,
-            "nginx check refused: the request's Host header names another host than the \
-             one nginx routed on (absolute request line or repeated Host)",
-        ),
-    }
+    let reason = match why {
+        Unreadable::NoRoutedHost => {
+            "auth-url lacks ?host=$host (an Ingress written by an earlier version; let \
+             discovery rewrite it or add the parameter, see docs/install.md, \"Upgrading\")"
+        }
+        Unreadable::NoOriginalUrl => {
+            "no single X-Original-URL; is auth-url pointing at /check/nginx from ingress-nginx?"
+        }
+        Unreadable::HostMismatch => {
+            "the request's Host header names another host than the one nginx routed on \
+             (absolute request line or repeated Host)"
+        }
+    };
+    super::log_refusal("nginx", request_id, "", why.label(), reason);
     crate::answer::bare(403).into_http()
 }
 

@@ -15,7 +15,7 @@ use axum::http::HeaderName;
 use axum::response::Response;
 
 use super::Checks;
-use super::{allow_response, check_request, header_str, names, single_header_str};
+use super::{allow_response, check_request, single_header_str};
 use crate::core::Decision;
 
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
@@ -26,7 +26,6 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     // Borrow the headers from the request: the HeaderMap extractor would
     // copy them on every check.
     let headers = request.headers();
-    let get = |name: &HeaderName| header_str(headers, name);
     // Traefik writes each of these once, from the request it routes; a
     // repeated one reads as absent, and an absent host matches no workspace.
     let one = |name: &HeaderName| single_header_str(headers, name);
@@ -38,13 +37,12 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
         one(&X_FORWARDED_HOST).unwrap_or(""),
         one(&X_FORWARDED_URI).unwrap_or("/"),
     );
-    let decision = state.run("traefik", &req).await;
+    let reference = super::reference(headers);
+    let id = reference.0.as_str();
+    let decision = state.run("traefik", id, &req).await;
     match decision {
         Decision::Allow(allow) => allow_response(allow),
-        other => {
-            let id = get(&names::X_REQUEST_ID).unwrap_or("-");
-            crate::answer::refusal(&other, id, crate::answer::wants_json_headers(headers))
-                .into_http()
-        }
+        other => crate::answer::refusal(&other, id, crate::answer::wants_json_headers(headers))
+            .into_http(),
     }
 }

@@ -20,17 +20,19 @@ impl crate::adapters::Checks for AppState {
     fn run(
         &self,
         controller: &'static str,
+        request_id: &str,
         req: &CheckRequest<'_>,
     ) -> impl Future<Output = Decision> + Send {
-        run(self, controller, req)
+        run(self, controller, request_id, req)
     }
 }
 
 /// Decides about `req`, consulting the authorizer for bearer credentials,
-/// and records the metric for `controller`.
+/// records the metric for `controller` and logs a refusal.
 pub(crate) async fn run(
     state: &AppState,
     controller: &'static str,
+    request_id: &str,
     req: &CheckRequest<'_>,
 ) -> Decision {
     let started = Instant::now();
@@ -76,5 +78,14 @@ pub(crate) async fn run(
         decision.label(),
         started.elapsed().as_secs_f64(),
     );
+    if let Decision::Deny(page) = &decision {
+        crate::adapters::log_refusal(
+            controller,
+            request_id,
+            req.host,
+            page.label(),
+            crate::adapters::refusal_reason(*page),
+        );
+    }
     decision
 }

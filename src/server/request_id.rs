@@ -11,25 +11,14 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-#[derive(Clone, Debug)]
-pub(crate) struct RequestId(pub String);
-
-fn valid(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+pub(crate) use crate::answer::RequestId;
 
 pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
-    let id = req
+    let header = req
         .headers()
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| valid(v))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .and_then(|v| v.to_str().ok());
+    let id = RequestId::from_header(header).0;
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_string();

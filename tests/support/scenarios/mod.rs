@@ -64,6 +64,7 @@ macro_rules! scenario_tests {
             provider_access_token_works_as_bearer_and_wrong_one_gets_401,
             workspace_removed_from_file_is_refused_with_the_old_pass,
             logs_contain_no_token_or_cookie_value,
+            refusals_are_logged_with_the_reference_on_the_page,
             owner_change_refuses_the_old_pass,
             owner_annotation_mode_allows_the_owner_only,
             query_transfer_mode_completes_the_login,

@@ -61,6 +61,69 @@ pub async fn logs_contain_no_token_or_cookie_value(kind: ControllerKind) -> anyh
     .await
 }
 
+/// A refused check is logged with its reference, controller, host and
+/// decision; where the gate's page reaches the browser (every controller
+/// but those calling `/check/nginx`, which answers with a bare status for
+/// ingress-nginx to show its own error page), the page shows the same
+/// reference.
+pub async fn refusals_are_logged_with_the_reference_on_the_page(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "refusal-log", |s| async move {
+        // Bob's own provider token on alice's ws-1: the check asks the
+        // authorizer, which refuses.
+        let tokens = s.provider.real().user_tokens("bob").await?;
+        let b = s.browser("nobody");
+        let r = b
+            .get(
+                &s.url(WS1, "/private"),
+                Mode::Fetch,
+                &[("authorization", &format!("Bearer {}", tokens.access_token))],
+            )
+            .await?;
+        ensure!(
+            r.status == 403,
+            "bob's token on alice's ws-1: {}",
+            r.describe()
+        );
+        let logs = s.gate.logs();
+        let refusals: Vec<serde_json::Value> = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "check refused" && v["decision"] == "forbidden")
+            .collect();
+        ensure!(
+            refusals.len() == 1,
+            "want one logged refusal, got {}:\n{logs}",
+            refusals.len()
+        );
+        let line = &refusals[0];
+        let id = line["request_id"].as_str().unwrap_or_default();
+        ensure!(
+            id.len() >= 8 && id != "-",
+            "the refusal has no reference: {line}"
+        );
+        ensure!(
+            line["host"].as_str().is_some_and(|h| h.starts_with(WS1))
+                && line["controller"].as_str().is_some_and(|c| !c.is_empty())
+                && line["reason"].as_str().is_some_and(|c| !c.is_empty()),
+            "the refusal lacks host, controller or reason: {line}"
+        );
+        if !matches!(
+            kind,
+            ControllerKind::Nginx | ControllerKind::TraefikIngressNginx
+        ) {
+            ensure!(
+                r.body.contains(id),
+                "the page does not show the logged reference {id}: {}",
+                r.describe()
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
 pub async fn metrics_count_checks_logins_and_authorizer_calls(
     kind: ControllerKind,
 ) -> anyhow::Result<()> {
