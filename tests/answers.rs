@@ -252,7 +252,13 @@ async fn sign_in_required_is_the_same_refusal_on_every_relaying_path() {
         seen[0].1.all("www-authenticate"),
         ["Bearer realm=\"workspace-gate\""]
     );
+    // ingress-nginx turns every 401 into the auth-signin redirect: what is
+    // no navigation gets a 403 there, which reaches the client as it is.
     let n = http(&state, nginx(host, accept)).await;
+    assert_eq!(n.status, 403);
+    assert!(n.body.is_empty());
+    // A navigation still gets the 401 that becomes the login redirect.
+    let n = http(&state, nginx(host, "text/html")).await;
     assert_eq!(n.status, 401);
     assert_eq!(
         n.all("www-authenticate"),

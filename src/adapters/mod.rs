@@ -63,22 +63,28 @@ pub fn single_header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Optio
 pub(crate) static NO_ROUTED_HOST_WARNED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static NO_ORIGINAL_URL_WARNED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static HOST_MISMATCH_WARNED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static ANSWER_TOO_LARGE_WARNED: AtomicU64 = AtomicU64::new(0);
 
 /// Logs `message` the first time, then at most every ten seconds: a
 /// misconfigured controller or a probing client must not flood the log.
 pub(crate) fn warn_limited(last: &AtomicU64, message: &'static str) {
+    if should_warn(last) {
+        tracing::warn!("{message}");
+    }
+}
+
+/// True the first time, then at most every ten seconds (see
+/// [`warn_limited`]), for warnings that carry fields.
+pub(crate) fn should_warn(last: &AtomicU64) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let prev = last.load(Ordering::Relaxed);
-    if (prev == 0 || now >= prev + 10)
+    (prev == 0 || now >= prev + 10)
         && last
             .compare_exchange(prev, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
-    {
-        tracing::warn!("{message}");
-    }
 }
 
 /// The `Cookie` header as text, without pairs that are not (see

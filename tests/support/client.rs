@@ -171,10 +171,18 @@ impl Browser {
         {
             headers.insert("cookie", HeaderValue::from_str(&c)?);
         }
+        // A `cookie` in `extra` replaces the jar's; several are sent as
+        // several header fields, as browsers send each cookie over HTTP/2.
+        let mut own_cookie = false;
         for (k, v) in extra {
             let name = HeaderName::from_bytes(k.as_bytes())?;
             if k.eq_ignore_ascii_case("cookie") {
-                headers.remove("cookie");
+                if !own_cookie {
+                    headers.remove("cookie");
+                    own_cookie = true;
+                }
+                headers.append(name, HeaderValue::from_str(v)?);
+                continue;
             }
             headers.insert(name, HeaderValue::from_str(v)?);
         }
