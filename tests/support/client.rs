@@ -47,6 +47,8 @@ pub struct Hop {
 #[derive(Debug, Clone)]
 pub struct Resp {
     pub status: u16,
+    /// The HTTP version the controller answered with.
+    pub version: reqwest::Version,
     pub url: Url,
     pub headers: HeaderMap,
     pub body: String,
@@ -202,6 +204,7 @@ impl Browser {
             .await
             .with_context(|| format!("{method} {url}"))?;
         let status = resp.status().as_u16();
+        let version = resp.version();
         let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();
         {
@@ -222,6 +225,7 @@ impl Browser {
         });
         let r = Resp {
             status,
+            version,
             url,
             headers,
             body,

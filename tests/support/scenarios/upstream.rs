@@ -114,15 +114,16 @@ pub async fn upstream_never_sees_gate_cookies_and_gets_real_identity_headers(
 
 /// 16 KB of the workspace's own cookies (four of about 4 KB, the most a
 /// browser keeps in one) reach the workspace byte for byte beside the pass,
-/// and the pass does not. Each cookie is its own header field, as browsers
-/// send them over HTTP/2: ingress-nginx's default header buffers (8k per
-/// field) refuse a single 16 KB `Cookie` line before any check.
+/// and the pass does not. Sent as browsers send them: over HTTP/2 each
+/// cookie is its own header field (ingress-nginx's default header buffers,
+/// 8k per field, refuse a single 16 KB field before any check), over
+/// HTTP/1.1 one `Cookie` line.
 pub async fn sixteen_kilobytes_of_app_cookies_reach_the_workspace_intact(
     kind: ControllerKind,
 ) -> anyhow::Result<()> {
     run(kind, "big-app-cookies", |s| async move {
         let b = s.browser("alice");
-        visit(&s, &b, WS1, "/").await?;
+        let h2 = visit(&s, &b, WS1, "/").await?.version == reqwest::Version::HTTP_2;
         let pass = cookie_header(&b, WS1).unwrap_or_default();
         let app: Vec<String> = (0..4)
             .map(|i| {
@@ -134,8 +135,12 @@ pub async fn sixteen_kilobytes_of_app_cookies_reach_the_workspace_intact(
             .collect();
         let total: usize = app.iter().map(String::len).sum();
         ensure!(total >= 16 * 1024, "only {total} bytes of cookies");
-        let mut extra: Vec<(&str, &str)> = vec![("cookie", pass.as_str())];
-        extra.extend(app.iter().map(|c| ("cookie", c.as_str())));
+        let line = format!("{pass}; {}", app.join("; "));
+        let mut extra: Vec<(&str, &str)> = vec![("cookie", line.as_str())];
+        if h2 {
+            extra = vec![("cookie", pass.as_str())];
+            extra.extend(app.iter().map(|c| ("cookie", c.as_str())));
+        }
         for mode in [Mode::Navigate, Mode::Fetch] {
             let path = format!("/big-cookies-{mode:?}");
             let r = b.get(&s.url(WS1, &path), mode, &extra).await?;
