@@ -217,10 +217,16 @@ pub(crate) fn bare(status: u16) -> Answer {
     }
 }
 
-/// nginx accepts only 2xx, 401 (sent on to `auth-signin`) and 403.
+/// nginx accepts only 2xx, 401 and 403, and ingress-nginx's `auth-signin`
+/// turns every 401 into the login redirect. So only a browser navigation
+/// (the one decision that asks for the login) gets 401; a request that
+/// needs a sign-in but is no navigation (`fetch()`, a WebSocket upgrade, a
+/// script without a valid token) gets 403, which nginx hands to the client
+/// as it is: a redirect there would end in a CORS error or a failed
+/// handshake.
 pub(crate) fn for_nginx(decision: &Decision) -> Answer {
     match decision {
-        Decision::SignIn { .. } | Decision::Deny(Page::SignInRequired) => bare(401),
+        Decision::SignIn { .. } => bare(401),
         _ => bare(403),
     }
 }
@@ -350,7 +356,8 @@ mod tests {
         assert_eq!(header(&a, "location"), ["https://a.test/auth/start?rd=x"]);
         assert_eq!(header(&a, "referrer-policy"), ["no-referrer"]);
         assert_eq!(for_nginx(&sign_in).status, 401);
-        assert_eq!(for_nginx(&Decision::Deny(Page::SignInRequired)).status, 401);
+        // Not a navigation: no 401, which auth-signin would make a redirect.
+        assert_eq!(for_nginx(&Decision::Deny(Page::SignInRequired)).status, 403);
         assert_eq!(for_nginx(&Decision::Deny(Page::NotAllowed)).status, 403);
         let r = redirect(303, "/x", &["a=1".into(), "b=2".into()]);
         assert_eq!(header(&r, "set-cookie"), ["a=1", "b=2"]);

@@ -76,6 +76,7 @@ pub struct Metrics {
     index_reloads: Family<ResultLabel, Counter>,
     tls_reloads: Family<ResultLabel, Counter>,
     https_connections: Counter,
+    nginx_answers_too_large: Counter,
     oidc_ready: Gauge,
 }
 
@@ -118,6 +119,7 @@ impl Default for Metrics {
             index_reloads: Family::default(),
             tls_reloads: Family::default(),
             https_connections: Counter::default(),
+            nginx_answers_too_large: Counter::default(),
             oidc_ready: Gauge::default(),
         }
     }
@@ -181,6 +183,15 @@ impl Metrics {
             "Connections accepted on listen.https (TLS handshake completed)",
             self.https_connections.clone(),
         );
+        r.register(
+            "nginx_answers_too_large",
+            "Allowed nginx checks refused (403) because the answer would not fit the proxy-buffer-size the Ingress gives the check",
+            self.nginx_answers_too_large.clone(),
+        );
+    }
+
+    pub fn nginx_answer_too_large(&self) {
+        self.nginx_answers_too_large.inc();
     }
 
     pub fn check(&self, controller: &'static str, decision: &'static str, seconds: f64) {

@@ -14,6 +14,11 @@ const ID: &str = "ref-7f3a";
 
 /// A gate on a workspaces file (ws-1 owned by u1), owner-annotation mode.
 fn gate() -> AppState {
+    gate_and_keys().0
+}
+
+/// [`gate`], and the keys it signs passes with.
+fn gate_and_keys() -> (AppState, workspace_gate::session::Keyring) {
     use workspace_gate::config::Config;
     use workspace_gate::session::Keyring;
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -38,6 +43,7 @@ fn gate() -> AppState {
     .unwrap();
     let cfg = Config::load(Some(&dir.join("c.yaml")), &|_| None).unwrap();
     let keyring = Keyring::new(&cfg.keys).unwrap();
+    let keys = Keyring::new(&cfg.keys).unwrap();
     let (publisher, reader) = workspace_gate::workspaces::index();
     publisher.publish(workspace_gate::workspaces::file::load(&dir.join("ws.yaml")).unwrap());
     std::mem::forget(publisher);
@@ -47,7 +53,7 @@ fn gate() -> AppState {
         cfg.oidc.clone(),
         cfg.redirect_uri(),
     ));
-    AppState::new(
+    let state = AppState::new(
         cfg,
         keyring,
         reader,
@@ -55,7 +61,8 @@ fn gate() -> AppState {
         http,
         Default::default(),
         Default::default(),
-    )
+    );
+    (state, keys)
 }
 
 /// What a client would get: status, headers (lower-case names, in order)
@@ -252,10 +259,64 @@ async fn sign_in_required_is_the_same_refusal_on_every_relaying_path() {
         seen[0].1.all("www-authenticate"),
         ["Bearer realm=\"workspace-gate\""]
     );
+    // ingress-nginx turns every 401 into the auth-signin redirect: what is
+    // no navigation gets a 403 there, which reaches the client as it is.
     let n = http(&state, nginx(host, accept)).await;
+    assert_eq!(n.status, 403);
+    assert!(n.body.is_empty());
+    // A navigation still gets the 401 that becomes the login redirect.
+    let n = http(&state, nginx(host, "text/html")).await;
     assert_eq!(n.status, 401);
     assert_eq!(
         n.all("www-authenticate"),
         ["Bearer realm=\"workspace-gate\""]
     );
+}
+
+/// An nginx allow carries the request's own cookies back; one whose head
+/// would not fit the buffer the Ingress names (`buffer=`, 4k without it)
+/// is refused with a bare 403 instead of reaching nginx as a 500.
+#[tokio::test]
+async fn an_nginx_allow_too_large_for_its_buffer_is_refused() {
+    use workspace_gate::session::signed::sign;
+    use workspace_gate::session::{Identity, PassClaims, TokenKind};
+    let (state, keys) = gate_and_keys();
+    let host = "ws-1.workspaces.test";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let pass = sign(
+        &keys,
+        TokenKind::Pass,
+        &PassClaims {
+            aud: host.into(),
+            who: Identity {
+                user_id: "u1".into(),
+                username: "u1".into(),
+            },
+            wid: "1".into(),
+            iat: now,
+            exp: now + 60,
+        },
+    );
+    let app = format!("app={}", "a".repeat(8_000));
+    let check = |query: &str| {
+        Request::get(format!("/check/nginx?host={host}{query}"))
+            .header("x-original-url", format!("https://{host}/x"))
+            .header(
+                "cookie",
+                format!("__Host-workspace-gate-pass={pass}; {app}"),
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    for query in ["", "&buffer=4k", "&buffer=32k&buffer=64k", "&buffer=8k"] {
+        let r = http(&state, check(query)).await;
+        assert_eq!(r.status, 403, "{query:?}");
+        assert!(r.all("cookie").is_empty(), "{query:?}");
+    }
+    let r = http(&state, check("&buffer=32k")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.all("cookie"), [app.as_str()]);
 }

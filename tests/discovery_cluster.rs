@@ -77,7 +77,7 @@ async fn new_workspace_service_gets_its_index_entry_and_routing_objects() {
     assert_eq!(rule_hosts(&main), ["60001-ws-1.workspaces.test"]);
     assert_eq!(
         main["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"],
-        "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx?host=$host"
+        "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx?host=$host&buffer=32k"
     );
     assert_eq!(main["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
     assert_eq!(
@@ -258,7 +258,7 @@ async fn objects_changed_or_deleted_by_hand_are_put_back() {
     eventually("auth-url restored", || {
         ingress(&api, "team", "ws-1-wg").is_some_and(|i| {
             i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"]
-                == "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx?host=$host"
+                == "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx?host=$host&buffer=32k"
         })
     })
     .await;

@@ -16,7 +16,7 @@ use support::provider::{oidc_dir, which};
 use support::stack::{DOMAIN, Stack, StackOptions, WS1, WS2_A, WS2_B};
 
 async fn chromium_logs_in_through(kind: ControllerKind) {
-    chromium_run(kind, false).await;
+    chromium_run(kind, false, false).await;
 }
 
 /// Logs in, then lets the workspace page set a domain-wide cookie whose
@@ -24,10 +24,18 @@ async fn chromium_logs_in_through(kind: ControllerKind) {
 /// can: the pass, the login cookie and a fresh login's CSRF cookie must
 /// all still be read beside it.
 async fn chromium_survives_a_non_ascii_cookie_through(kind: ControllerKind) {
-    chromium_run(kind, true).await;
+    chromium_run(kind, true, false).await;
 }
 
-async fn chromium_run(kind: ControllerKind, poison: bool) {
+/// Before logging in, a page on the workspace origin calls `fetch()` and
+/// opens a WebSocket: both are refused with a status the page can read,
+/// never redirected to the login, and neither reaches the workspace; the
+/// navigation that follows still goes to the login and lands.
+async fn chromium_is_refused_without_a_redirect_before_login_through(kind: ControllerKind) {
+    chromium_run(kind, false, true).await;
+}
+
+async fn chromium_run(kind: ControllerKind, poison: bool, refusals: bool) {
     let chromium = which("chromium")
         .or_else(|| which("chromium-browser"))
         .expect(
@@ -52,6 +60,7 @@ async fn chromium_run(kind: ControllerKind, poison: bool) {
         "poison": poison,
         "secondUrl": s.url(WS2_A, "/second"),
         "thirdUrl": s.url(WS2_B, "/third"),
+        "refusals": refusals,
     });
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/login.mjs");
     let mut cmd = tokio::process::Command::from(Command::new(node));
@@ -84,6 +93,9 @@ async fn chromium_run(kind: ControllerKind, poison: bool) {
     assert_eq!(r["finalUrl"], url.as_str(), "{}", ctx());
     assert_eq!(r["user"], "alice", "{}", ctx());
     assert_eq!(r["ws"], "hello alice", "WebSocket from the page: {}", ctx());
+    if refusals {
+        assert_refused_without_redirect(&s, kind, &r["refusals"], &ctx());
+    }
     let cookies = r["cookies"].as_array().cloned().unwrap_or_default();
     let pass = cookies
         .iter()
@@ -124,6 +136,68 @@ async fn chromium_run(kind: ControllerKind, poison: bool) {
         ctx()
     );
     assert_eq!(p["thirdUrl"], s.url(WS2_B, "/third"), "{}", ctx());
+}
+
+/// What [`chromium_is_refused_without_a_redirect_before_login_through`]
+/// requires of the browser's `refusals` result.
+fn assert_refused_without_redirect(
+    s: &Stack,
+    kind: ControllerKind,
+    refusals: &serde_json::Value,
+    ctx: &str,
+) {
+    // 401 where the controller relays the gate's answer; behind
+    // ingress-nginx, which sends every 401 to the login, 403.
+    let expected = match kind {
+        ControllerKind::Nginx | ControllerKind::TraefikIngressNginx => 403,
+        _ => 401,
+    };
+    let f = &refusals["fetch"];
+    assert_eq!(f["status"], expected, "fetch() without a pass: {ctx}");
+    assert_eq!(f["redirected"], false, "fetch() was redirected: {ctx}");
+    assert_eq!(f["url"], s.url(WS1, "/api/data").as_str(), "{ctx}");
+    assert_eq!(refusals["ws"]["opened"], false, "WebSocket opened: {ctx}");
+    let handshakes = refusals["handshakes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        handshakes.iter().all(|h| *h == expected),
+        "WebSocket handshake answered {handshakes:?}, not {expected}: {ctx}"
+    );
+    if kind == ControllerKind::Nginx {
+        // nginx's own record of the handshake, whatever the browser tells.
+        let logs = s.controller.logs();
+        let lines: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("\"GET /ws?before-login "))
+            .collect();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.contains(&format!("\" {expected} "))),
+            "nginx answered the handshake otherwise: {lines:#?}\n{ctx}"
+        );
+    }
+    let reached: Vec<String> = s
+        .echo
+        .seen()
+        .into_iter()
+        .map(|r| r.uri)
+        .filter(|u| u == "/api/data" || u == "/ws?before-login")
+        .collect();
+    assert!(
+        reached.is_empty(),
+        "reached the workspace: {reached:?}\n{ctx}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_fetch_and_websocket_without_a_pass_get_no_redirect_through_nginx() {
+    chromium_is_refused_without_a_redirect_before_login_through(ControllerKind::Nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_fetch_and_websocket_without_a_pass_get_no_redirect_through_traefik() {
+    chromium_is_refused_without_a_redirect_before_login_through(ControllerKind::Traefik).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

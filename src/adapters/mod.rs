@@ -13,6 +13,7 @@ pub(crate) mod traefik;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use checks::Checks;
 
@@ -143,6 +144,24 @@ pub(crate) fn log_refusal(
             "check refused"
         ),
     }
+}
+
+/// When the nginx answer-too-large warning was last logged (seconds
+/// since the epoch; 0: never).
+pub(crate) static ANSWER_TOO_LARGE_WARNED: AtomicU64 = AtomicU64::new(0);
+
+/// True the first time, then at most every ten seconds: for a warning
+/// that carries fields of its own.
+pub(crate) fn should_warn(last: &AtomicU64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let prev = last.load(Ordering::Relaxed);
+    (prev == 0 || now >= prev + 10)
+        && last
+            .compare_exchange(prev, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// Why the core refused, in words for the log.

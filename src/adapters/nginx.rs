@@ -25,8 +25,18 @@
 //! through). Never `X-Forwarded-Host`: the controller does not set it.
 //!
 //! nginx accepts only three answers: 2xx allows, 401 (which the
-//! `auth-signin` annotation turns into the login redirect) and 403; any
-//! other status becomes a 500. The body never reaches the client.
+//! `auth-signin` annotation turns into the login redirect, whatever the
+//! request) and 403; any other status becomes a 500. The body never
+//! reaches the client. So 401 is kept for browser navigations; a request
+//! that needs a sign-in but is no navigation gets 403, which nginx passes
+//! on instead of a redirect that `fetch()` and WebSockets cannot follow.
+//!
+//! nginx reads the answer's head into `proxy-buffer-size` bytes (4k unless
+//! the Ingress sets more) and turns a larger one into a 500. The allow
+//! carries the request's own cookies back (the `Cookie` nginx sends on,
+//! without the gate's), so discovery sets `proxy-buffer-size` and names
+//! the same size in the `buffer` parameter of `auth-url`; an allow whose
+//! head would not fit is refused with 403 and a logged reason.
 
 use axum::extract::{Request, State};
 use axum::http::HeaderName;
@@ -40,9 +50,24 @@ const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 
 /// The query parameter of `auth-url` that carries nginx's `$host`.
 pub(crate) const HOST_PARAM: &str = "host";
+
+/// The query parameter of `auth-url` that carries the `proxy-buffer-size`
+/// the same Ingress sets (discovery writes both): the buffer nginx reads
+/// the check's answer into.
+pub(crate) const BUFFER_PARAM: &str = "buffer";
+
+/// ingress-nginx's `proxy-buffer-size` when an Ingress sets none, and the
+/// budget assumed when `auth-url` names none (or names it twice).
+pub(crate) const DEFAULT_BUFFER: usize = 4 * 1024;
+
+/// What nginx's buffer holds besides the headers the adapter sets: the
+/// status line, `date`, `content-length` and the blank line, with room
+/// to spare.
+const HEAD_OVERHEAD: usize = 128;
 
 /// Why a check was refused before any decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,17 +146,47 @@ pub(crate) fn target<'a>(
 /// Not percent-decoded: `$host` holds no escapes, and a decoded `%26`
 /// could smuggle a second parameter.
 pub(crate) fn routed_host(query: Option<&str>) -> Option<&str> {
+    single_param(query, HOST_PARAM).filter(|v| !v.is_empty() && !v.starts_with('$'))
+}
+
+/// The value of the one `name` parameter of `query`; `None` when it is
+/// missing or repeated.
+fn single_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     let mut found = None;
     for pair in query?.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == HOST_PARAM {
+        if k == name {
             if found.is_some() {
                 return None;
             }
             found = Some(v);
         }
     }
-    found.filter(|v| !v.is_empty() && !v.starts_with('$'))
+    found
+}
+
+/// How many bytes of answer head nginx can read: the `buffer` parameter
+/// in nginx's size syntax (`32k`, `1m`, `8192`), else ingress-nginx's
+/// default. A repeated or unreadable one counts as absent: a client that
+/// smuggles one in through the host can only make its own answers
+/// smaller.
+pub(crate) fn answer_buffer(query: Option<&str>) -> usize {
+    single_param(query, BUFFER_PARAM)
+        .and_then(parse_size)
+        .unwrap_or(DEFAULT_BUFFER)
+}
+
+/// nginx's size syntax: digits with an optional `k` or `m`, any case.
+fn parse_size(v: &str) -> Option<usize> {
+    let (digits, unit) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 1024),
+        b'm' | b'M' => (&v[..v.len() - 1], 1024 * 1024),
+        _ => (v, 1),
+    };
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(unit)
 }
 
 pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -> Response {
@@ -144,6 +199,7 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
             .then(|| single_header_str(headers, &X_ORIGINAL_URL)),
         forwarded_uri: single_header_str(headers, &X_FORWARDED_URI),
     };
+    let buffer = answer_buffer(request.uri().query());
     let target = match target(state.settings(), request.uri().query(), original) {
         Ok(t) => t,
         Err(why) => return refuse_unreadable(&state, &super::reference(headers).0, why),
@@ -154,10 +210,15 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     }
     .unwrap_or("GET");
     let cookie = super::cookie_text(headers);
-    let req = check_request(headers, cookie.as_deref(), method, target.host, target.path);
+    let mut req = check_request(headers, cookie.as_deref(), method, target.host, target.path);
+    // nginx never passes `Upgrade` on to the auth subrequest (it is
+    // hop-by-hop), but it does pass the WebSocket handshake's own key: a
+    // handshake is no navigation, even from a client that sends neither
+    // `Sec-Fetch-Mode` nor a telling `Accept`.
+    req.upgrade |= headers.contains_key(&SEC_WEBSOCKET_KEY);
     let reference = super::reference(headers);
     let decision = state.run("nginx", &reference.0, &req).await;
-    answer(decision)
+    answer(&state, decision, buffer, target.host, &reference.0)
 }
 
 fn refuse_unreadable(state: &impl Checks, request_id: &str, why: Unreadable) -> Response {
@@ -188,17 +249,60 @@ pub(crate) fn split_url(url: &str) -> Option<(&str, &str, &str)> {
     (!host.is_empty()).then_some((scheme, host, path))
 }
 
-fn answer(decision: Decision) -> Response {
+fn answer(
+    state: &impl Checks,
+    decision: Decision,
+    buffer: usize,
+    host: &str,
+    request_id: &str,
+) -> Response {
     match decision {
-        Decision::Allow(allow) => crate::adapters::allow_response(allow),
+        Decision::Allow(allow) => {
+            let response = crate::adapters::allow_response(allow);
+            // An answer head larger than the buffer is a 500 from nginx
+            // ("upstream sent too big header") that says nothing here; the
+            // workspace's own cookies are what makes it grow. Refused
+            // instead, and said why.
+            let head = head_size(&response);
+            if head <= buffer {
+                return response;
+            }
+            state.metrics().nginx_answer_too_large();
+            if super::should_warn(&super::ANSWER_TOO_LARGE_WARNED) {
+                tracing::warn!(
+                    request_id,
+                    host,
+                    answer_bytes = head,
+                    buffer_bytes = buffer,
+                    "nginx check refused: the request's own cookies make the answer larger \
+                     than the proxy-buffer-size the Ingress gives the check; raise \
+                     proxy-buffer-size and the auth-url's buffer parameter together \
+                     (discovery writes 32k), or have the workspace set fewer cookies"
+                );
+            }
+            crate::answer::bare(403).into_http()
+        }
         // nginx knows no other statuses than 401 and 403 for a refusal.
         other => crate::answer::for_nginx(&other).into_http(),
     }
 }
 
+/// The size of `response`'s head as nginx reads it, over-estimated by a
+/// little for what the HTTP server adds.
+fn head_size(response: &Response) -> usize {
+    HEAD_OVERHEAD
+        + response
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Original, Target, Unreadable, routed_host, split_url, target};
+    use super::{
+        DEFAULT_BUFFER, Original, Target, Unreadable, answer_buffer, routed_host, split_url, target,
+    };
     use crate::core::Settings;
     use crate::scheme::Scheme;
 
@@ -294,6 +398,26 @@ mod tests {
             forwarded_uri: Some("/x"),
         };
         assert_eq!(target(&s, q, repeated), Err(Unreadable::NoOriginalUrl));
+    }
+
+    #[test]
+    fn the_answer_buffer_is_one_size_parameter_or_the_default() {
+        assert_eq!(answer_buffer(Some("host=h&buffer=32k")), 32 * 1024);
+        assert_eq!(answer_buffer(Some("buffer=1M&host=h")), 1024 * 1024);
+        assert_eq!(answer_buffer(Some("buffer=8192")), 8192);
+        for q in [
+            None,
+            Some("host=h"),
+            Some("buffer="),
+            Some("buffer=k"),
+            Some("buffer=32kb"),
+            Some("buffer=-1"),
+            Some("buffer=99999999999m"),
+            // Twice: the larger one may have come from the client.
+            Some("buffer=32k&buffer=1m"),
+        ] {
+            assert_eq!(answer_buffer(q), DEFAULT_BUFFER, "{q:?}");
+        }
     }
 
     #[test]

@@ -151,6 +151,9 @@ fn jittered(max_age: Duration) -> Duration {
     (max_age + Duration::from_millis(offset)).saturating_sub(Duration::from_millis(spread))
 }
 
+/// The largest header list an HTTP/2 check may carry.
+const MAX_HEADER_LIST: u32 = 64 * 1024;
+
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then
 /// lets open connections finish (at most [`DRAIN_TIMEOUT`]). `accepted`
 /// counts connections whose handshake succeeded.
@@ -164,8 +167,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let mut http = Builder::new(TokioExecutor::new());
-    // Controllers multiplex many checks on one connection.
-    http.http2().max_concurrent_streams(1024);
+    // Controllers multiplex many checks on one connection. A check carries
+    // the client's cookies: hyper's default header list limit (16 KiB)
+    // would refuse a request whose workspace set 16 KB of its own, which
+    // the controllers themselves accept (Envoy: 60 KiB, ingress-nginx:
+    // 32 KiB over HTTP/2).
+    http.http2()
+        .max_concurrent_streams(1024)
+        .max_header_list_size(MAX_HEADER_LIST);
     let http = Arc::new(http);
     let accepted = Arc::new(accepted);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -6,7 +6,7 @@
 //
 // Usage: node login.mjs '<json options>'
 //   {chromium, url, user, domain, spki, profile, expectUser,
-//    poison, secondUrl, thirdUrl}
+//    poison, secondUrl, thirdUrl, refusals}
 
 import { createRequire } from 'node:module';
 
@@ -67,6 +67,36 @@ async function userOn(page) {
     return `not the workspace: ${page.url()} ${(await page.textContent('body'))?.slice(0, 200)}`;
   }
 }
+// Before any login: a page on the workspace origin (the gate's "Not found"
+// page under the reserved prefix, the one page there that needs no pass)
+// calls fetch() and opens a WebSocket. Returns what the page could read of
+// each and the handshake statuses the browser's network layer saw.
+async function refusedWithoutPass(context, page) {
+  const origin = new URL(opts.url).origin;
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  const handshakes = [];
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push(e.response.status));
+  await page.goto(`${origin}/.workspace-gate/no-such-page`);
+  const fetched = await page.evaluate(async () => {
+    try {
+      const r = await fetch('/api/data');
+      return { status: r.status, redirected: r.redirected, url: r.url, type: r.type };
+    } catch (e) {
+      return { error: String(e) };
+    }
+  });
+  const ws = await page.evaluate(() => new Promise((resolve) => {
+    const sock = new WebSocket(`wss://${location.host}/ws?before-login`);
+    sock.onopen = () => { sock.close(); resolve({ opened: true }); };
+    sock.onclose = (e) => resolve({ opened: false, code: e.code });
+  }));
+  // The handshake event may arrive just after the page saw the close.
+  await new Promise((r) => setTimeout(r, 500));
+  await cdp.detach();
+  return { fetch: fetched, ws, handshakes };
+}
+
 const context = await chromium.launchPersistentContext(opts.profile, {
   executablePath: opts.chromium,
   headless: true,
@@ -88,6 +118,7 @@ try {
   page.on('response', (r) => log.push(`${r.status()} ${r.request().method()} ${r.url()}`));
   page.setDefaultTimeout(30000);
 
+  const refusals = opts.refusals ? await refusedWithoutPass(context, page) : null;
   await page.goto(opts.url);
   // Provider login page.
   await page.waitForSelector('input[name=login]');
@@ -117,7 +148,7 @@ try {
     poisoned = await afterPoison(page);
   }
   const cookies = await context.cookies();
-  result = { ok: true, finalUrl, user, ws, cookies, poisoned, log };
+  result = { ok: true, finalUrl, user, ws, cookies, poisoned, refusals, log };
 } catch (e) {
   let html = '';
   try {

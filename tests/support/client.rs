@@ -47,6 +47,8 @@ pub struct Hop {
 #[derive(Debug, Clone)]
 pub struct Resp {
     pub status: u16,
+    /// The HTTP version the controller answered with.
+    pub version: reqwest::Version,
     pub url: Url,
     pub headers: HeaderMap,
     pub body: String,
@@ -171,10 +173,18 @@ impl Browser {
         {
             headers.insert("cookie", HeaderValue::from_str(&c)?);
         }
+        // A `cookie` in `extra` replaces the jar's; several are sent as
+        // several header fields, as browsers send each cookie over HTTP/2.
+        let mut own_cookie = false;
         for (k, v) in extra {
             let name = HeaderName::from_bytes(k.as_bytes())?;
             if k.eq_ignore_ascii_case("cookie") {
-                headers.remove("cookie");
+                if !own_cookie {
+                    headers.remove("cookie");
+                    own_cookie = true;
+                }
+                headers.append(name, HeaderValue::from_str(v)?);
+                continue;
             }
             headers.insert(name, HeaderValue::from_str(v)?);
         }
@@ -194,6 +204,7 @@ impl Browser {
             .await
             .with_context(|| format!("{method} {url}"))?;
         let status = resp.status().as_u16();
+        let version = resp.version();
         let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();
         {
@@ -214,6 +225,7 @@ impl Browser {
         });
         let r = Resp {
             status,
+            version,
             url,
             headers,
             body,

@@ -1,7 +1,9 @@
 //! Real nginx configured as ingress-nginx renders the `auth-url`,
-//! `auth-signin` and `auth-response-headers` annotations
-//! (`tests/fixtures/nginx/nginx.conf.tmpl`), terminating TLS with the test CA's
-//! certificate on one random port for the auth host and every workspace host.
+//! `auth-signin`, `auth-response-headers` and `proxy-buffer-size`
+//! annotations (`tests/fixtures/nginx/nginx.conf.tmpl`), terminating TLS
+//! with the test CA's certificate on one random port for the auth host and
+//! every workspace host. The `auth-url` and `proxy-buffer-size` it renders
+//! are read from what discovery writes for a workspace.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,10 +78,88 @@ fn expand_servers(tmpl: &str, setup: &ControllerSetup) -> anyhow::Result<String>
     ))
 }
 
+/// What discovery writes on a workspace Ingress that the fixture renders
+/// as ingress-nginx would: the path and query of `auth-url` (on the gate's
+/// address) and `proxy-buffer-size` (ingress-nginx's 4k when absent).
+#[derive(Debug)]
+pub struct IngressAnnotations {
+    pub auth_path: String,
+    pub proxy_buffer_size: String,
+}
+
+/// Renders one workspace through discovery's own ingress-nginx renderer
+/// and reads the annotations the fixture depends on, so the fixture sees
+/// what discovery writes, not a copy of it.
+pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressAnnotations> {
+    use workspace_gate::config::discovery::{GateService, RoutingConfig};
+    use workspace_gate::discovery::{RenderContext, RoutingMode, render::workspace_objects};
+    use workspace_gate::workspaces::{HostPort, ServiceRef, Workspace};
+    let gate = GateService {
+        name: "workspace-gate".into(),
+        namespace: "gate".into(),
+        http_port: setup.gate_http.port(),
+        grpc_port: 9091,
+        https_port: None,
+        cluster_domain: "cluster.local".into(),
+    };
+    let gate_url = format!("http://{}:{}", gate.dns_name(), gate.http_port);
+    let ctx = RenderContext {
+        routing: RoutingConfig {
+            mode: RoutingMode::IngressNginx,
+            tls_secret: None,
+            ingress_class: None,
+            auth_keepalive: 0,
+            gate,
+            gateway: None,
+            traefik_ca_secret: None,
+        },
+        signin_url: format!("https://{}/auth/start", setup.auth_host),
+    };
+    let ws = Workspace {
+        id: "1".into(),
+        name: "ws-1".into(),
+        namespace: "team".into(),
+        owner: None,
+        hosts: vec![HostPort {
+            host: format!("ws-1.{}", setup.workspace_domain),
+            service_port: Some(80),
+        }],
+        service: Some(ServiceRef {
+            namespace: "team".into(),
+            name: "ws-1".into(),
+            uid: "uid-1".into(),
+        }),
+    };
+    let objects = workspace_objects(&ctx, &ws)?;
+    let annotations = objects
+        .iter()
+        .map(|o| &o.body["metadata"]["annotations"])
+        .find(|a| a.get("nginx.ingress.kubernetes.io/auth-url").is_some())
+        .context("discovery wrote no Ingress with auth-url")?;
+    let get = |name: &str| {
+        annotations
+            .get(format!("nginx.ingress.kubernetes.io/{name}"))
+            .and_then(|v| v.as_str())
+    };
+    let auth_url = get("auth-url").context("auth-url")?;
+    let auth_path = auth_url
+        .strip_prefix(&gate_url)
+        .with_context(|| format!("auth-url {auth_url} is not on {gate_url}"))?
+        .to_string();
+    Ok(IngressAnnotations {
+        auth_path,
+        // ingress-nginx's default when the Ingress sets none.
+        proxy_buffer_size: get("proxy-buffer-size").unwrap_or("4k").to_string(),
+    })
+}
+
 /// Renders the fixture for `setup`.
 pub fn render(setup: &ControllerSetup, prefix: &Path) -> anyhow::Result<String> {
     let tmpl = expand_servers(&std::fs::read_to_string(template())?, setup)?;
+    let ingress = discovery_annotations(setup)?;
     let out = tmpl
+        .replace("{{AUTH_PATH}}", &ingress.auth_path)
+        .replace("{{PROXY_BUFFER_SIZE}}", &ingress.proxy_buffer_size)
         .replace("{{MODULES}}", MODULES_DIR)
         .replace("{{PREFIX}}", &prefix.display().to_string())
         .replace("{{PORT}}", &setup.port.to_string())

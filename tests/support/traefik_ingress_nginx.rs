@@ -122,7 +122,7 @@ fn dynamic(setup: &ControllerSetup) -> Value {
     let gate = setup.gate_http.to_string();
     // buildSnippetAuth: the annotations of the workspace Ingress.
     let auth = json!({
-        "address": format!("http://{gate}/check/nginx?host=$host"),
+        "address": format!("http://{gate}/check/nginx?host=$host&buffer=32k"),
         "authSigninURL": format!("https://{}:{}/auth/start", setup.auth_host, setup.port),
         "authResponseHeaders": AUTH_RESPONSE_HEADERS.split(',').map(str::trim).collect::<Vec<_>>(),
     });

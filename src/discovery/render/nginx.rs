@@ -19,6 +19,13 @@ use crate::workspaces::Workspace;
 
 pub(super) const RESERVED_PREFIX: &str = "/.workspace-gate/";
 
+/// `proxy-buffer-size` of the workspace Ingress. ingress-nginx reads the
+/// check's answer into a buffer of this size (4k by default), and the
+/// answer carries the workspace's own cookies back: 32k leaves room for
+/// 16 KB of them and more. The same size goes into `auth-url` as
+/// `buffer=`, so the gate knows what fits.
+const PROXY_BUFFER_SIZE: &str = "32k";
+
 pub(super) fn render(
     ctx: &RenderContext,
     ws: &Workspace,
@@ -35,10 +42,16 @@ pub(super) fn render(
     auth.insert(
         "nginx.ingress.kubernetes.io/auth-url".to_string(),
         format!(
-            "http://{}:{}/check/nginx?host=$host",
+            "http://{}:{}/check/nginx?host=$host&buffer={PROXY_BUFFER_SIZE}",
             gate.dns_name(),
             gate.http_port
         ),
+    );
+    // The check's answer (and the workspace's own answers) are read into
+    // this buffer: the allow carries the workspace's cookies.
+    auth.insert(
+        "nginx.ingress.kubernetes.io/proxy-buffer-size".to_string(),
+        PROXY_BUFFER_SIZE.to_string(),
     );
     // nginx appends `?rd=<original URL>` itself.
     auth.insert(
@@ -174,8 +187,9 @@ mod tests {
         let a = &main["metadata"]["annotations"];
         assert_eq!(
             a["nginx.ingress.kubernetes.io/auth-url"],
-            "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx?host=$host"
+            "http://workspace-gate.gate.svc.cluster.local:8080/check/nginx?host=$host&buffer=32k"
         );
+        assert_eq!(a["nginx.ingress.kubernetes.io/proxy-buffer-size"], "32k");
         assert_eq!(
             a["nginx.ingress.kubernetes.io/auth-signin"],
             "https://workspaces.test/auth/start"

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 
-use super::{PASS, hops_text, provider_hops, run, run_with, visit};
+use super::{PASS, hops_text, provider_hops, run, run_with, sign_in_refusal, visit};
 use crate::support::controller::ControllerKind;
 use crate::support::stack::{DOMAIN, StackOptions, UNKNOWN, WS1, WS2_A, WS2_B, WS3_BOB};
 use crate::support::workspaces::default_workspaces;
@@ -80,7 +80,7 @@ pub async fn pass_for_one_host_is_rejected_on_another(kind: ControllerKind) -> a
         // Same user, same cookie name, other hosts: alice's other workspace's
         // host, bob's workspace, a host nobody owns.
         for (host, allowed) in [
-            (WS2_B, &[401u16][..]),
+            (WS2_B, &[sign_in_refusal(kind)][..]),
             (WS3_BOB, &[401, 403]),
             (UNKNOWN, &[401, 403]),
         ] {

@@ -57,6 +57,7 @@ macro_rules! scenario_tests {
             pass_for_one_host_is_rejected_on_another,
             transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token,
             upstream_never_sees_gate_cookies_and_gets_real_identity_headers,
+            sixteen_kilobytes_of_app_cookies_reach_the_workspace_intact,
             websocket_works_after_login_and_is_refused_before,
             unauthenticated_fetch_gets_401_and_never_reaches_the_provider,
             sign_out_on_workspace_host_ends_access_there,
@@ -123,6 +124,17 @@ where
 }
 
 // ---------------------------------------------------------------- helpers
+
+/// What a request that needs a sign-in but is no navigation (a `fetch()`,
+/// a WebSocket handshake, a script without a valid token) gets through
+/// `kind`: 401, except where the check is ingress-nginx's `auth-url`,
+/// which sends every 401 to `auth-signin`; there the gate answers 403.
+pub fn sign_in_refusal(kind: ControllerKind) -> u16 {
+    match kind {
+        ControllerKind::Nginx | ControllerKind::TraefikIngressNginx => 403,
+        _ => 401,
+    }
+}
 
 /// Navigates to `https://<host><path>` and requires landing there (200,
 /// same URL) with the echo page showing `user`.

@@ -2,7 +2,7 @@
 
 use anyhow::ensure;
 
-use super::{LOGIN, PASS, hops_text, provider_hops, run, sign_out, visit};
+use super::{LOGIN, PASS, hops_text, provider_hops, run, sign_in_refusal, sign_out, visit};
 use crate::support::controller::ControllerKind;
 use crate::support::stack::{AUTH_HOST, WS1, WS2_A};
 
@@ -21,7 +21,11 @@ pub async fn sign_out_on_workspace_host_ends_access_there(
             hops_text(&b)
         );
         let r = b.fetch(&s.url(WS1, "/after")).await?;
-        ensure!(r.status == 401, "ws-1 after its sign-out: {}", r.describe());
+        ensure!(
+            r.status == sign_in_refusal(kind),
+            "ws-1 after its sign-out: {}",
+            r.describe()
+        );
         Ok(())
     })
     .await
@@ -52,7 +56,11 @@ pub async fn sign_out_on_auth_host_ends_access_everywhere(
                 hops_text(&b)
             );
             let r = b.fetch(&s.url(host, "/after")).await?;
-            ensure!(r.status == 401, "{host} after sign-out: {}", r.describe());
+            ensure!(
+                r.status == sign_in_refusal(kind),
+                "{host} after sign-out: {}",
+                r.describe()
+            );
         }
         // Coming back needs the provider again.
         b.clear_hops();
