@@ -15,10 +15,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::{any, get};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
 use prometheus_client::registry::Registry;
 
 use crate::authz::Authz;
 use crate::config::Config;
+use crate::connections::{Activity, Counted, Io, Limits, Supervised};
 use crate::core::Settings;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
@@ -200,20 +204,61 @@ pub fn as_one_header_block<B>(mut req: axum::http::Request<B>) -> axum::http::Re
     req
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// The HTTP/1.1 and HTTP/2 server of the public and admin listeners.
+pub(crate) fn http_builder() -> Builder<TokioExecutor> {
+    let mut http = Builder::new(TokioExecutor::new());
+    // Controllers multiplex many checks on one connection.
+    http.http2().max_concurrent_streams(1024);
+    http
+}
+
+/// Serves `router` on one connection (plain or TLS) within `limits`.
+pub(crate) async fn serve_connection<T>(
+    http: &Builder<TokioExecutor>,
+    stream: T,
+    router: Router,
+    limits: Limits,
+    stop: crate::connections::Stop,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new(true);
+    let conn = http.serve_connection_with_upgrades(
+        TokioIo::new(Io::new(stream, activity.clone())),
+        Counted::new(TowerToHyperService::new(router), activity.clone()),
+    );
+    if let Err(e) = Supervised::new(conn, activity, limits, stop).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves `router` on `listener` (`key` names it in logs) within `limits`
+/// until `shutdown` completes; returns once its connections have closed.
 pub async fn serve(
+    key: &'static str,
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Answers are small and latency-bound: send them without Nagle's delay.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let http = std::sync::Arc::new(http_builder());
+    crate::connections::serve(key, listener, limits.grace, shutdown, |tcp, stop| {
+        let http = http.clone();
+        let router = router.clone();
+        async move { serve_connection(&http, tcp, router, limits, stop).await }
+    })
+    .await;
+    Ok(())
+}
+
+/// The timeouts of `listen.*` (`max_age` for `listen.https` only).
+pub fn limits(cfg: &crate::config::Listen, max_age: Option<Duration>) -> Limits {
+    Limits {
+        header_read: cfg.header_read_timeout,
+        idle: cfg.idle_timeout,
+        grace: cfg.shutdown_grace,
+        max_age,
+    }
 }
 
 /// The core's settings are built here, where configuration meets the core,
