@@ -59,12 +59,12 @@ pub const KEYS: &[KeyDoc] = &[
     k(
         "listen.idle_timeout",
         "2m",
-        "Every listener: a connection with no request in flight is closed after this long (HTTP/2 with GOAWAY). Longer than the keep-alive timeouts of ingress-nginx (60s) and Traefik (90s), so they close idle connections first; see [docs/operations.md](docs/operations.md#connections-and-shutdown).",
+        "Every listener: a connection with no request in flight is closed after this long (HTTP/2 with GOAWAY). Longer than the keep-alive timeouts of ingress-nginx (60s) and Traefik (90s), so they close idle connections first; see [Connections and shutdown](#connections-and-shutdown).",
     ),
     k(
         "listen.shutdown_grace",
         "10s",
-        "After SIGTERM the gate stops accepting connections, lets requests in flight finish for at most this long, then closes every connection and exits. Keep it below the pod's `terminationGracePeriodSeconds`.",
+        "After SIGTERM the gate stops accepting connections, lets requests in flight finish for at most this long, then closes every connection and exits. The pod's `terminationGracePeriodSeconds` must exceed it plus any preStop delay.",
     ),
     k(
         "tls.cert_file",
