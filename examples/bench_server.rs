@@ -107,6 +107,7 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = l.local_addr()?;
         let st = state.clone();
+        let limits = workspace_gate::server::limits(&state.cfg.listen, None);
         // The gate's Authorization service and a trivial unary service
         // (health) on one gRPC server: the baseline shares everything.
         let (_reporter, health) = tonic_health::server::health_reporter();
@@ -116,6 +117,7 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
                 l,
                 tonic::service::Routes::new(workspace_gate::adapters::envoy_grpc::Service::new(st))
                     .add_service(health),
+                limits,
                 std::future::pending(),
             )
             .await
@@ -143,9 +145,10 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
             l,
             tls::server_config(certs)?,
             router.clone(),
-            tls::ConnectionPolicy {
-                max_age: humantime::parse_duration(&arg("--https-max-age", "2m"))?,
-            },
+            workspace_gate::server::limits(
+                &state.cfg.listen,
+                Some(humantime::parse_duration(&arg("--https-max-age", "2m"))?),
+            ),
             || {},
             std::future::pending(),
         ));
@@ -169,8 +172,10 @@ keys: {files: [key]}\nworkspaces: {source: file, file: ws.yaml}\nauthorization: 
     // The gate's own HTTP server, as `listen.http` runs it.
     let seconds = arg("--seconds", "600").parse()?;
     workspace_gate::server::serve(
+        "listen.http",
         listener,
         router,
+        workspace_gate::server::limits(&state.cfg.listen, None),
         tokio::time::sleep(Duration::from_secs(seconds)),
     )
     .await?;

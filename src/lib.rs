@@ -9,8 +9,11 @@
 //! 0. Leaves, no crate imports: [`files`] (bounded reads of operator
 //!    files), [`bounded`], [`dns`] (host and Kubernetes name syntax),
 //!    [`metrics`] (takes label strings), [`scheme`] (`http`/`https` and
-//!    the origin built from it).
+//!    the origin built from it), [`connections`] (every listener's accept
+//!    loop, header and idle timeouts, bounded shutdown).
 //! 1. [`material`]: key and certificate files, read and checked.
+//!    [`log_output`]: the bounded, non-blocking log writer (counts what it
+//!    drops in `metrics`).
 //! 2. [`config`]: plain settings values that other modules receive, read
 //!    once by one reader; imports only the leaves and `material`.
 //!    [`session`]: token formats (pass, transfer, login, state, sign-out)
@@ -39,10 +42,12 @@ pub(crate) mod answer;
 pub mod authz;
 pub(crate) mod bounded;
 pub mod config;
+pub mod connections;
 pub mod core;
 pub mod discovery;
 pub(crate) mod dns;
 pub mod files;
+pub mod log_output;
 pub(crate) mod material;
 pub(crate) mod metrics;
 pub mod oidc;

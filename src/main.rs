@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use workspace_gate::config::{Config, LogFormat};
+use workspace_gate::log_output;
 
 #[derive(Parser)]
 #[command(
@@ -49,12 +51,23 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     })
 }
 
-fn init_logging(cfg: &Config) {
+/// Logs go to stdout through a bounded queue (`log_output`): a blocked
+/// stdout drops lines, never requests. The guard writes out the queue at
+/// exit. `None` when the writer thread cannot start (logs then go straight
+/// to stdout).
+fn init_logging(cfg: &Config) -> Option<log_output::Flush> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, flush) = match log_output::spawn(std::io::stdout(), log_output::QUEUED_LINES) {
+        Ok((w, f)) => (BoxMakeWriter::new(w), Some(f)),
+        Err(e) => {
+            eprintln!("cannot start the log writer, logging to stdout directly: {e}");
+            (BoxMakeWriter::new(std::io::stdout), None)
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     match cfg.log_format {
         LogFormat::Json => builder
             .json()
@@ -63,6 +76,7 @@ fn init_logging(cfg: &Config) {
             .init(),
         LogFormat::Text => builder.init(),
     }
+    flush
 }
 
 /// SIGHUP (a closed terminal, or a habit of sending it for "reload") is
@@ -149,7 +163,8 @@ fn main() -> ExitCode {
             };
             // Only ring is compiled in; install it before any TLS client.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            init_logging(&cfg);
+            // Dropped last: writes out the queued log lines.
+            let _flush = init_logging(&cfg);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -158,11 +173,15 @@ fn main() -> ExitCode {
                 }
             };
             rt.block_on(async { ignore_sighup() });
-            match rt.block_on(workspace_gate::server::start::run(
+            let result = rt.block_on(workspace_gate::server::start::run(
                 cfg,
                 shutdown_signal(),
                 |_| {},
-            )) {
+            ));
+            // Connections are closed by now; blocking work still running
+            // (a name lookup, a file read) must not delay the exit.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "workspace-gate stopped");

@@ -125,9 +125,22 @@ impl Default for Metrics {
     }
 }
 
+/// Log lines dropped because the log output did not keep up. There is one
+/// log writer per process, so this counter is the process's, not a
+/// `Metrics` value's.
+pub(crate) fn log_lines_dropped() -> &'static Counter {
+    static DROPPED: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
+    &DROPPED
+}
+
 impl Metrics {
     pub fn register(&self, r: &mut Registry) {
         let r = r.sub_registry_with_prefix("workspace_gate");
+        r.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log output (stdout) did not take them in time",
+            log_lines_dropped().clone(),
+        );
         r.register(
             "checks",
             "Auth checks answered, by controller and decision",

@@ -16,9 +16,16 @@ use std::path::Path;
 /// Bottom first. A module may reference modules of strictly lower layers.
 const LAYERS: &[&[&str]] = &[
     // 0: leaves with no crate imports.
-    &["files", "bounded", "dns", "metrics", "scheme"],
+    &[
+        "files",
+        "bounded",
+        "connections",
+        "dns",
+        "metrics",
+        "scheme",
+    ],
     // 1: key and certificate material read from files.
-    &["material"],
+    &["material", "log_output"],
     // 2: plain settings values; token formats and keys.
     &["config", "session"],
     // 3: the workspace model, its index and the file loader.

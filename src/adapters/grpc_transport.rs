@@ -20,13 +20,13 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+
+use crate::connections::{self, Activity, Counted, Io, Limits, Supervised};
 
 /// HTTP/2 windows for the checks. With HTTP/2's default 64 KiB windows a
 /// few hundred checks in flight (each carrying the request's cookies) would
@@ -37,8 +37,6 @@ const CONNECTION_WINDOW: u32 = 4 << 20;
 const STREAM_WINDOW: u32 = 1 << 20;
 /// Calls in flight per connection; Envoy opens another connection beyond.
 const MAX_STREAMS: u32 = 1024;
-/// How long a shutdown waits for the calls in flight.
-const DRAIN: Duration = Duration::from_secs(10);
 
 type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -105,57 +103,41 @@ where
 }
 
 /// Serves the gRPC `routes` on `listener` (HTTP/2 with prior knowledge, as
-/// Envoy connects) until `shutdown` completes, then lets the calls in
-/// flight finish for up to ten seconds.
+/// Envoy connects) within `limits` until `shutdown` completes, then lets
+/// the calls in flight finish for up to `limits.grace`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     routes: tonic::service::Routes,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving the
-                    // open connections and try again shortly.
-                    tracing::warn!(error = %e, "cannot accept a gRPC connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // Answers of a few hundred bytes must go out at once, not wait for
-        // Nagle's algorithm.
-        let _ = stream.set_nodelay(true);
-        let calls = Calls::default();
-        let mut builder = hyper::server::conn::http2::Builder::new(calls.clone());
-        builder
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .adaptive_window(false)
-            .max_concurrent_streams(MAX_STREAMS)
-            .auto_date_header(false);
-        let conn = builder.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(routes.clone()),
-        );
-        tokio::spawn(Connection {
-            conn: Box::pin(graceful.watch(conn)),
-            handed_over: calls,
-            running: FuturesUnordered::new(),
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("gRPC calls still running after the shutdown grace period");
-    }
+    connections::serve(
+        "listen.grpc",
+        listener,
+        limits.grace,
+        shutdown,
+        |stream, stop| {
+            let activity = Activity::new(false);
+            let calls = Calls::default();
+            let mut builder = hyper::server::conn::http2::Builder::new(calls.clone());
+            builder
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .initial_stream_window_size(STREAM_WINDOW)
+                .adaptive_window(false)
+                .max_concurrent_streams(MAX_STREAMS)
+                .auto_date_header(false);
+            let conn = builder.serve_connection(
+                TokioIo::new(Io::new(stream, activity.clone())),
+                Counted::new(TowerToHyperService::new(routes.clone()), activity.clone()),
+            );
+            Connection {
+                conn: Box::pin(Supervised::new(conn, activity, limits, stop)),
+                handed_over: calls,
+                running: FuturesUnordered::new(),
+            }
+        },
+    )
+    .await;
     Ok(())
 }
 
@@ -209,7 +191,13 @@ mod tests {
         let (reporter, health) = tonic_health::server::health_reporter();
         let routes = tonic::service::Routes::new(health).add_service(Panics);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, routes, async {
+        let limits = crate::connections::Limits {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(120),
+            grace: Duration::from_secs(10),
+            max_age: None,
+        };
+        let server = tokio::spawn(serve(listener, routes, limits, async {
             let _ = stopped.await;
         }));
         (addr, reporter, stop, server)

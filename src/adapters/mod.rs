@@ -267,15 +267,17 @@ pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
     (StatusCode::OK, h).into_response()
 }
 
-/// Serves Envoy's ext_authz gRPC API on `listener`.
+/// Serves Envoy's ext_authz gRPC API on `listener` within `limits`.
 pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
     state: impl Checks,
+    limits: crate::connections::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     grpc_transport::serve(
         listener,
         tonic::service::Routes::new(envoy_grpc::Service::new(state)),
+        limits,
         shutdown,
     )
     .await

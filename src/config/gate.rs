@@ -90,6 +90,9 @@ fn listen(r: &mut Reader, scheme: Scheme) -> (Listen, Option<TlsFiles>) {
     let https_given = !r.string("listen.https").is_empty();
     let tls = tls_files(r, https_given);
     let https_max_connection_age = r.duration("listen.https_max_connection_age", Duration::ZERO);
+    let header_read_timeout = r.duration("listen.header_read_timeout", Duration::ZERO);
+    let idle_timeout = r.duration("listen.idle_timeout", Duration::ZERO);
+    let shutdown_grace = r.duration("listen.shutdown_grace", Duration::ZERO);
     if scheme == Scheme::Http {
         let all_loopback = [http, admin, grpc, https]
             .iter()
@@ -109,6 +112,9 @@ fn listen(r: &mut Reader, scheme: Scheme) -> (Listen, Option<TlsFiles>) {
         grpc,
         https: https.filter(|_| tls.is_some()),
         https_max_connection_age,
+        header_read_timeout,
+        idle_timeout,
+        shutdown_grace,
     };
     (listen, tls)
 }

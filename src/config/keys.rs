@@ -52,6 +52,21 @@ pub const KEYS: &[KeyDoc] = &[
         "How long a `listen.https` connection lives (±10 %) before the gate asks the client to reconnect (HTTP/2 GOAWAY; requests in flight finish). A controller keeps one HTTP/2 connection for all its checks; reconnecting lets the Service spread them over the gate's replicas after a scale-out.",
     ),
     k(
+        "listen.header_read_timeout",
+        "10s",
+        "Every listener: time a client has to send a complete request header, from the connection's start (after the TLS handshake of `listen.https`, which gets the same time) or, on a kept HTTP/1.1 connection, from the first byte of its next request. Slower connections are closed.",
+    ),
+    k(
+        "listen.idle_timeout",
+        "2m",
+        "Every listener: a connection with no request in flight is closed after this long (HTTP/2 with GOAWAY). Longer than the keep-alive timeouts of ingress-nginx (60s) and Traefik (90s), so they close idle connections first; see [Connections and shutdown](#connections-and-shutdown).",
+    ),
+    k(
+        "listen.shutdown_grace",
+        "10s",
+        "After SIGTERM the gate stops accepting connections, lets requests in flight finish for at most this long, then closes every connection and exits. The pod's `terminationGracePeriodSeconds` must exceed it plus any preStop delay.",
+    ),
+    k(
         "tls.cert_file",
         "",
         "PEM certificate chain of `listen.https` (leaf first). Re-read within 10s when it changes (e.g. renewed by cert-manager); a broken renewal keeps the previous certificate and is logged.",

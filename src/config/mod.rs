@@ -64,6 +64,11 @@ pub struct Listen {
     /// `listen.https`; set only together with [`Config::tls`].
     pub https: Option<SocketAddr>,
     pub https_max_connection_age: Duration,
+    /// `listen.header_read_timeout`, `listen.idle_timeout` and
+    /// `listen.shutdown_grace`: every listener.
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_grace: Duration,
 }
 
 /// Certificate and key files of `listen.https` (checked at load).

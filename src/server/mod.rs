@@ -15,10 +15,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::{any, get};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
 use prometheus_client::registry::Registry;
 
 use crate::authz::Authz;
 use crate::config::Config;
+use crate::connections::{Activity, Counted, Io, Limits, Supervised};
 use crate::core::Settings;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
@@ -200,48 +204,73 @@ pub fn as_one_header_block<B>(mut req: axum::http::Request<B>) -> axum::http::Re
     req
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Answers are small and latency-bound: send them without Nagle's delay.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    // Every route made a `Route` once, here; each connection then gets a
-    // clone of that router.
-    let router = EachConnection(router.with_state(()));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+/// The HTTP/1.1 and HTTP/2 server of the public and admin listeners.
+pub(crate) fn http_builder() -> Builder<TokioExecutor> {
+    let mut http = Builder::new(TokioExecutor::new());
+    // Controllers multiplex many checks on one connection. A check carries
+    // the client's cookies: hyper's default header list limit (16 KiB)
+    // would refuse a request whose workspace set 16 KB of its own, which
+    // the controllers themselves accept (Envoy: 60 KiB, ingress-nginx:
+    // 32 KiB over HTTP/2).
+    http.http2()
+        .max_concurrent_streams(1024)
+        .max_header_list_size(MAX_HEADER_LIST);
+    http
 }
 
-/// Hands each accepted connection a clone of one router (reference-counted,
-/// nothing copied). axum's `Router` as its own connection service rebuilds
-/// the whole router for every connection (all routes and their layers
-/// allocated anew and dropped with it), which a controller that opens a
-/// connection per check (ingress-nginx without `auth-keepalive`, Traefik's
-/// forwardAuth over http) pays on every check.
-#[derive(Clone)]
-struct EachConnection(Router);
+/// The largest header list an HTTP/2 request may carry.
+const MAX_HEADER_LIST: u32 = 64 * 1024;
 
-impl<T> tower::Service<T> for EachConnection {
-    type Response = Router;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Router, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
+/// Serves `router` on one connection (plain or TLS) within `limits`.
+pub(crate) async fn serve_connection<T>(
+    http: &Builder<TokioExecutor>,
+    stream: T,
+    router: Router,
+    limits: Limits,
+    stop: crate::connections::Stop,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new(true);
+    let conn = http.serve_connection_with_upgrades(
+        TokioIo::new(Io::new(stream, activity.clone())),
+        Counted::new(TowerToHyperService::new(router), activity.clone()),
+    );
+    if let Err(e) = Supervised::new(conn, activity, limits, stop).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
+}
 
-    fn call(&mut self, _: T) -> Self::Future {
-        std::future::ready(Ok(self.0.clone()))
+/// Serves `router` on `listener` (`key` names it in logs) within `limits`
+/// until `shutdown` completes; returns once its connections have closed.
+pub async fn serve(
+    key: &'static str,
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let http = std::sync::Arc::new(http_builder());
+    // Every route made a `Route` once, here; each connection then gets a
+    // clone of that router. (Serving the router as it comes would turn its
+    // handlers into routes again on every request.)
+    let router: Router = router.with_state(());
+    crate::connections::serve(key, listener, limits.grace, shutdown, |tcp, stop| {
+        let http = http.clone();
+        let router = router.clone();
+        async move { serve_connection(&http, tcp, router, limits, stop).await }
+    })
+    .await;
+    Ok(())
+}
+
+/// The timeouts of `listen.*` (`max_age` for `listen.https` only).
+pub fn limits(cfg: &crate::config::Listen, max_age: Option<Duration>) -> Limits {
+    Limits {
+        header_read: cfg.header_read_timeout,
+        idle: cfg.idle_timeout,
+        grace: cfg.shutdown_grace,
+        max_age,
     }
 }
 

@@ -133,16 +133,25 @@ pub async fn run(
     };
 
     let state = AppState::new(cfg, keyring, reader, provider, http, metrics, registry);
-    let public = tokio::spawn(serve(http_listener, app(state.clone()), stopped()));
+    let limits = super::limits(&state.cfg.listen, None);
+    let public = tokio::spawn(serve(
+        "listen.http",
+        http_listener,
+        app(state.clone()),
+        limits,
+        stopped(),
+    ));
     let admin = tokio::spawn(serve(
+        "listen.admin",
         admin_listener,
         admin::router(state.clone()),
+        limits,
         stopped(),
     ));
     let grpc = grpc_listener.map(|l| {
         let state = state.clone();
         let stop = stopped();
-        tokio::spawn(async move { crate::adapters::serve_grpc(l, state, stop).await })
+        tokio::spawn(async move { crate::adapters::serve_grpc(l, state, limits, stop).await })
     });
     let https = match (https_listener, https_tls) {
         (Some(l), Some((certs, tls))) => {
@@ -156,9 +165,10 @@ pub async fn run(
                 l,
                 tls,
                 app(state.clone()),
-                super::tls::ConnectionPolicy {
-                    max_age: state.cfg.listen.https_max_connection_age,
-                },
+                super::limits(
+                    &state.cfg.listen,
+                    Some(state.cfg.listen.https_max_connection_age),
+                ),
                 move || metrics.https_connection(),
                 stopped(),
             )))

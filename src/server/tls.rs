@@ -9,23 +9,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connections::Limits;
 use crate::material::provider;
 pub use crate::material::{TlsFileError, load};
 
 /// How often the certificate files are checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections still open at shutdown get this long to finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Modification times and sizes of both files: a change in either reloads.
 type Stamp = Option<[(SystemTime, u64); 2]>;
@@ -129,19 +123,7 @@ pub fn server_config(certs: Arc<ReloadingCert>) -> anyhow::Result<rustls::Server
     Ok(cfg)
 }
 
-/// How `listen.https` treats its connections.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionPolicy {
-    /// A connection is asked to close (HTTP/2 GOAWAY after the requests in
-    /// flight) once it is about this old, ±10 % so that clients do not
-    /// reconnect in step. A controller then opens a new one, which the
-    /// Service may send to another replica: without this, one long-lived
-    /// HTTP/2 connection would pin all of a controller's checks to one
-    /// replica however far the gate is scaled out.
-    pub max_age: Duration,
-}
-
-/// `max_age` ±10 %.
+/// `max_age` ±10 %, so that clients do not reconnect in step.
 fn jittered(max_age: Duration) -> Duration {
     let spread = max_age.as_millis() as u64 / 10;
     if spread == 0 {
@@ -151,97 +133,54 @@ fn jittered(max_age: Duration) -> Duration {
     (max_age + Duration::from_millis(offset)).saturating_sub(Duration::from_millis(spread))
 }
 
-/// The largest header list an HTTP/2 check may carry.
-const MAX_HEADER_LIST: u32 = 64 * 1024;
-
-/// Serves `router` over TLS on `listener` until `shutdown` completes, then
-/// lets open connections finish (at most [`DRAIN_TIMEOUT`]). `accepted`
-/// counts connections whose handshake succeeded.
+/// Serves `router` over TLS on `listener` within `limits` until `shutdown`
+/// completes; `limits.max_age` (±10 %) asks a connection to close once it
+/// is that old (HTTP/2 GOAWAY after the requests in flight): a controller
+/// then opens a new one, which the Service may send to another replica.
+/// Without it, one long-lived HTTP/2 connection would pin all of a
+/// controller's checks to one replica however far the gate is scaled out.
+/// The handshake gets `limits.header_read`. `accepted` counts connections
+/// whose handshake succeeded.
 pub async fn serve(
     listener: TcpListener,
     tls: rustls::ServerConfig,
     router: Router,
-    policy: ConnectionPolicy,
+    limits: Limits,
     accepted: impl Fn() + Send + Sync + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let mut http = Builder::new(TokioExecutor::new());
-    // Controllers multiplex many checks on one connection. A check carries
-    // the client's cookies: hyper's default header list limit (16 KiB)
-    // would refuse a request whose workspace set 16 KB of its own, which
-    // the controllers themselves accept (Envoy: 60 KiB, ingress-nginx:
-    // 32 KiB over HTTP/2).
-    http.http2()
-        .max_concurrent_streams(1024)
-        .max_header_list_size(MAX_HEADER_LIST);
-    let http = Arc::new(http);
+    let http = Arc::new(super::http_builder());
     let accepted = Arc::new(accepted);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut connections = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            // Reap finished connections as they go.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    tracing::warn!(error = %e, "listen.https: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let http = http.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let accepted = accepted.clone();
-        let mut stop = stop_rx.clone();
-        connections.spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "listen.https: handshake failed");
-                    return;
-                }
-                Err(_) => return,
+    crate::connections::serve(
+        "listen.https",
+        listener,
+        limits.grace,
+        shutdown,
+        |tcp, stop| {
+            let acceptor = acceptor.clone();
+            let http = http.clone();
+            let router = router.clone();
+            let accepted = accepted.clone();
+            let limits = Limits {
+                max_age: limits.max_age.map(jittered),
+                ..limits
             };
-            accepted();
-            let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let aged = tokio::time::sleep(jittered(policy.max_age));
-            tokio::pin!(aged);
-            let mut closing = false;
-            let result = loop {
-                tokio::select! {
-                    r = conn.as_mut() => break r,
-                    _ = &mut aged, if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    _ = stop.wait_for(|s| *s), if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "listen.https: connection ended with an error");
+            async move {
+                let stream =
+                    match tokio::time::timeout(limits.header_read, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "listen.https: handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                accepted();
+                super::serve_connection(&http, stream, router, limits, stop).await;
             }
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while connections.join_next().await.is_some() {}
-    })
+        },
+    )
     .await;
-    if drained.is_err() {
-        tracing::warn!("listen.https: connections still open after the shutdown grace period");
-    }
     Ok(())
 }
