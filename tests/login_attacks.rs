@@ -56,8 +56,10 @@ async fn callback_with_foreign_csrf_cookie_is_refused_and_replayed_code_fails_cl
         let m = s.gate.metrics().await?;
         ensure!(failures(&m, "csrf_mismatch") >= 2.0, "metrics:\n{m}");
 
-        // The right browser replays the same callback: the provider refuses
-        // the used code; the gate shows its page and sets nothing.
+        // The right browser replays the same callback: its CSRF cookie was
+        // spent (cleared) by the login it completed, so the replay is
+        // refused before the provider is asked to redeem the used code; the
+        // gate shows its page and sets nothing.
         let before = alice.cookie(AUTH_HOST, LOGIN);
         let r = alice.navigate(&callback).await?;
         ensure!(r.status == 400, "replayed code: {}", r.describe());
@@ -67,10 +69,78 @@ async fn callback_with_foreign_csrf_cookie_is_refused_and_replayed_code_fails_cl
             "a failed callback must not change the login cookie"
         );
         let m = s.gate.metrics().await?;
-        ensure!(failures(&m, "code_exchange") >= 1.0, "metrics:\n{m}");
+        ensure!(failures(&m, "csrf_mismatch") >= 3.0, "metrics:\n{m}");
+        ensure!(failures(&m, "code_exchange") == 0.0, "metrics:\n{m}");
         Ok(())
     })
     .await;
+    finish(&s, result);
+}
+
+/// Ten workspace tabs restored at once in one browser with no login and no
+/// CSRF cookie yet: each starts a login before any answer has set a
+/// cookie. Every one of them must complete and land on its own page (one
+/// CSRF cookie per login), and the CSRF cookies are cleared as the logins
+/// complete.
+#[tokio::test]
+async fn logins_started_together_in_ten_tabs_all_complete() {
+    use support::client::Mode;
+    let s = Stack::start(StackOptions::new(ControllerKind::Nginx, "restored-tabs"))
+        .await
+        .expect("stack");
+    let result = tokio::time::timeout(Duration::from_secs(180), async {
+        let b = s.browser("alice");
+        // Each tab: the workspace sends it to the login start (nginx's
+        // auth-signin redirect).
+        let mut starts = Vec::new();
+        for i in 0..10 {
+            let r = b
+                .get(&s.url(WS1, &format!("/tab-{i}")), Mode::Navigate, &[])
+                .await?;
+            ensure!(r.status == 302, "tab {i}: {}", r.describe());
+            starts.push(r.location().context("no Location")?);
+        }
+        // All ten starts in flight together, none carrying a CSRF cookie.
+        let answers =
+            futures::future::join_all(starts.iter().map(|u| b.get(u, Mode::Navigate, &[]))).await;
+        let mut to_provider = Vec::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            let a = a?;
+            ensure!(a.status == 302, "start {i}: {}", a.describe());
+            to_provider.push(a.location().context("no Location")?);
+        }
+        for (i, url) in to_provider.iter().enumerate() {
+            let r = b.navigate(url).await?;
+            ensure!(
+                r.status == 200 && r.body.contains(&format!("/tab-{i}")),
+                "tab {i} did not land on its page: {}\nhops: {:#?}",
+                r.describe(),
+                b.hops()
+            );
+        }
+        let left: Vec<String> = b
+            .jar
+            .lock()
+            .unwrap()
+            .cookies
+            .iter()
+            .filter(|c| c.host == AUTH_HOST && c.name.starts_with(CSRF))
+            .map(|c| c.name.clone())
+            .collect();
+        ensure!(
+            left.is_empty(),
+            "CSRF cookies left after the logins: {left:?}"
+        );
+        let m = s.gate.metrics().await?;
+        ensure!(failures(&m, "csrf_mismatch") == 0.0, "metrics:\n{m}");
+        Ok(())
+    })
+    .await;
+    finish(&s, result);
+}
+
+/// Fails the test with every component's logs unless `result` is a pass.
+fn finish(s: &Stack, result: Result<anyhow::Result<()>, tokio::time::error::Elapsed>) {
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("{e:#}\n{}", s.diagnostics()),

@@ -33,7 +33,9 @@ use crate::session::sealed::{open, seal};
 use crate::session::signed::sign;
 use crate::session::{Keyring, LoginClaims, StateClaims, TokenKind, TransferClaims};
 use callback_checks::{Failure, check_callback, sign_in};
-use start_checks::{Start, check_start, existing_csrf, return_addresses};
+use start_checks::{
+    MAX_CSRF_SLOTS, Start, check_start, csrf_cookie_name, csrf_slots_sent, return_addresses,
+};
 
 /// How long a login may take at the provider.
 const STATE_TTL: u64 = 600;
@@ -204,7 +206,9 @@ pub(crate) async fn start(
 async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Response {
     let state = ctx.state;
     let now = now();
-    let csrf = existing_csrf(&state.settings, headers).unwrap_or_else(|| random_token(24));
+    // A cookie of its own for this login (see `StateClaims::slot`).
+    let csrf = random_token(24);
+    let slot = random_token(6);
     let start = LoginStart::new();
     let mut url = String::new();
     for rd in return_addresses(&state.settings, target) {
@@ -216,6 +220,7 @@ async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Res
                 pkce: start.pkce_verifier.clone(),
                 nonce: start.nonce.clone(),
                 csrf: csrf.clone(),
+                slot: slot.clone(),
                 iat: now,
                 exp: now + STATE_TTL,
             },
@@ -234,14 +239,24 @@ async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Res
         tracing::info!("return address too long for the login redirect; shortened");
     }
     state.metrics.login("started", "");
+    let mut set_cookies =
+        vec![
+            state
+                .settings
+                .cookie(&csrf_cookie_name(&state.settings, &slot), &csrf, CSRF_TTL),
+        ];
+    let unfinished = csrf_slots_sent(&state.settings, headers);
+    if unfinished.len() >= MAX_CSRF_SLOTS {
+        tracing::info!(
+            unfinished = unfinished.len(),
+            "too many logins under way in one browser; clearing their CSRF cookies"
+        );
+        set_cookies.extend(unfinished.iter().map(|n| state.settings.clear_cookie(n)));
+    }
     redirect(
         Decision::Redirect {
             location: url,
-            set_cookies: vec![
-                state
-                    .settings
-                    .cookie(&state.settings.csrf_cookie, &csrf, CSRF_TTL),
-            ],
+            set_cookies,
             redeems: None,
         },
         StatusCode::FOUND,
@@ -278,7 +293,11 @@ pub(crate) async fn callback(
         iat: now,
         exp: now + state.cfg.session.login_ttl.as_secs(),
     };
-    transfer(&ctx, login, &v.target, true).await
+    // The login's CSRF cookie has served: cleared.
+    let spent = state
+        .settings
+        .clear_cookie(&csrf_cookie_name(&state.settings, &v.state.slot));
+    with_cookie(transfer(&ctx, login, &v.target, true).await, &spent)
 }
 
 /// Authorizes the signed-in user for `target`'s workspace and hands the

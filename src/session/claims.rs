@@ -116,6 +116,12 @@ pub struct StateClaims {
     pub nonce: String,
     /// Must equal the CSRF cookie of the browser that started the login.
     pub csrf: String,
+    /// The name suffix of that cookie: every login gets a cookie of its
+    /// own, so logins started together in several tabs never overwrite
+    /// each other's. Empty: the unsuffixed cookie (logins started before
+    /// suffixes existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub slot: String,
     pub iat: u64,
     pub exp: u64,
 }

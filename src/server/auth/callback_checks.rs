@@ -80,8 +80,9 @@ pub(super) fn check_callback<'q>(
     };
     let state = open::<StateClaims>(keyring, TokenKind::State, raw_state, now)
         .map_err(|_| Failure::BadState)?;
-    let csrf_ok = cookie(headers, &settings.csrf_cookie)
-        .any(|v| bool::from(v.as_bytes().ct_eq(state.csrf.as_bytes())));
+    let csrf_name = super::start_checks::csrf_cookie_name(settings, &state.slot);
+    let csrf_ok =
+        cookie(headers, &csrf_name).any(|v| bool::from(v.as_bytes().ct_eq(state.csrf.as_bytes())));
     if !csrf_ok {
         return Err(Failure::CsrfMismatch);
     }
@@ -152,6 +153,7 @@ mod tests {
             pkce: "verifier".into(),
             nonce: "nonce".into(),
             csrf: csrf.into(),
+            slot: String::new(),
             iat: NOW - 10,
             exp,
         }

@@ -4,7 +4,7 @@
 
 use axum::http::{HeaderMap, header};
 
-use super::{cookie, current_login};
+use super::current_login;
 use crate::core::Settings;
 use crate::core::rd::{self, RdError, Target};
 use crate::core::request::is_navigation;
@@ -50,10 +50,38 @@ pub(super) fn check_start(
     }
 }
 
-/// The browser's CSRF value when it has a well-formed one: one value per
-/// browser, reused so that logins started in two tabs both complete.
-pub(super) fn existing_csrf(settings: &Settings, headers: &HeaderMap) -> Option<String> {
-    cookie(headers, &settings.csrf_cookie).find(|v| v.len() >= 22 && v.len() <= 64)
+/// Most CSRF cookies one browser keeps for logins under way. A browser
+/// that starts more (a flood of login links) has the ones it sent
+/// cleared, so its auth-host cookies stay within a controller's header
+/// buffers; only those unfinished logins then fail.
+pub(super) const MAX_CSRF_SLOTS: usize = 8;
+
+/// The CSRF cookie name of the login in `slot`.
+pub(super) fn csrf_cookie_name(settings: &Settings, slot: &str) -> String {
+    if slot.is_empty() {
+        settings.csrf_cookie.clone()
+    } else {
+        format!("{}-{slot}", settings.csrf_cookie)
+    }
+}
+
+/// The names of the per-login CSRF cookies `headers` carries.
+pub(super) fn csrf_slots_sent(settings: &Settings, headers: &HeaderMap) -> Vec<String> {
+    let prefix = format!("{}-", settings.csrf_cookie);
+    let mut names = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        let text = crate::core::cookies::header_text(value.as_bytes());
+        for pair in text.split(';') {
+            if let Some((name, _)) = pair.trim().split_once('=')
+                && name.starts_with(&prefix)
+            {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// `target`'s URL, then without its query, then the host's root: the
@@ -161,26 +189,24 @@ mod tests {
     }
 
     #[test]
-    fn a_well_formed_csrf_value_is_reused() {
+    fn per_login_csrf_cookies_are_named_by_slot_and_counted() {
         let s = settings();
-        let ok = "a".repeat(32);
-        let cases = [
-            (format!("{}={ok}", s.csrf_cookie), Some(ok.clone())),
-            (format!("{}=short", s.csrf_cookie), None),
-            (format!("{}={}", s.csrf_cookie, "b".repeat(65)), None),
-            (
-                format!("{}=short; {}={ok}", s.csrf_cookie, s.csrf_cookie),
-                Some(ok.clone()),
-            ),
-            (format!("other={ok}"), None),
-        ];
-        for (cookie, want) in cases {
-            assert_eq!(
-                existing_csrf(&s, &headers([("cookie", cookie.as_str())])),
-                want,
-                "{cookie}"
-            );
-        }
+        assert_eq!(csrf_cookie_name(&s, ""), s.csrf_cookie);
+        assert_eq!(
+            csrf_cookie_name(&s, "ab12"),
+            format!("{}-ab12", s.csrf_cookie)
+        );
+        let cookie = format!(
+            "{c}-a=1; other=2; {c}=legacy; {c}-b=3; {c}-a=4",
+            c = s.csrf_cookie
+        );
+        assert_eq!(
+            csrf_slots_sent(&s, &headers([("cookie", cookie.as_str())])),
+            [
+                format!("{}-a", s.csrf_cookie),
+                format!("{}-b", s.csrf_cookie)
+            ]
+        );
     }
 
     #[test]
