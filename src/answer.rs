@@ -44,7 +44,7 @@ impl RequestId {
     }
 }
 
-fn is_plain_id(id: &str) -> bool {
+pub(crate) fn is_plain_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

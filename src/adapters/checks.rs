@@ -18,11 +18,11 @@ pub trait Checks: Clone + Send + Sync + 'static {
 
     /// Decides about `req` (consulting the authorizer for bearer
     /// credentials), records the check's metric for `controller` and logs
-    /// a refusal under `request_id` (the reference its page shows).
+    /// a refusal under `reference` (the id its page shows).
     fn run(
         &self,
         controller: &'static str,
-        request_id: &str,
+        reference: &crate::adapters::Reference<'_>,
         req: &CheckRequest<'_>,
     ) -> impl Future<Output = Decision> + Send;
 }

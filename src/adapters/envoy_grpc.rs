@@ -137,14 +137,14 @@ impl<S: Checks> Service<S> {
             sec_fetch_mode: read.sec_fetch_mode.as_deref(),
             upgrade: read.upgrade,
         };
-        let reference = crate::answer::RequestId::from_header(Some(read.request_id));
-        let decision = self.state.run("envoy_grpc", &reference.0, &check_req).await;
+        let reference = crate::adapters::Reference::new(Some(read.request_id));
+        let decision = self.state.run("envoy_grpc", &reference, &check_req).await;
         let json = crate::answer::wants_json(read.accept.as_deref());
         answer(
             decision,
             read.cookie.is_some(),
             read.authorization.is_some(),
-            &reference.0,
+            &reference,
             json,
         )
     }
@@ -284,7 +284,7 @@ fn answer(
     decision: Decision,
     had_cookie: bool,
     had_authorization: bool,
-    request_id: &str,
+    reference: &crate::adapters::Reference<'_>,
     json: bool,
 ) -> CheckResponse {
     let overwrite = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
@@ -315,7 +315,7 @@ fn answer(
         resp.set_http_response(ok);
         return resp;
     }
-    crate::answer::refusal(&decision, request_id, json).into_grpc_denied()
+    crate::answer::refusal(&decision, reference.get(), json).into_grpc_denied()
 }
 
 #[cfg(test)]

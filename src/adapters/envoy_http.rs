@@ -43,8 +43,7 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     let had_cookie = req.cookie.is_some();
     let had_authorization = req.authorization.is_some();
     let reference = super::reference(headers);
-    let id = reference.0.as_str();
-    let decision = state.run("envoy_http", id, &req).await;
+    let decision = state.run("envoy_http", &reference, &req).await;
     match decision {
         Decision::Allow(allow) => {
             // Envoy cannot clear a header through allowed_upstream_headers;
@@ -65,7 +64,11 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
             }
             resp
         }
-        other => crate::answer::refusal(&other, id, crate::answer::wants_json_headers(headers))
-            .into_http(),
+        other => crate::answer::refusal(
+            &other,
+            reference.get(),
+            crate::answer::wants_json_headers(headers),
+        )
+        .into_http(),
     }
 }

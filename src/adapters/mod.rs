@@ -178,11 +178,39 @@ pub(crate) fn refusal_reason(page: crate::core::Page) -> &'static str {
     }
 }
 
+/// A check's reference, made only when asked for: the controller's
+/// `X-Request-ID` when it sent a plain one (borrowed, nothing copied), else
+/// a new id drawn the first time a refusal needs one. An allowed check
+/// reads neither, so it costs no allocation.
+#[derive(Debug)]
+pub struct Reference<'a> {
+    sent: Option<&'a str>,
+    made: std::sync::OnceLock<String>,
+}
+
+impl<'a> Reference<'a> {
+    pub fn new(sent: Option<&'a str>) -> Reference<'a> {
+        Reference {
+            sent: sent.filter(|v| crate::answer::is_plain_id(v)),
+            made: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn get(&self) -> &str {
+        match self.sent {
+            Some(v) => v,
+            None => self
+                .made
+                .get_or_init(|| crate::answer::RequestId::fresh().0),
+        }
+    }
+}
+
 /// The reference of a check: the controller's `X-Request-ID` when it sent
 /// a plain one (ingress-nginx and Envoy do), else a new id. It is logged
 /// with a refusal and shown on its page.
-pub(crate) fn reference(headers: &HeaderMap) -> crate::answer::RequestId {
-    crate::answer::RequestId::from_header(single_header_str(headers, &names::X_REQUEST_ID))
+pub(crate) fn reference(headers: &HeaderMap) -> Reference<'_> {
+    Reference::new(single_header_str(headers, &names::X_REQUEST_ID))
 }
 
 /// The `Cookie` header as text, without pairs that are not (see
@@ -301,5 +329,24 @@ mod refusal_log_tests {
         assert_eq!(admit(&mut w, a, 109), None);
         assert_eq!(admit(&mut w, a, 110), Some(6));
         assert_eq!(admit(&mut w, a, 111), Some(0));
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::Reference;
+
+    #[test]
+    fn a_sent_id_is_borrowed_and_a_made_one_is_made_once() {
+        let sent = String::from("rid-1");
+        let r = Reference::new(Some(&sent));
+        assert!(std::ptr::eq(r.get(), sent.as_str()));
+        for bad in [None, Some(""), Some("a b"), Some(&*"x".repeat(65))] {
+            let r = Reference::new(bad);
+            let first = r.get().to_string();
+            assert_eq!(first.len(), 24, "{bad:?}");
+            assert_eq!(r.get(), first, "the same id for the log and the page");
+        }
+        assert_ne!(Reference::new(None).get(), Reference::new(None).get());
     }
 }

@@ -202,7 +202,7 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     let buffer = answer_buffer(request.uri().query());
     let target = match target(state.settings(), request.uri().query(), original) {
         Ok(t) => t,
-        Err(why) => return refuse_unreadable(&state, &super::reference(headers).0, why),
+        Err(why) => return refuse_unreadable(&state, super::reference(headers).get(), why),
     };
     let method = match original.url {
         Some(_) => single_header_str(headers, &X_ORIGINAL_METHOD),
@@ -217,8 +217,8 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     // `Sec-Fetch-Mode` nor a telling `Accept`.
     req.upgrade |= headers.contains_key(&SEC_WEBSOCKET_KEY);
     let reference = super::reference(headers);
-    let decision = state.run("nginx", &reference.0, &req).await;
-    answer(&state, decision, buffer, target.host, &reference.0)
+    let decision = state.run("nginx", &reference, &req).await;
+    answer(&state, decision, buffer, target.host, &reference)
 }
 
 fn refuse_unreadable(state: &impl Checks, request_id: &str, why: Unreadable) -> Response {
@@ -254,7 +254,7 @@ fn answer(
     decision: Decision,
     buffer: usize,
     host: &str,
-    request_id: &str,
+    reference: &crate::adapters::Reference<'_>,
 ) -> Response {
     match decision {
         Decision::Allow(allow) => {
@@ -270,7 +270,7 @@ fn answer(
             state.metrics().nginx_answer_too_large();
             if super::should_warn(&super::ANSWER_TOO_LARGE_WARNED) {
                 tracing::warn!(
-                    request_id,
+                    request_id = reference.get(),
                     host,
                     answer_bytes = head,
                     buffer_bytes = buffer,

@@ -38,11 +38,14 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
         one(&X_FORWARDED_URI).unwrap_or("/"),
     );
     let reference = super::reference(headers);
-    let id = reference.0.as_str();
-    let decision = state.run("traefik", id, &req).await;
+    let decision = state.run("traefik", &reference, &req).await;
     match decision {
         Decision::Allow(allow) => allow_response(allow),
-        other => crate::answer::refusal(&other, id, crate::answer::wants_json_headers(headers))
-            .into_http(),
+        other => crate::answer::refusal(
+            &other,
+            reference.get(),
+            crate::answer::wants_json_headers(headers),
+        )
+        .into_http(),
     }
 }

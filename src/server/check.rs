@@ -20,10 +20,10 @@ impl crate::adapters::Checks for AppState {
     fn run(
         &self,
         controller: &'static str,
-        request_id: &str,
+        reference: &crate::adapters::Reference<'_>,
         req: &CheckRequest<'_>,
     ) -> impl Future<Output = Decision> + Send {
-        run(self, controller, request_id, req)
+        run(self, controller, reference, req)
     }
 }
 
@@ -32,7 +32,7 @@ impl crate::adapters::Checks for AppState {
 pub(crate) async fn run(
     state: &AppState,
     controller: &'static str,
-    request_id: &str,
+    reference: &crate::adapters::Reference<'_>,
     req: &CheckRequest<'_>,
 ) -> Decision {
     let started = Instant::now();
@@ -81,7 +81,7 @@ pub(crate) async fn run(
     if let Decision::Deny(page) = &decision {
         crate::adapters::log_refusal(
             controller,
-            request_id,
+            reference.get(),
             req.host,
             page.label(),
             crate::adapters::refusal_reason(*page),
