@@ -86,12 +86,21 @@ pub async fn refusals_are_logged_with_the_reference_on_the_page(
             "bob's token on alice's ws-1: {}",
             r.describe()
         );
-        let logs = s.gate.logs();
-        let refusals: Vec<serde_json::Value> = logs
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["message"] == "check refused" && v["decision"] == "forbidden")
-            .collect();
+        // The gate writes its log from a queue: the line may follow the
+        // answer by a moment.
+        let refused = |logs: &str| -> Vec<serde_json::Value> {
+            logs.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["message"] == "check refused" && v["decision"] == "forbidden")
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut logs = s.gate.logs();
+        while refused(&logs).is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            logs = s.gate.logs();
+        }
+        let refusals = refused(&logs);
         ensure!(
             refusals.len() == 1,
             "want one logged refusal, got {}:\n{logs}",
