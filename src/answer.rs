@@ -11,6 +11,7 @@ use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, HttpStat
 use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder};
 use tonic::Status;
 
+use crate::core::reserved::{CALLBACK_PATH, REDEEM_QUERY};
 use crate::core::{Decision, Page};
 
 /// A request's reference: shown on its refusal page and logged with every
@@ -162,6 +163,51 @@ pub(crate) fn page(page: Page, request_id: &str, json: bool) -> Answer {
     }
 }
 
+/// The hand-over page's script: the transfer token is in the fragment
+/// (`#t=<token>`), which the browser never sends; it goes into `cookie`
+/// for the one request that redeems it, and `location.replace` leaves no
+/// history entry holding it. Reads its cookie name and next address from
+/// the page's own `data-` attributes.
+const HANDOVER_SCRIPT: &str = "(function(){var d=document.documentElement.dataset,\
+m=/^#t=([A-Za-z0-9._~-]+)$/.exec(location.hash);\
+if(!m){document.getElementById(\"message\").textContent=\"Signing in did not complete. Go back to your workspace and open it again.\";return;}\
+document.cookie=d.cookie+\"=\"+m[1]+\"; Path=/; Max-Age=60; SameSite=Lax\"+(location.protocol===\"https:\"?\"; Secure\":\"\");\
+location.replace(d.next);}());";
+
+/// The hand-over page on a workspace host (`session.transfer: fragment`).
+/// A 401 so that every controller relays it rather than letting the
+/// request through; browsers run its script all the same.
+pub(crate) fn handover(cookie: &str) -> Answer {
+    use rand::RngCore;
+    let mut raw = [0u8; 16];
+    rand::rng().fill_bytes(&mut raw);
+    let nonce: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let body = format!(
+        "<!doctype html><html lang=\"en\" data-workspace-gate-handover data-cookie=\"{cookie}\" data-next=\"{CALLBACK_PATH}?{REDEEM_QUERY}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Signing in…</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}</style></head>\
+<body><h1>Signing in…</h1><p id=\"message\">Taking you to your workspace.</p>\
+<noscript><p>Finishing the sign-in needs JavaScript. Allow it for this site and open your workspace again.</p></noscript>\
+<script nonce=\"{nonce}\">{HANDOVER_SCRIPT}</script></body></html>",
+        cookie = escape(cookie),
+    );
+    Answer {
+        status: 401,
+        headers: vec![
+            ("content-type", "text/html; charset=utf-8".to_string()),
+            ("cache-control", "no-store".to_string()),
+            ("x-content-type-options", "nosniff".to_string()),
+            ("referrer-policy", "no-referrer".to_string()),
+            (
+                "content-security-policy",
+                format!(
+                    "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+                ),
+            ),
+        ],
+        body,
+    }
+}
+
 /// A redirect (`status` 302 or 303) that sets `set_cookies`, carries no
 /// body and is never cached or referred. A location that is no header
 /// value (never built by the gate) gives a bare 400.
@@ -195,6 +241,7 @@ pub(crate) fn for_decision(decision: &Decision, request_id: &str, json: bool) ->
             ..
         } => Some(redirect(302, location, set_cookies)),
         Decision::Deny(p) => Some(page(*p, request_id, json)),
+        Decision::Handover { cookie } => Some(handover(cookie)),
     }
 }
 
@@ -362,6 +409,26 @@ mod tests {
         let r = redirect(303, "/x", &["a=1".into(), "b=2".into()]);
         assert_eq!(header(&r, "set-cookie"), ["a=1", "b=2"]);
         assert_eq!(redirect(302, "/x\n", &[]).status, 400);
+        let h = for_decision(
+            &Decision::Handover {
+                cookie: "__Host-x-transfer".into(),
+            },
+            "-",
+            false,
+        )
+        .unwrap();
+        // Never 2xx: Traefik and Envoy would let the request through.
+        assert_eq!(h.status, 401);
+        assert!(h.body.contains(r#"data-cookie="__Host-x-transfer""#));
+        let csp = header(&h, "content-security-policy")[0];
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap();
+        assert!(h.body.contains(&format!(r#"<script nonce="{nonce}">"#)));
     }
 
     #[test]

@@ -224,10 +224,11 @@ fn session(r: &mut Reader) -> Session {
     let transfer = r.one_of(
         "session.transfer",
         &[
+            ("fragment", TransferMethod::Fragment),
             ("form_post", TransferMethod::FormPost),
             ("query", TransferMethod::Query),
         ],
-        TransferMethod::FormPost,
+        TransferMethod::Fragment,
     );
     Session {
         pass_ttl,

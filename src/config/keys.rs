@@ -123,8 +123,8 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     k(
         "session.transfer",
-        "form_post",
-        "How the auth host hands a pass to a workspace host: `form_post` (token in a POST body; ingress-nginx) or `query` (token in the callback URL; needed behind Traefik and Envoy, whose checks carry no body).",
+        "fragment",
+        "How the auth host hands a transfer token to a workspace host: `fragment` (in the callback URL's fragment, which no server receives; a page on the workspace host moves it to a short-lived cookie; every controller), `form_post` (in a POST body; only where the gate serves `/.workspace-gate/` itself, as behind ingress-nginx) or `query` (in the callback URL: every access log records it). Whichever way, redeeming it needs the bind cookie of the browser that started the login.",
     ),
     k(
         "workspaces.source",

@@ -34,7 +34,13 @@ pub use crate::scheme::Scheme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferMethod {
+    /// In the callback URL's fragment, moved to a cookie by the hand-over
+    /// page: works behind every controller and reaches no server's log.
+    Fragment,
+    /// In a POST body: only where the gate serves the callback itself
+    /// (ingress-nginx's reserved Ingress).
     FormPost,
+    /// In the callback URL's query: every access log records it.
     Query,
 }
 

@@ -70,13 +70,14 @@ pub fn decide(
     if req.is_navigation() {
         let rd = format!("{}{}", settings.origin(&host), req.path);
         return Decision::SignIn {
-            location: sign_in_url(settings, &rd),
+            location: reserved::start_url(settings, &host, &rd),
         };
     }
     Decision::Deny(Page::SignInRequired)
 }
 
-/// `<auth origin>/auth/start?rd=<url-encoded rd>`
+/// `<auth origin>/auth/start?rd=<url-encoded rd>`; the login start on
+/// the workspace host ([`reserved::start_url`]) adds the bind digest.
 pub fn sign_in_url(settings: &Settings, rd: &str) -> String {
     let mut url = format!("{}/auth/start?rd=", settings.auth_origin());
     url.extend(url::form_urlencoded::byte_serialize(rd.as_bytes()));

@@ -86,6 +86,11 @@ pub enum Decision {
         /// if this replica has redeemed it before.
         redeems: Option<String>,
     },
+    /// The hand-over page of `session.transfer: fragment`: its script moves
+    /// the transfer token from the URL's fragment (which no server sees) to
+    /// the cookie `cookie` and asks again, so the token never appears in a
+    /// URL a controller logs.
+    Handover { cookie: String },
 }
 
 impl Decision {
@@ -97,6 +102,7 @@ impl Decision {
             Decision::SignIn { .. } => "sign_in",
             Decision::Deny(p) => p.label(),
             Decision::Redirect { .. } => "redirect",
+            Decision::Handover { .. } => "handover",
         }
     }
 }

@@ -106,6 +106,22 @@ impl Target {
     }
 }
 
+/// `target`'s URL, then without its query, then the host's root: the
+/// state travels in the Location to the provider, and a return address
+/// too long for the answer to fit ingress-nginx's buffer is shortened.
+pub(crate) fn return_addresses(settings: &Settings, target: &Target) -> Vec<String> {
+    let full = target.url(settings);
+    let path = target.path.split('?').next().unwrap_or("/");
+    let mut out = vec![full];
+    for p in [path, "/"] {
+        let url = format!("{}{p}", settings.origin(&target.host));
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +228,24 @@ mod tests {
         let t = validate(&s, "https://ws-1.workspaces.test:8443/a").unwrap();
         assert_eq!(t.url(&s), "https://ws-1.workspaces.test:8443/a");
         assert!(validate(&s, "https://ws-1.workspaces.test:8444/a").is_err());
+    }
+
+    #[test]
+    fn return_addresses_shorten_to_the_path_then_the_root() {
+        let s = crate::core::settings::test_settings();
+        let t = |path: &str| Target {
+            host: "ws-1.workspaces.test".into(),
+            path: path.into(),
+        };
+        let o = "https://ws-1.workspaces.test";
+        assert_eq!(
+            return_addresses(&s, &t("/a/b?q=1")),
+            [format!("{o}/a/b?q=1"), format!("{o}/a/b"), format!("{o}/")]
+        );
+        assert_eq!(
+            return_addresses(&s, &t("/a")),
+            [format!("{o}/a"), format!("{o}/")]
+        );
+        assert_eq!(return_addresses(&s, &t("/")), [format!("{o}/")]);
     }
 }

@@ -2,6 +2,12 @@
 
 use crate::scheme::Scheme;
 
+/// The most a `Set-Cookie` or `Location` the gate sends may hold.
+/// ingress-nginx reads an upstream's whole answer head into its 4 KiB
+/// `proxy_buffer_size` (a larger one is a 502); this leaves room for the
+/// status line and the other headers of the same answer.
+pub(crate) const ANSWER_HEADER_BUDGET: usize = 3072;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub auth_host: String,
@@ -16,6 +22,12 @@ pub struct Settings {
     pub pass_cookie: String,
     pub login_cookie: String,
     pub csrf_cookie: String,
+    /// Name prefix of the bind cookies on workspace hosts (one per login
+    /// under way, named after its digest; see `session::binding`).
+    pub bind_cookie: String,
+    /// The cookie the hand-over page on a workspace host puts the transfer
+    /// token in, for the one request that redeems it.
+    pub transfer_cookie: String,
 }
 
 impl Settings {
@@ -46,6 +58,8 @@ impl Settings {
             pass_cookie: format!("{cookie_prefix}pass"),
             login_cookie: format!("{cookie_prefix}login"),
             csrf_cookie: format!("{cookie_prefix}csrf"),
+            bind_cookie: format!("{cookie_prefix}bind"),
+            transfer_cookie: format!("{cookie_prefix}transfer"),
         }
     }
 

@@ -57,7 +57,23 @@ fn pass_for(host: &str, wid: &str, user: &str) -> String {
     )
 }
 
+/// The bind secret of the browser the test transfers were issued to.
+const BIND_SECRET: &str = "bind-secret-of-alices-browser";
+
+/// That browser's bind cookie, as `Cookie` text.
+fn bind_cookie() -> String {
+    let b = crate::session::binding::digest(BIND_SECRET);
+    format!(
+        "{}={BIND_SECRET}",
+        crate::session::binding::cookie_name(&settings().bind_cookie, &b)
+    )
+}
+
 fn transfer_for(host: &str) -> String {
+    transfer_bound(host, &crate::session::binding::digest(BIND_SECRET))
+}
+
+fn transfer_bound(host: &str, b: &str) -> String {
     sign(
         &keyring(),
         TokenKind::Transfer,
@@ -72,6 +88,7 @@ fn transfer_for(host: &str) -> String {
             iat: NOW,
             exp: NOW + 60,
             jti: "j1".into(),
+            b: b.into(),
         },
     )
 }
@@ -147,7 +164,8 @@ fn transfer_token_sets_pass_and_returns_to_same_host_path() {
         "/.workspace-gate/callback?token={}",
         transfer_for("ws-1.workspaces.test")
     );
-    match run(&req("ws-1.workspaces.test", &path, None)) {
+    let cookie = format!("a=1; {}", bind_cookie());
+    match run(&req("ws-1.workspaces.test", &path, Some(&cookie))) {
         Decision::Redirect {
             location,
             set_cookies,
@@ -156,27 +174,160 @@ fn transfer_token_sets_pass_and_returns_to_same_host_path() {
             assert_eq!(location, "https://ws-1.workspaces.test/src?x=1");
             assert!(set_cookies[0].starts_with("__Host-workspace-gate-pass="));
             assert!(set_cookies[0].contains("Secure") && set_cookies[0].contains("HttpOnly"));
+            // The bind cookie has served: cleared.
+            let bind_name = bind_cookie().split('=').next().unwrap().to_string();
+            assert!(set_cookies[1].starts_with(&format!("{bind_name}=;")));
+            assert!(set_cookies[1].contains("Max-Age=0"));
+            assert_eq!(set_cookies.len(), 2, "{set_cookies:?}");
             assert_eq!(redeems.as_deref(), Some("j1"));
         }
         d => panic!("expected redirect, got {d:?}"),
     }
     // The same token on another host is refused.
-    let path = format!(
-        "/.workspace-gate/callback?token={}",
-        transfer_for("ws-1.workspaces.test")
-    );
     assert_eq!(
-        run(&req("ws-2.workspaces.test", &path, None)).label(),
+        run(&req("ws-2.workspaces.test", &path, Some(&cookie))).label(),
         "sign_in_failed"
     );
 }
 
 #[test]
-fn no_pass_navigation_goes_to_sign_in_with_rd() {
+fn a_transfer_token_needs_the_bind_cookie_of_the_browser_that_started_the_login() {
+    let host = "ws-1.workspaces.test";
+    let path = format!("/.workspace-gate/callback?token={}", transfer_for(host));
+    let name = bind_cookie().split('=').next().unwrap().to_string();
+    let other = crate::session::binding::new_binding().0;
+    for (case, cookie) in [
+        ("no cookie at all", None),
+        ("other cookies only", Some("a=1".to_string())),
+        ("another browser's secret", Some(format!("{name}={other}"))),
+        ("an empty secret", Some(format!("{name}="))),
+        (
+            "the digest instead of the secret",
+            Some(format!(
+                "{name}={}",
+                crate::session::binding::digest(BIND_SECRET)
+            )),
+        ),
+    ] {
+        assert_eq!(
+            run(&req(host, &path, cookie.as_deref())).label(),
+            "sign_in_failed",
+            "{case}"
+        );
+    }
+    // A token without a digest (from a replica before binding) is never
+    // redeemed, whatever cookie comes with it.
+    let unbound = format!(
+        "/.workspace-gate/callback?token={}",
+        transfer_bound(host, "")
+    );
+    for cookie in [
+        bind_cookie(),
+        format!("{}-=x", settings().bind_cookie),
+        format!("{}=x", settings().bind_cookie),
+    ] {
+        assert_eq!(
+            run(&req(host, &unbound, Some(&cookie))).label(),
+            "sign_in_failed",
+            "{cookie}"
+        );
+    }
+}
+
+#[test]
+fn the_login_start_on_a_workspace_host_sets_a_bind_cookie_and_sends_its_digest() {
+    let host = "ws-1.workspaces.test";
+    let rd = "https%3A%2F%2Fws-1.workspaces.test%2Fsrc%3Fx%3D1";
+    let path = format!("/.workspace-gate/start?rd={rd}");
+    let (location, cookie) = match run(&req(host, &path, None)) {
+        Decision::Redirect {
+            location,
+            set_cookies,
+            redeems: None,
+        } => (location, set_cookies[0].clone()),
+        d => panic!("expected a redirect, got {d:?}"),
+    };
+    let (name, rest) = cookie.split_once('=').unwrap();
+    let secret = rest.split(';').next().unwrap();
+    let b = location.split("&b=").nth(1).unwrap();
+    assert_eq!(
+        location,
+        format!("https://workspaces.test/auth/start?rd={rd}&b={b}")
+    );
+    assert!(crate::session::binding::matches(secret, b));
+    assert_eq!(
+        name,
+        crate::session::binding::cookie_name(&settings().bind_cookie, b)
+    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Secure"));
+    assert!(cookie.contains("Max-Age=600"));
+    // Every start draws a new secret.
+    let again = run(&req(host, &path, None));
+    assert!(matches!(again, Decision::Redirect { ref location, .. } if !location.ends_with(b)));
+    // A return address on another host, or none, lands on this host's root.
+    for path in [
+        "/.workspace-gate/start?rd=https%3A%2F%2Fws-2.workspaces.test%2F".to_string(),
+        "/.workspace-gate/start?rd=https%3A%2F%2Fevil.test%2F".to_string(),
+        "/.workspace-gate/start".to_string(),
+    ] {
+        match run(&req(host, &path, None)) {
+            Decision::Redirect { location, .. } => assert!(
+                location.starts_with(
+                    "https://workspaces.test/auth/start?rd=https%3A%2F%2Fws-1.workspaces.test%2F&b="
+                ),
+                "{path}: {location}"
+            ),
+            d => panic!("{path}: {d:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_callback_without_a_token_is_the_hand_over_page_and_redeems_from_its_cookie() {
+    let host = "ws-1.workspaces.test";
+    let s = settings();
+    match run(&req(host, "/.workspace-gate/callback", None)) {
+        Decision::Handover { cookie } => assert_eq!(cookie, s.transfer_cookie),
+        d => panic!("expected the hand-over page, got {d:?}"),
+    }
+    let token = transfer_for(host);
+    let path = "/.workspace-gate/callback?redeem=1";
+    let cookie = format!("{}={token}; {}", s.transfer_cookie, bind_cookie());
+    match run(&req(host, path, Some(&cookie))) {
+        Decision::Redirect {
+            location,
+            set_cookies,
+            redeems,
+        } => {
+            assert_eq!(location, "https://ws-1.workspaces.test/src?x=1");
+            assert_eq!(redeems.as_deref(), Some("j1"));
+            assert!(
+                set_cookies
+                    .iter()
+                    .any(|c| c.starts_with(&format!("{}=;", s.transfer_cookie))),
+                "the transfer cookie is cleared: {set_cookies:?}"
+            );
+        }
+        d => panic!("expected a redirect, got {d:?}"),
+    }
+    // The token without the bind cookie, or no token at all: refused.
+    let alone = format!("{}={token}", s.transfer_cookie);
+    assert_eq!(
+        run(&req(host, path, Some(&alone))).label(),
+        "sign_in_failed"
+    );
+    assert_eq!(
+        run(&req(host, path, Some(&bind_cookie()))).label(),
+        "sign_in_failed"
+    );
+}
+
+#[test]
+fn no_pass_navigation_starts_the_login_on_its_own_host() {
     match run(&req("ws-1.workspaces.test", "/src?x=1", None)) {
         Decision::SignIn { location } => assert_eq!(
             location,
-            "https://workspaces.test/auth/start?rd=https%3A%2F%2Fws-1.workspaces.test%2Fsrc%3Fx%3D1"
+            "https://ws-1.workspaces.test/.workspace-gate/start?rd=https%3A%2F%2Fws-1.workspaces.test%2Fsrc%3Fx%3D1"
         ),
         d => panic!("{d:?}"),
     }

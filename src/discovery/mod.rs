@@ -53,7 +53,11 @@ impl DiscoveryConfig {
     pub fn render_context(&self, gate: &crate::config::Config) -> RenderContext {
         RenderContext {
             routing: self.routing.clone(),
-            signin_url: format!("{}/auth/start", gate.auth_origin()),
+            signin_url: format!(
+                "{}{}",
+                crate::scheme::origin(gate.public_scheme, "$host", gate.public_port),
+                crate::core::reserved::START_PATH
+            ),
         }
     }
 }

@@ -24,8 +24,9 @@ use super::{AppState, now, pages};
 use crate::authz::Outcome;
 use crate::config::TransferMethod;
 use crate::core::cookies;
-use crate::core::rd::Target;
-use crate::core::reserved::CALLBACK_PATH;
+use crate::core::rd::{Target, return_addresses};
+use crate::core::reserved::{CALLBACK_PATH, start_url};
+use crate::core::settings::ANSWER_HEADER_BUDGET;
 use crate::core::{Decision, Page, Settings};
 use crate::oidc::{LoginStart, random_token};
 use crate::session::claims::MAX_REMEMBERED_HOSTS;
@@ -33,9 +34,7 @@ use crate::session::sealed::{open, seal};
 use crate::session::signed::sign;
 use crate::session::{Keyring, LoginClaims, StateClaims, TokenKind, TransferClaims};
 use callback_checks::{Failure, check_callback, sign_in};
-use start_checks::{
-    MAX_CSRF_SLOTS, Start, check_start, csrf_cookie_name, csrf_slots_sent, return_addresses,
-};
+use start_checks::{MAX_CSRF_SLOTS, Start, check_start, csrf_cookie_name, csrf_slots_sent};
 
 /// How long a login may take at the provider.
 const STATE_TTL: u64 = 600;
@@ -46,6 +45,10 @@ const CSRF_TTL: u64 = 3600;
 pub(crate) struct StartQuery {
     #[serde(default)]
     rd: String,
+    /// Digest of the bind cookie the workspace host set (see
+    /// `session::binding`).
+    #[serde(default)]
+    b: String,
 }
 
 #[derive(Deserialize)]
@@ -134,12 +137,6 @@ fn current_login(
         .find_map(|v| open::<LoginClaims>(keyring, TokenKind::Login, &v, now).ok())
 }
 
-/// The most a `Set-Cookie` or `Location` the gate sends may hold.
-/// ingress-nginx reads an upstream's whole answer head into its 4 KiB
-/// `proxy_buffer_size` (a larger one is a 502); this leaves room for the
-/// status line and the other headers of the same answer.
-pub(crate) const ANSWER_HEADER_BUDGET: usize = 3072;
-
 /// The login cookie, kept within [`ANSWER_HEADER_BUDGET`]. What does not
 /// fit is left out, least needed first: the oldest visited hosts beyond
 /// the newest few (sign-out then visits fewer), the access token (a fresh
@@ -191,19 +188,42 @@ pub(crate) async fn start(
         Ok(ctx) => ctx,
         Err(not_found) => return *not_found,
     };
-    match check_start(&state.settings, &state.keyring, &headers, &q.rd, now()) {
+    match check_start(
+        &state.settings,
+        &state.keyring,
+        &headers,
+        &q.rd,
+        &q.b,
+        now(),
+    ) {
         Start::SignInRequired => ctx.page(Page::SignInRequired),
         Start::BadRd(e) => {
             tracing::warn!(reason = %e, "refused rd");
             state.metrics.login("failed", "bad_rd");
             ctx.page(Page::SignInFailed)
         }
-        Start::Transfer(login, target) => transfer(&ctx, *login, &target, false).await,
-        Start::Begin(target) => begin_login(&ctx, &headers, &target).await,
+        Start::Bind(target) => {
+            // The return address shortened as the login redirect would be.
+            let location = return_addresses(&state.settings, &target)
+                .into_iter()
+                .map(|rd| start_url(&state.settings, &target.host, &rd))
+                .find(|l| l.len() <= ANSWER_HEADER_BUDGET)
+                .unwrap_or_else(|| start_url(&state.settings, &target.host, ""));
+            redirect(
+                Decision::Redirect {
+                    location,
+                    set_cookies: Vec::new(),
+                    redeems: None,
+                },
+                StatusCode::FOUND,
+            )
+        }
+        Start::Transfer(login, target, b) => transfer(&ctx, *login, &target, &b, false).await,
+        Start::Begin(target, b) => begin_login(&ctx, &headers, &target, b).await,
     }
 }
 
-async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Response {
+async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target, b: String) -> Response {
     let state = ctx.state;
     let now = now();
     // A cookie of its own for this login (see `StateClaims::slot`).
@@ -221,6 +241,7 @@ async fn begin_login(ctx: &Ctx<'_>, headers: &HeaderMap, target: &Target) -> Res
                 nonce: start.nonce.clone(),
                 csrf: csrf.clone(),
                 slot: slot.clone(),
+                b: b.clone(),
                 iat: now,
                 exp: now + STATE_TTL,
             },
@@ -297,13 +318,23 @@ pub(crate) async fn callback(
     let spent = state
         .settings
         .clear_cookie(&csrf_cookie_name(&state.settings, &v.state.slot));
-    with_cookie(transfer(&ctx, login, &v.target, true).await, &spent)
+    with_cookie(
+        transfer(&ctx, login, &v.target, &v.state.b, true).await,
+        &spent,
+    )
 }
 
 /// Authorizes the signed-in user for `target`'s workspace and hands the
-/// browser a transfer token for exactly that host. Always (re)sets the
-/// login cookie, which may carry refreshed tokens and the host list.
-async fn transfer(ctx: &Ctx<'_>, mut login: LoginClaims, target: &Target, fresh: bool) -> Response {
+/// browser a transfer token for exactly that host, redeemable only with
+/// the bind cookie of digest `b`. Always (re)sets the login cookie, which
+/// may carry refreshed tokens and the host list.
+async fn transfer(
+    ctx: &Ctx<'_>,
+    mut login: LoginClaims,
+    target: &Target,
+    b: &str,
+    fresh: bool,
+) -> Response {
     let state = ctx.state;
     let now = now();
     let Some(ws) = state.index.current().by_host(&target.host).cloned() else {
@@ -329,8 +360,7 @@ async fn transfer(ctx: &Ctx<'_>, mut login: LoginClaims, target: &Target, fresh:
         Outcome::InvalidToken => {
             // The login outlived the provider's tokens: sign in again.
             let clear = state.settings.clear_cookie(&state.settings.login_cookie);
-            let again =
-                crate::core::decide::sign_in_url(&state.settings, &target.url(&state.settings));
+            let again = start_url(&state.settings, &target.host, &target.url(&state.settings));
             return redirect(
                 Decision::Redirect {
                     location: again,
@@ -358,25 +388,29 @@ async fn transfer(ctx: &Ctx<'_>, mut login: LoginClaims, target: &Target, fresh:
             iat: now,
             exp: now + state.settings.transfer_ttl,
             jti: random_token(16),
+            b: b.to_string(),
         },
     );
     let callback = format!("{}{CALLBACK_PATH}", state.settings.origin(&target.host));
     let set_login = login_cookie(state, &login);
-    match state.cfg.session.transfer {
+    let location = match state.cfg.session.transfer {
+        TransferMethod::FormPost => return with_cookie(form_post(&callback, &token), &set_login),
         TransferMethod::Query => {
             let mut location = format!("{callback}?token=");
             location.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
-            redirect(
-                Decision::Redirect {
-                    location,
-                    set_cookies: vec![set_login],
-                    redeems: None,
-                },
-                StatusCode::FOUND,
-            )
+            location
         }
-        TransferMethod::FormPost => with_cookie(form_post(&callback, &token), &set_login),
-    }
+        // Never sent to a server: no controller's log holds it.
+        TransferMethod::Fragment => format!("{callback}#t={token}"),
+    };
+    redirect(
+        Decision::Redirect {
+            location,
+            set_cookies: vec![set_login],
+            redeems: None,
+        },
+        StatusCode::FOUND,
+    )
 }
 
 /// An auto-submitting form that POSTs the transfer token, so the token

@@ -147,7 +147,11 @@ pub fn app(state: AppState) -> Router {
         .route("/auth/signed_out", get(auth::signed_out))
         .route(
             crate::core::reserved::CALLBACK_PATH,
-            get(reserved_routes::callback_get).post(reserved_routes::callback_post),
+            get(reserved_routes::reserved_get).post(reserved_routes::callback_post),
+        )
+        .route(
+            crate::core::reserved::START_PATH,
+            get(reserved_routes::reserved_get),
         )
         .route(
             crate::core::reserved::SIGN_OUT_PATH,

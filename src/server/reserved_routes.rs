@@ -6,13 +6,13 @@
 use axum::Extension;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::request_id::RequestId;
 use super::{AppState, now, pages};
-use crate::core::{Decision, Page, reserved};
+use crate::core::{CheckRequest, Decision, Page, reserved};
 
 #[derive(Deserialize)]
 pub(crate) struct TokenForm {
@@ -42,24 +42,59 @@ pub(crate) async fn callback_post(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    redeem(&state, &id, &headers, &form.token)
+    let json = pages::wants_json(&headers);
+    let Some(host) = workspace_host(&state, &headers) else {
+        return pages::respond(Page::WorkspaceNotFound, &id.0, json);
+    };
+    let cookie = cookie_header(&headers);
+    let decision = reserved::callback(
+        &state.keyring,
+        &state.settings,
+        now(),
+        &host,
+        &form.token,
+        cookie.as_deref(),
+    );
+    respond(&state, &id, json, decision)
 }
 
-pub(crate) async fn callback_get(
+/// `GET` of the login start and the transfer callback (token in the
+/// query, in the hand-over cookie, or the hand-over page itself): the
+/// same answers a check gives behind Traefik and Envoy.
+pub(crate) async fn reserved_get(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
-    Query(form): Query<TokenForm>,
+    uri: Uri,
 ) -> Response {
-    redeem(&state, &id, &headers, &form.token)
-}
-
-fn redeem(state: &AppState, id: &RequestId, headers: &HeaderMap, token: &str) -> Response {
-    let json = pages::wants_json(headers);
-    let Some(host) = workspace_host(state, headers) else {
+    let json = pages::wants_json(&headers);
+    let Some(host) = workspace_host(&state, &headers) else {
         return pages::respond(Page::WorkspaceNotFound, &id.0, json);
     };
-    let decision = reserved::callback(&state.keyring, &state.settings, now(), &host, token);
+    let cookie = cookie_header(&headers);
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let req = CheckRequest {
+        method: "GET",
+        host: &host,
+        path,
+        cookie: cookie.as_deref(),
+        ..CheckRequest::default()
+    };
+    let decision = reserved::answer(&state.keyring, &state.settings, now(), &host, &req);
+    respond(&state, &id, json, decision)
+}
+
+/// Every `Cookie` field of the request as one header value.
+fn cookie_header(headers: &HeaderMap) -> Option<String> {
+    let fields: Vec<_> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| crate::core::cookies::header_text(v.as_bytes()).into_owned())
+        .collect();
+    (!fields.is_empty()).then(|| fields.join("; "))
+}
+
+fn respond(state: &AppState, id: &RequestId, json: bool, decision: Decision) -> Response {
     match decision {
         Decision::Redirect {
             redeems: Some(jti), ..
@@ -68,13 +103,18 @@ fn redeem(state: &AppState, id: &RequestId, headers: &HeaderMap, token: &str) ->
             state.metrics.login("failed", "transfer_replayed");
             pages::respond(Page::SignInFailed, &id.0, json)
         }
-        Decision::Redirect { .. } => redirect(decision, StatusCode::SEE_OTHER),
+        Decision::Redirect {
+            redeems: Some(_), ..
+        } => redirect(decision, StatusCode::SEE_OTHER),
+        Decision::Redirect { .. } => redirect(decision, StatusCode::FOUND),
         Decision::Deny(page) => {
-            tracing::warn!("transfer token refused on workspace host");
-            state.metrics.login("failed", "transfer_invalid");
+            if page == Page::SignInFailed {
+                tracing::warn!("transfer token refused on workspace host");
+                state.metrics.login("failed", "transfer_invalid");
+            }
             pages::respond(page, &id.0, json)
         }
-        _ => pages::respond(Page::SignInFailed, &id.0, json),
+        other => crate::answer::refusal(&other, &id.0, json).into_http(),
     }
 }
 

@@ -75,6 +75,11 @@ pub struct TransferClaims {
     pub exp: u64,
     /// Unique id, remembered by the replica that redeems it.
     pub jti: String,
+    /// Digest of the secret in the browser's bind cookie on `aud` (see
+    /// [`super::binding`]); redeeming needs that cookie. Empty (a token of
+    /// an older replica): never redeemed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub b: String,
 }
 
 /// The login cookie on the auth host (sealed: holds provider tokens).
@@ -122,6 +127,9 @@ pub struct StateClaims {
     /// suffixes existed).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub slot: String,
+    /// The bind digest the login started with, for the transfer token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub b: String,
     pub iat: u64,
     pub exp: u64,
 }

@@ -3,10 +3,11 @@
 //! | token | form | lives | bound to |
 //! |---|---|---|---|
 //! | pass | signed | cookie on one workspace host | that host (`aud`) |
-//! | transfer | signed | one redirect, <= 60 s | the target host |
+//! | transfer | signed | one redirect, <= 60 s | the target host and the browser that started the login (`b`, see [`binding`]) |
 //! | login | sealed | cookie on the auth host | the auth host (host-only cookie) |
 //! | state | sealed | OAuth `state` | the browser's CSRF cookie |
 //! | sign-out | signed | one redirect chain | the hosts it lists |
+pub(crate) mod binding;
 pub(crate) mod claims;
 pub mod keyring;
 pub(crate) mod memo;

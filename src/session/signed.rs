@@ -34,6 +34,8 @@ pub enum TokenError {
     NotYetValid,
     #[error("issued for another host")]
     Audience,
+    #[error("not started in this browser")]
+    Unbound,
 }
 
 impl TokenError {
@@ -47,6 +49,7 @@ impl TokenError {
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
             TokenError::Audience => "audience",
+            TokenError::Unbound => "unbound",
         }
     }
 }

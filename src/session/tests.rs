@@ -155,6 +155,7 @@ fn a_token_of_one_kind_is_never_another() {
         iat: NOW,
         exp: NOW + 60,
         jti: "j".into(),
+        b: String::new(),
     };
     let t = sign(&r, TokenKind::Transfer, &transfer);
     assert_eq!(check(&r, &t).unwrap_err(), TokenError::WrongKind);

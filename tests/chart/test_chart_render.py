@@ -234,10 +234,10 @@ def test_notes_explain_the_https_checks():
 @pytest.mark.parametrize(
     "scenario, transfer",
     [
-        ("ingress-nginx-created-secrets", "form_post"),
-        ("traefik-created-secrets", "query"),
-        ("gateway-api-created-secrets", "query"),
-        ("none-generated-key", "form_post"),
+        ("ingress-nginx-created-secrets", "fragment"),
+        ("traefik-created-secrets", "fragment"),
+        ("gateway-api-created-secrets", "fragment"),
+        ("none-generated-key", "fragment"),
     ],
 )
 def test_config_follows_the_routing_mode(scenario, transfer):
@@ -299,7 +299,7 @@ def test_auth_host_defaults_to_the_workspace_domain_and_extra_config_merges():
     assert config["auth_host"] == "login.workspaces-auth.example.test"
     assert config["public_port"] == 8443
     assert "public_port" not in config_of(rendered_objects("defaults"))
-    assert config["session"] == {"pass_ttl": "8h", "login_ttl": "3d", "transfer": "query", "transfer_ttl": "30s"}
+    assert config["session"] == {"pass_ttl": "8h", "login_ttl": "3d", "transfer": "fragment", "transfer_ttl": "30s"}
 
 
 # --- secrets ------------------------------------------------------------------

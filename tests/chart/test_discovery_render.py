@@ -185,7 +185,8 @@ def test_rendered_routing_points_at_the_chart_services(binary, scenario, tmp_pat
         (ing,) = [o for o in written if o["kind"] == "Ingress" and "nginx.ingress.kubernetes.io/auth-url" in o["metadata"].get("annotations", {})]
         ann = ing["metadata"]["annotations"]
         assert ann["nginx.ingress.kubernetes.io/auth-url"] == f"http://{in_cluster}:{ports['http']['port']}/check/nginx?host=$host&buffer=32k"
-        assert ann["nginx.ingress.kubernetes.io/auth-signin"] == "https://workspaces.example.test/auth/start"
+        # The login starts on the workspace host (nginx expands $host), which binds it to the browser.
+        assert ann["nginx.ingress.kubernetes.io/auth-signin"] == "https://$host/.workspace-gate/start"
         (ext,) = [o for o in written if o["kind"] == "Service"]
         assert ext["spec"]["externalName"] == in_cluster
         assert ext["spec"]["ports"][0]["port"] == ports["http"]["port"]

@@ -278,6 +278,32 @@ impl Browser {
                 continue;
             }
             if mode == Mode::Navigate
+                && let Some(h) = Handover::parse(&resp.body)
+            {
+                // What the page's script does: the token from the fragment
+                // into the named cookie, then on to the next address.
+                let Some(token) = resp
+                    .url
+                    .fragment()
+                    .and_then(|f| f.strip_prefix("t="))
+                    .filter(|t| {
+                        !t.is_empty()
+                            && t.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-')
+                            })
+                    })
+                else {
+                    return Ok(resp);
+                };
+                self.secret(token);
+                let host = resp.url.host_str().unwrap_or_default().to_string();
+                self.jar.lock().unwrap().plant(&host, &h.cookie, token);
+                url = resp.url.join(&h.next)?.to_string();
+                method = Method::GET;
+                form = None;
+                continue;
+            }
+            if mode == Mode::Navigate
                 && resp.status == 200
                 && let Some(f) = Form::parse(&resp.body)
                 && let Some(fields) = self.fill(&f)
@@ -357,6 +383,29 @@ impl Browser {
             .unwrap()
             .get(host, name)
             .map(|c| c.value.clone())
+    }
+}
+
+/// The gate's hand-over page (`session.transfer: fragment`): the cookie
+/// its script puts the fragment's token in and where it goes next, read
+/// from the `data-` attributes the script itself reads.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    pub cookie: String,
+    pub next: String,
+}
+
+impl Handover {
+    pub fn parse(html: &str) -> Option<Handover> {
+        let start = html.find("<html")?;
+        let tag = &html[start..start + html[start..].find('>')?];
+        if !tag.contains("data-workspace-gate-handover") {
+            return None;
+        }
+        Some(Handover {
+            cookie: attr(tag, "data-cookie")?,
+            next: attr(tag, "data-next")?,
+        })
     }
 }
 

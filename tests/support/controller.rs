@@ -63,20 +63,13 @@ impl ControllerKind {
         }
     }
 
-    /// How the gate must hand the pass to workspace hosts behind this
-    /// controller (`form_post` needs a check that sees the body's POST to
-    /// the reserved path routed to the gate itself).
+    /// How the gate hands transfer tokens to workspace hosts behind this
+    /// controller in the tests: the gate's default, `fragment`, which works
+    /// behind every controller (`form_post` needs the reserved prefix routed
+    /// to the gate itself, as ingress-nginx does; scenarios that test the
+    /// other modes set `StackOptions::transfer`).
     pub fn transfer(self) -> &'static str {
-        match self {
-            // The reserved prefix goes to the gate without a check.
-            ControllerKind::Nginx | ControllerKind::TraefikIngressNginx => "form_post",
-            // Their checks carry no request body.
-            ControllerKind::Traefik
-            | ControllerKind::TraefikHttps
-            | ControllerKind::EnvoyGrpc
-            | ControllerKind::EnvoyGrpcRaw
-            | ControllerKind::EnvoyHttp => "query",
-        }
+        "fragment"
     }
 
     /// Whether the gate must listen for gRPC (Envoy ext_authz).

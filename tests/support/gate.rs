@@ -24,7 +24,7 @@ pub struct GateConfig {
     /// `gitlab` (with `gitlab_url`) or `owner-annotation`.
     pub authorization_mode: String,
     pub gitlab_url: Option<String>,
-    /// `form_post` or `query`.
+    /// `fragment`, `form_post` or `query`.
     pub transfer: String,
     pub grpc: bool,
     /// Also serve `listen.https`, with a certificate for 127.0.0.1 from a

@@ -2,8 +2,9 @@
 //! `auth-signin`, `auth-response-headers` and `proxy-buffer-size`
 //! annotations (`tests/fixtures/nginx/nginx.conf.tmpl`), terminating TLS
 //! with the test CA's certificate on one random port for the auth host and
-//! every workspace host. The `auth-url` and `proxy-buffer-size` it renders
-//! are read from what discovery writes for a workspace.
+//! every workspace host. The `auth-url`, `auth-signin` and
+//! `proxy-buffer-size` it renders are read from what discovery writes for
+//! a workspace.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,7 +85,23 @@ fn expand_servers(tmpl: &str, setup: &ControllerSetup) -> anyhow::Result<String>
 #[derive(Debug)]
 pub struct IngressAnnotations {
     pub auth_path: String,
+    /// The `return 302` target of the sign-in location, as ingress-nginx's
+    /// `buildAuthSignURL` makes it from `auth-signin`.
+    pub signin_redirect: String,
     pub proxy_buffer_size: String,
+}
+
+/// ingress-nginx's `buildAuthSignURL` (template.go) with the default
+/// redirect parameter `rd`: appends the original URL unless `rd` is given.
+fn build_auth_sign_url(signin: &str) -> String {
+    let rd = "rd=$pass_access_scheme://$http_host$escaped_request_uri";
+    match signin.split_once('?') {
+        None => format!("{signin}?{rd}"),
+        Some((_, q)) if q.split('&').any(|p| p.starts_with("rd=") && p.len() > 3) => {
+            signin.to_string()
+        }
+        Some(_) => format!("{signin}&{rd}"),
+    }
 }
 
 /// Renders one workspace through discovery's own ingress-nginx renderer
@@ -113,7 +130,8 @@ pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressA
             gateway: None,
             traefik_ca_secret: None,
         },
-        signin_url: format!("https://{}/auth/start", setup.auth_host),
+        // As discovery's render context writes it for a public port.
+        signin_url: format!("https://$host:{}/.workspace-gate/start", setup.port),
     };
     let ws = Workspace {
         id: "1".into(),
@@ -146,8 +164,10 @@ pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressA
         .strip_prefix(&gate_url)
         .with_context(|| format!("auth-url {auth_url} is not on {gate_url}"))?
         .to_string();
+    let signin = get("auth-signin").context("auth-signin")?;
     Ok(IngressAnnotations {
         auth_path,
+        signin_redirect: build_auth_sign_url(signin),
         // ingress-nginx's default when the Ingress sets none.
         proxy_buffer_size: get("proxy-buffer-size").unwrap_or("4k").to_string(),
     })
@@ -159,6 +179,7 @@ pub fn render(setup: &ControllerSetup, prefix: &Path) -> anyhow::Result<String> 
     let ingress = discovery_annotations(setup)?;
     let out = tmpl
         .replace("{{AUTH_PATH}}", &ingress.auth_path)
+        .replace("{{SIGNIN_REDIRECT}}", &ingress.signin_redirect)
         .replace("{{PROXY_BUFFER_SIZE}}", &ingress.proxy_buffer_size)
         .replace("{{MODULES}}", MODULES_DIR)
         .replace("{{PREFIX}}", &prefix.display().to_string())

@@ -123,7 +123,8 @@ fn dynamic(setup: &ControllerSetup) -> Value {
     // buildSnippetAuth: the annotations of the workspace Ingress.
     let auth = json!({
         "address": format!("http://{gate}/check/nginx?host=$host&buffer=32k"),
-        "authSigninURL": format!("https://{}:{}/auth/start", setup.auth_host, setup.port),
+        // As discovery writes it (`$host` expanded per request).
+        "authSigninURL": format!("https://$host:{}/.workspace-gate/start", setup.port),
         "authResponseHeaders": AUTH_RESPONSE_HEADERS.split(',').map(str::trim).collect::<Vec<_>>(),
     });
     let mut http = json!({ "routers": {}, "middlewares": {}, "services": {} });

@@ -82,15 +82,9 @@ so the attempt is not silently ignored.
 {{- default (include "workspace-gate.ingressClass" .) .Values.authIngress.className }}
 {{- end }}
 
-{{/* session.transfer: explicit, or what the routing mode's controller supports. */}}
+{{/* session.transfer: explicit, else `fragment`, which every routing mode's controller carries. */}}
 {{- define "workspace-gate.transfer" -}}
-{{- if .Values.session.transfer }}
-{{- .Values.session.transfer }}
-{{- else if has .Values.routing.mode (list "traefik" "gateway-api") }}
-{{- "query" }}
-{{- else }}
-{{- "form_post" }}
-{{- end }}
+{{- default "fragment" .Values.session.transfer }}
 {{- end }}
 
 {{/* RBAC scope for the workspace permissions: cluster or namespaced. */}}

@@ -143,7 +143,9 @@ impl RoutingObject {
 #[derive(Debug, Clone)]
 pub struct RenderContext {
     pub routing: RoutingConfig,
-    /// `<public scheme>://<auth host>[:port]/auth/start` (nginx `auth-signin`).
+    /// `<public scheme>://$host[:port]/.workspace-gate/start` (nginx
+    /// `auth-signin`; nginx expands `$host`): a login starts on the
+    /// workspace host, which binds it to the browser before the auth host.
     pub signin_url: String,
 }
 
@@ -323,7 +325,7 @@ pub(crate) mod tests {
                 }),
                 traefik_ca_secret: None,
             },
-            signin_url: "https://workspaces.test/auth/start".into(),
+            signin_url: "https://$host/.workspace-gate/start".into(),
         }
     }
 

@@ -192,7 +192,7 @@ mod tests {
         assert_eq!(a["nginx.ingress.kubernetes.io/proxy-buffer-size"], "32k");
         assert_eq!(
             a["nginx.ingress.kubernetes.io/auth-signin"],
-            "https://workspaces.test/auth/start"
+            "https://$host/.workspace-gate/start"
         );
         assert_eq!(
             a["nginx.ingress.kubernetes.io/auth-response-headers"],

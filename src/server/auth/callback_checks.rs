@@ -154,6 +154,7 @@ mod tests {
             nonce: "nonce".into(),
             csrf: csrf.into(),
             slot: String::new(),
+            b: String::new(),
             iat: NOW - 10,
             exp,
         }

@@ -8,6 +8,7 @@ use super::current_login;
 use crate::core::Settings;
 use crate::core::rd::{self, RdError, Target};
 use crate::core::request::is_navigation;
+use crate::session::binding;
 use crate::session::{Keyring, LoginClaims};
 
 #[derive(Debug)]
@@ -16,11 +17,15 @@ pub(super) enum Start {
     /// included; only a top-level navigation may go on to the provider.
     SignInRequired,
     BadRd(RdError),
+    /// No bind digest (`b`) from the target's workspace host, or a
+    /// malformed one: the login must start there, which sets the bind
+    /// cookie (an `auth-signin` pointing here directly, an old link).
+    Bind(Target),
     /// Signed in already: authorize for the target and hand a transfer
-    /// token over.
-    Transfer(Box<LoginClaims>, Target),
-    /// Off to the provider.
-    Begin(Target),
+    /// token over, bound to `b`.
+    Transfer(Box<LoginClaims>, Target, String),
+    /// Off to the provider, carrying `b` in the state.
+    Begin(Target, String),
 }
 
 pub(super) fn check_start(
@@ -28,6 +33,7 @@ pub(super) fn check_start(
     keyring: &Keyring,
     headers: &HeaderMap,
     rd: &str,
+    b: &str,
     now: u64,
 ) -> Start {
     let h = |n: header::HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
@@ -44,9 +50,12 @@ pub(super) fn check_start(
         Ok(t) => t,
         Err(e) => return Start::BadRd(e),
     };
+    if !binding::is_digest(b) {
+        return Start::Bind(target);
+    }
     match current_login(settings, keyring, headers, now) {
-        Some(login) => Start::Transfer(Box::new(login), target),
-        None => Start::Begin(target),
+        Some(login) => Start::Transfer(Box::new(login), target, b.to_string()),
+        None => Start::Begin(target, b.to_string()),
     }
 }
 
@@ -84,22 +93,6 @@ pub(super) fn csrf_slots_sent(settings: &Settings, headers: &HeaderMap) -> Vec<S
     names
 }
 
-/// `target`'s URL, then without its query, then the host's root: the
-/// state travels in the Location to the provider, and a return address
-/// too long for the answer to fit ingress-nginx's buffer is shortened.
-pub(super) fn return_addresses(settings: &Settings, target: &Target) -> Vec<String> {
-    let full = target.url(settings);
-    let path = target.path.split('?').next().unwrap_or("/");
-    let mut out = vec![full];
-    for p in [path, "/"] {
-        let url = format!("{}{p}", settings.origin(&target.host));
-        if !out.contains(&url) {
-            out.push(url);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testing::{NOW, headers, keyring, login_cookie, settings};
@@ -107,18 +100,29 @@ mod tests {
 
     const RD: &str = "https://ws-1.workspaces.test/p?q=1";
 
+    /// A bind digest as the workspace host's login start sends it.
+    const B: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+
     fn decide(h: &[(&str, &str)], rd: &str) -> String {
+        decide_bound(h, rd, B)
+    }
+
+    fn decide_bound(h: &[(&str, &str)], rd: &str, b: &str) -> String {
         match check_start(
             &settings(),
             &keyring(),
             &headers(h.iter().copied()),
             rd,
+            b,
             NOW,
         ) {
             Start::SignInRequired => "sign in required".into(),
             Start::BadRd(e) => format!("bad rd: {e}"),
-            Start::Transfer(login, t) => format!("transfer {} to {}", login.who.username, t.host),
-            Start::Begin(t) => format!("begin for {}", t.host),
+            Start::Bind(t) => format!("bind on {}", t.host),
+            Start::Transfer(login, t, b) => {
+                format!("transfer {} to {} bound to {b}", login.who.username, t.host)
+            }
+            Start::Begin(t, b) => format!("begin for {} bound to {b}", t.host),
         }
     }
 
@@ -189,6 +193,30 @@ mod tests {
     }
 
     #[test]
+    fn a_start_without_a_bind_digest_goes_to_the_workspace_host_first() {
+        let html = ("accept", "text/html");
+        let login = login_cookie(NOW + 60);
+        for b in ["", "short", &format!("{}=", &B[..42]), &format!("{B}A")] {
+            for h in [vec![html], vec![html, ("cookie", login.as_str())]] {
+                assert_eq!(
+                    decide_bound(&h, RD, b),
+                    "bind on ws-1.workspaces.test",
+                    "b = {b:?}"
+                );
+            }
+        }
+        // The digest is carried on, into the state or the transfer.
+        assert!(decide(&[html], RD).ends_with(&format!("bound to {B}")));
+        assert!(decide(&[html, ("cookie", &login)], RD).ends_with(&format!("bound to {B}")));
+        // Refusals come before the bounce: no detour for a fetch or a bad rd.
+        assert_eq!(
+            decide_bound(&[("accept", "application/json")], RD, ""),
+            "sign in required"
+        );
+        assert!(decide_bound(&[html], "https://evil.test/", "").starts_with("bad rd"));
+    }
+
+    #[test]
     fn per_login_csrf_cookies_are_named_by_slot_and_counted() {
         let s = settings();
         assert_eq!(csrf_cookie_name(&s, ""), s.csrf_cookie);
@@ -207,24 +235,5 @@ mod tests {
                 format!("{}-b", s.csrf_cookie)
             ]
         );
-    }
-
-    #[test]
-    fn return_addresses_shorten_to_the_path_then_the_root() {
-        let s = settings();
-        let t = |path: &str| Target {
-            host: "ws-1.workspaces.test".into(),
-            path: path.into(),
-        };
-        let o = "https://ws-1.workspaces.test";
-        assert_eq!(
-            return_addresses(&s, &t("/a/b?q=1")),
-            [format!("{o}/a/b?q=1"), format!("{o}/a/b"), format!("{o}/")]
-        );
-        assert_eq!(
-            return_addresses(&s, &t("/a")),
-            [format!("{o}/a"), format!("{o}/")]
-        );
-        assert_eq!(return_addresses(&s, &t("/")), [format!("{o}/")]);
     }
 }

@@ -29,6 +29,25 @@ pub async fn login_lands_on_original_url_with_query(kind: ControllerKind) -> any
             first.status == 302 || first.status == 401,
             "first answer: {first:?}"
         );
+        // The login starts on the workspace host itself (which binds it to
+        // this browser), and reaches the auth host with the bind digest: no
+        // detour through an unbound start.
+        ensure!(
+            hops[1]
+                .url
+                .starts_with(&s.url(WS1, "/.workspace-gate/start?rd=")),
+            "the second hop is not the workspace host's login start:\n{}",
+            hops_text(&b)
+        );
+        let starts: Vec<_> = hops
+            .iter()
+            .filter(|h| h.url.starts_with(&s.url(AUTH_HOST, "/auth/start")))
+            .collect();
+        ensure!(
+            starts.len() == 1 && starts[0].url.contains("&b="),
+            "expected one bound /auth/start:\n{}",
+            hops_text(&b)
+        );
         // Upstream got the original request target, query intact.
         let seen = last_seen_on(&s, "/src/main.rs")?;
         ensure!(

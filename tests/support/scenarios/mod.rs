@@ -69,6 +69,8 @@ macro_rules! scenario_tests {
             owner_change_refuses_the_old_pass,
             owner_annotation_mode_allows_the_owner_only,
             query_transfer_mode_completes_the_login,
+            transfer_tokens_stay_out_of_access_logs_and_bound_to_their_browser,
+            a_transfer_token_copied_from_an_access_log_is_refused,
             reserved_prefix_never_lets_a_request_through,
             expired_access_token_is_refreshed_without_a_new_login,
             metrics_count_checks_logins_and_authorizer_calls,
@@ -183,18 +185,35 @@ fn last_seen_on(s: &Stack, path_prefix: &str) -> anyhow::Result<super::echo::See
         .with_context(|| format!("no request for {path_prefix} reached the workspace"))
 }
 
-/// Asks the auth host for a transfer to `host` without following it, and
-/// returns the transfer token (from the form or the redirect).
+/// Starts a login on `host` (which sets `b`'s bind cookie there), lets
+/// the auth host hand it over without following the hand-over, and
+/// returns the transfer token (from the redirect's query or fragment, or
+/// the form).
 async fn transfer_token_for(s: &Stack, b: &Browser, host: &str) -> anyhow::Result<String> {
     let start = format!(
         "{}?rd={}",
-        s.url(AUTH_HOST, "/auth/start"),
+        s.url(host, "/.workspace-gate/start"),
         urlencode(&s.url(host, "/"))
     );
     let r = b.get(&start, Mode::Navigate, &[]).await?;
+    let to_auth = r
+        .location()
+        .map(|l| r.url.join(&l))
+        .transpose()?
+        .with_context(|| format!("the login start did not redirect: {}", r.describe()))?;
+    ensure!(
+        to_auth
+            .as_str()
+            .starts_with(&s.url(AUTH_HOST, "/auth/start?")),
+        "the login start went to {to_auth}, not the auth host"
+    );
+    let r = b.get(to_auth.as_str(), Mode::Navigate, &[]).await?;
     if let Some(loc) = r.location() {
         let u = r.url.join(&loc)?;
         if let Some((_, t)) = u.query_pairs().find(|(k, _)| k == "token") {
+            return Ok(t.to_string());
+        }
+        if let Some(t) = u.fragment().and_then(|f| f.strip_prefix("t=")) {
             return Ok(t.to_string());
         }
         bail!(
@@ -214,6 +233,14 @@ async fn transfer_token_for(s: &Stack, b: &Browser, host: &str) -> anyhow::Resul
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.clone())
         .with_context(|| format!("transfer form without `token`: {f:?}"))
+}
+
+/// The transfer tokens `b` was handed in URL fragments so far.
+fn fragment_tokens(b: &Browser) -> Vec<String> {
+    b.hops()
+        .iter()
+        .filter_map(|h| h.url.split_once("#t=").map(|(_, t)| t.to_string()))
+        .collect()
 }
 
 pub fn urlencode(s: &str) -> String {

@@ -6,11 +6,12 @@ use anyhow::{Context, ensure};
 use base64::Engine;
 
 use super::{
-    PASS, last_seen_on, provider_hops, run, sign_in_refusal, transfer_token_for, urlencode, visit,
+    PASS, fragment_tokens, last_seen_on, provider_hops, run, run_with, sign_in_refusal,
+    transfer_token_for, urlencode, visit,
 };
 use crate::support::client::{Browser, Mode, Resp};
 use crate::support::controller::ControllerKind;
-use crate::support::stack::{Stack, WS1, WS2_A, WS2_B};
+use crate::support::stack::{Stack, StackOptions, WS1, WS2_A, WS2_B};
 
 pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
     kind: ControllerKind,
@@ -80,18 +81,17 @@ pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
             r.describe()
         );
 
-        // The transfer token itself is good where it belongs, once.
-        let d = s.browser("alice");
-        let r = redeem_transfer(&s, &d, kind, WS2_A, &transfer).await?;
+        // The transfer token itself is good where it belongs, in the
+        // browser that started the login, once.
+        let r = redeem_transfer(&s, &alice, kind, WS2_A, &transfer).await?;
         ensure!(
-            (300..400).contains(&r.status) && d.cookie(WS2_A, PASS).is_some(),
+            (300..400).contains(&r.status) && gives_pass(&r),
             "the genuine transfer token was refused: {}",
             r.describe()
         );
-        let replay = s.browser("alice");
-        let r = redeem_transfer(&s, &replay, kind, WS2_A, &transfer).await?;
+        let r = redeem_transfer(&s, &alice, kind, WS2_A, &transfer).await?;
         ensure!(
-            replay.cookie(WS2_A, PASS).is_none(),
+            !gives_pass(&r),
             "a transfer token was redeemed twice: {}",
             r.describe()
         );
@@ -100,7 +100,19 @@ pub async fn transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token(
     .await
 }
 
-/// Hands `token` to `host`'s callback the way the stack's transfer mode does.
+/// True when `r` sets a pass.
+fn gives_pass(r: &Resp) -> bool {
+    r.set_cookies()
+        .iter()
+        .any(|c| c.starts_with(&format!("{PASS}=")) && !c.starts_with(&format!("{PASS}=;")))
+}
+
+/// The hand-over page's cookie (`session.transfer: fragment`).
+const TRANSFER_COOKIE: &str = "__Host-workspace-gate-transfer";
+
+/// Hands `token` to `host`'s callback the way the stack's transfer mode
+/// does, in one request (the fragment mode's hand-over page already done:
+/// the token in its cookie).
 async fn redeem_transfer(
     s: &Stack,
     b: &Browser,
@@ -108,20 +120,137 @@ async fn redeem_transfer(
     host: &str,
     token: &str,
 ) -> anyhow::Result<Resp> {
-    let query = s.options.transfer.as_deref().unwrap_or(kind.transfer()) == "query";
     let cb = s.url(host, "/.workspace-gate/callback");
-    if query {
-        b.get(
-            &format!("{cb}?token={}", urlencode(token)),
-            Mode::Navigate,
-            &[],
-        )
-        .await
-    } else {
-        let form = [("token".to_string(), token.to_string())];
-        b.send(reqwest::Method::POST, &cb, Mode::Navigate, &[], Some(&form))
+    match s.options.transfer.as_deref().unwrap_or(kind.transfer()) {
+        "query" => {
+            b.get(
+                &format!("{cb}?token={}", urlencode(token)),
+                Mode::Navigate,
+                &[],
+            )
             .await
+        }
+        "form_post" => {
+            let form = [("token".to_string(), token.to_string())];
+            b.send(reqwest::Method::POST, &cb, Mode::Navigate, &[], Some(&form))
+                .await
+        }
+        _ => {
+            b.jar.lock().unwrap().plant(host, TRANSFER_COOKIE, token);
+            b.get(&format!("{cb}?redeem=1"), Mode::Navigate, &[]).await
+        }
     }
+}
+
+/// A whole login in the default transfer mode leaves its transfer token in
+/// no controller's access log, and the token, taken from the browser that
+/// was handed it, is refused in another browser, a second time in the same
+/// one, and on another replica (the gate restarted: no memory of redeemed
+/// tokens).
+pub async fn transfer_tokens_stay_out_of_access_logs_and_bound_to_their_browser(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "transfer-binding", |s| async move {
+        let alice = s.browser("alice");
+        visit(&s, &alice, WS1, "/").await?;
+        let tokens = fragment_tokens(&alice);
+        ensure!(
+            tokens.len() == 1,
+            "expected one hand-over in a URL fragment, got {tokens:?}"
+        );
+        let token = &tokens[0];
+        // The redemption reached the controller's access log (so the log is
+        // written and read), the token did not.
+        let logged = wait_for_log(&s, "/.workspace-gate/callback?redeem=1").await?;
+        ensure!(
+            !logged.contains(token.as_str()),
+            "the transfer token is in {}'s logs",
+            kind.name()
+        );
+        s.assert_logs_free_of(std::slice::from_ref(token))?;
+        refused_everywhere_but_its_first_browser(&s, kind, &alice, WS1, token).await
+    })
+    .await
+}
+
+/// In query mode the token is in every access log: copied from there, it
+/// is refused all the same.
+pub async fn a_transfer_token_copied_from_an_access_log_is_refused(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "transfer-from-log");
+    options.transfer = Some("query".into());
+    run_with(options, |s| async move {
+        let alice = s.browser("alice");
+        visit(&s, &alice, WS1, "/").await?;
+        let logged = wait_for_log(&s, "/.workspace-gate/callback?token=").await?;
+        let at = logged
+            .find("/.workspace-gate/callback?token=")
+            .context("no callback")?
+            + "/.workspace-gate/callback?token=".len();
+        let raw: String = logged[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "%._~-".contains(*c))
+            .collect();
+        let token = url::form_urlencoded::parse(format!("t={raw}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .context("token")?;
+        ensure!(token.len() > 40, "no token read from the log: {raw:?}");
+        refused_everywhere_but_its_first_browser(&s, kind, &alice, WS1, &token).await
+    })
+    .await
+}
+
+/// `token` was redeemed by `first`: it now gives no pass to another
+/// browser, nor to `first` again, on this replica or a fresh one.
+async fn refused_everywhere_but_its_first_browser(
+    s: &Stack,
+    kind: ControllerKind,
+    first: &Browser,
+    host: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    let mallory = s.browser("bob");
+    for round in ["this replica", "another replica"] {
+        if round == "another replica" {
+            s.gate.restart().await?;
+        }
+        for (who, b) in [("another browser", &mallory), ("the same browser", first)] {
+            let r = redeem_transfer(s, b, kind, host, token).await?;
+            ensure!(
+                !gives_pass(&r),
+                "{who} on {round} redeemed a spent transfer token: {}",
+                r.describe()
+            );
+        }
+        let r = mallory.fetch(&s.url(host, "/as-mallory")).await?;
+        ensure!(
+            r.status == sign_in_refusal(kind),
+            "{round}: the other browser reached the workspace: {}",
+            r.describe()
+        );
+    }
+    ensure!(
+        s.echo.seen().iter().all(|r| r.uri != "/as-mallory"),
+        "the other browser reached the workspace"
+    );
+    // The browser that logged in keeps its pass.
+    visit(s, first, host, "/still-mine").await?;
+    Ok(())
+}
+
+/// The controller's logs once they contain `needle` (access logs are
+/// written a moment after the answer).
+async fn wait_for_log(s: &Stack, needle: &str) -> anyhow::Result<String> {
+    for _ in 0..100 {
+        let logs = s.controller.logs();
+        if logs.contains(needle) {
+            return Ok(logs);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no line with {needle} in the controller's logs within 10 s")
 }
 
 pub async fn provider_access_token_works_as_bearer_and_wrong_one_gets_401(
