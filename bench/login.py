@@ -17,6 +17,7 @@ import argparse
 import html.parser
 import http.cookiejar
 import json
+import re
 import socket
 import ssl
 import statistics
@@ -54,6 +55,12 @@ class Form(html.parser.HTMLParser):
             self.done = True
 
 
+# The gate's hand-over page (session.transfer: fragment) names its cookie and
+# next address in data- attributes of its <html> tag.
+HANDOVER = re.compile(
+    r'<html[^>]*data-workspace-gate-handover[^>]*data-cookie="(?P<cookie>[^"]+)"[^>]*data-next="(?P<next>[^"]+)"')
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -80,6 +87,17 @@ def login(start, user, context):
         if 300 <= status < 400:
             redirects += 1
             url = urllib.parse.urljoin(url, resp.headers["Location"])
+            continue
+        handover = HANDOVER.search(body)
+        if handover and "#t=" in url:
+            # What the gate's hand-over page script does: the token from the
+            # fragment into the named cookie, then on to the next address.
+            url, token = url.split("#t=", 1)
+            host = urllib.parse.urlsplit(url).hostname
+            jar.set_cookie(http.cookiejar.Cookie(
+                0, handover["cookie"], token, None, False, host, False, False,
+                "/", True, url.startswith("https:"), None, False, None, None, {}))
+            url = urllib.parse.urljoin(url, html.unescape(handover["next"]))
             continue
         if status >= 400:
             sys.exit(f"login: {url} answered {status}: {body[:300]}")
