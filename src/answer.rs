@@ -84,7 +84,7 @@ fn texts(page: Page) -> (&'static str, &'static str, &'static str) {
         Page::SignInRequired => (
             "unauthorized",
             "Sign-in required",
-            "This workspace needs you to sign in. Open it in your browser to sign in, or send a personal access token as a Bearer token.",
+            "This workspace needs you to sign in: reload the page, or open it in your browser, to sign in again. Scripts and CLIs send a personal access token as a Bearer token.",
         ),
         Page::NotAllowed => (
             "forbidden",
@@ -119,6 +119,16 @@ fn texts(page: Page) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// The way back a page offers, as a paragraph with one link.
+fn action(page: Page) -> &'static str {
+    match page {
+        // A workspace host's own login start: lands on its root once
+        // signed in again (the page may be a fetch's, with no URL to keep).
+        Page::SignInRequired => "<p><a href=\"/.workspace-gate/start\">Sign in again</a></p>",
+        _ => "",
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -137,8 +147,9 @@ fn body(page: Page, request_id: &str, json: bool) -> (&'static str, String) {
         let html = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}code{{background:#eee;padding:.1rem .3rem}}</style></head>\
-<body><h1>{title}</h1><p>{text}</p><p><small>Reference: <code>{id}</code></small></p></body></html>",
-            id = escape(request_id)
+<body><h1>{title}</h1><p>{text}</p>{action}<p><small>Reference: <code>{id}</code></small></p></body></html>",
+            id = escape(request_id),
+            action = action(page)
         );
         ("text/html; charset=utf-8", html)
     }

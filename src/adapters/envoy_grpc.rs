@@ -311,6 +311,14 @@ fn answer(
             }
             None => {}
         }
+        if let Some(c) = &allow.renewed_pass {
+            ok.add_response_header(
+                "set-cookie",
+                c.clone(),
+                Some(HeaderAppendAction::AppendIfExistsOrAdd),
+                false,
+            );
+        }
         let mut resp = CheckResponse::with_status(Status::ok(""));
         resp.set_http_response(ok);
         return resp;

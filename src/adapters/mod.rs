@@ -292,6 +292,14 @@ pub fn allow_response(allow: crate::core::Allow) -> axum::response::Response {
     {
         h.insert(header::AUTHORIZATION, a);
     }
+    // For the browser, not the workspace: the controller relays it on the
+    // workspace's answer.
+    if let Some(c) = allow
+        .renewed_pass
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
+        h.insert(header::SET_COOKIE, c);
+    }
     (StatusCode::OK, h).into_response()
 }
 

@@ -7,8 +7,8 @@ use super::decision::{Allow, Decision, Page};
 use super::request::CheckRequest;
 use super::reserved::{self, RESERVED_PREFIX};
 use super::settings::Settings;
-use crate::session::Keyring;
-use crate::session::signed::verify_pass;
+use crate::session::signed::{sign, verify_pass};
+use crate::session::{Keyring, PassClaims, TokenKind};
 use crate::workspaces::Snapshot;
 
 /// Decides about one request to a workspace host.
@@ -58,6 +58,7 @@ pub fn decide(
             workspace: workspace.clone(),
             upstream_cookie: upstream_cookie(),
             upstream_authorization: req.authorization.map(str::to_string),
+            renewed_pass: renewal(keyring, settings, now, &pass),
         });
     }
     if let Some(token) = req.authorization.and_then(credential) {
@@ -74,6 +75,29 @@ pub fn decide(
         };
     }
     Decision::Deny(Page::SignInRequired)
+}
+
+/// A new pass for the same host, identity and workspace when `pass` is
+/// past half its lifetime; `None` before that (most checks: no signing).
+fn renewal(
+    keyring: &Keyring,
+    settings: &Settings,
+    now: u64,
+    pass: &crate::session::VerifiedPass,
+) -> Option<String> {
+    let half = settings.pass_ttl / 2;
+    if settings.pass_ttl == 0 || now < pass.iat.saturating_add(half) {
+        return None;
+    }
+    let claims = PassClaims {
+        aud: pass.aud.clone(),
+        who: (*pass.who).clone(),
+        wid: pass.wid.clone(),
+        iat: now,
+        exp: now + settings.pass_ttl,
+    };
+    let value = sign(keyring, TokenKind::Pass, &claims);
+    Some(settings.cookie(&settings.pass_cookie, &value, settings.pass_ttl))
 }
 
 /// `<auth origin>/auth/start?rd=<url-encoded rd>`; the login start on

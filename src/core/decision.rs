@@ -16,6 +16,12 @@ pub struct Allow {
     /// `Authorization` to pass on; `None` removes it (always the case when
     /// the header carried the credential the gate checked).
     pub upstream_authorization: Option<String>,
+    /// A fresh pass (`Set-Cookie`) for the browser, when the one it sent
+    /// is past half its life: a tab in use never meets an expired pass.
+    /// Controllers relay it on the allowed answer (ingress-nginx's
+    /// `auth-url` locations, Traefik's `addAuthCookiesToResponse`, Envoy's
+    /// `response_headers_to_add`).
+    pub renewed_pass: Option<String>,
 }
 
 /// Friendly pages the gate can answer with.

@@ -455,3 +455,43 @@ fn sign_out_chain_visits_every_host_then_ends() {
     };
     assert_eq!(location, "https://workspaces.test/auth/signed_out");
 }
+
+#[test]
+fn a_pass_past_half_its_life_is_renewed_on_the_allowed_answer() {
+    let pass_at = |iat: u64| {
+        let p = sign(
+            &keyring(),
+            TokenKind::Pass,
+            &PassClaims {
+                aud: "ws-1.workspaces.test".into(),
+                who: Identity {
+                    user_id: "alice".into(),
+                    username: "alice".into(),
+                },
+                wid: "1".into(),
+                iat,
+                exp: iat + 3600,
+            },
+        );
+        format!("__Host-workspace-gate-pass={p}")
+    };
+    let renewed = |iat: u64| match run(&req("ws-1.workspaces.test", "/", Some(&pass_at(iat)))) {
+        Decision::Allow(a) => a.renewed_pass,
+        d => panic!("expected allow, got {d:?}"),
+    };
+    // The test settings give passes an hour: renewed from half an hour on.
+    assert_eq!(renewed(NOW - 60), None);
+    assert_eq!(renewed(NOW - 1799), None);
+    let cookie = renewed(NOW - 1800).expect("a renewed pass");
+    assert!(cookie.starts_with("__Host-workspace-gate-pass="));
+    assert!(cookie.contains("Max-Age=3600") && cookie.contains("HttpOnly"));
+    // The renewed pass is a pass for the same host and user, from now.
+    let value = cookie.split(';').next().unwrap().to_string();
+    match run(&req("ws-1.workspaces.test", "/", Some(&value))) {
+        Decision::Allow(a) => {
+            assert_eq!(a.who.username, "alice");
+            assert_eq!(a.renewed_pass, None, "a fresh pass is not renewed again");
+        }
+        d => panic!("the renewed pass is refused: {d:?}"),
+    }
+}

@@ -54,6 +54,7 @@ pub(crate) async fn run(
                 upstream_cookie,
                 // The header carried the credential: never pass it on.
                 upstream_authorization: None,
+                renewed_pass: None,
             }),
             Ok(Outcome::Denied) => Decision::Deny(Page::NotAllowed),
             Ok(Outcome::InvalidToken) => Decision::Deny(Page::SignInRequired),

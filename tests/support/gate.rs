@@ -26,6 +26,8 @@ pub struct GateConfig {
     pub gitlab_url: Option<String>,
     /// `fragment`, `form_post` or `query`.
     pub transfer: String,
+    /// `session.pass_ttl` (a duration).
+    pub pass_ttl: String,
     pub grpc: bool,
     /// Also serve `listen.https`, with a certificate for 127.0.0.1 from a
     /// CA of its own.
@@ -122,7 +124,7 @@ public_port: {port}\n\
 listen:\n  http: {http}\n  admin: {admin}\n{grpc_line}{https_lines}\
 oidc:\n  issuer: {issuer}\n  client_id: {client_id}\n  client_secret_file: {secret}\n  scopes: [openid, profile, offline_access, read_api]\n  username_claim: preferred_username\n\
 keys:\n  files: [{key}]\n\
-session:\n  pass_ttl: 12h\n  login_ttl: 7d\n  transfer: {transfer}\n\
+session:\n  pass_ttl: {pass_ttl}\n  login_ttl: 7d\n  transfer: {transfer}\n\
 workspaces:\n  source: file\n  file: {wsfile}\n\
 authorization:\n{authz}\
 log:\n  format: json\n  level: info,workspace_gate=debug\n",
@@ -134,6 +136,7 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
             secret = secret.display(),
             key = key.display(),
             transfer = cfg.transfer,
+            pass_ttl = cfg.pass_ttl,
             wsfile = cfg.workspaces_file.display(),
         );
         let config_file = dir.join("gate.yaml");

@@ -44,6 +44,8 @@ pub struct StackOptions {
     /// Log in at the hostile provider (`hostile_provider.rs`), which signs
     /// whatever ID token the test chooses, instead of the real one.
     pub hostile_provider: bool,
+    /// The gate's `session.pass_ttl` (None: 12h).
+    pub pass_ttl: Option<String>,
 }
 
 impl StackOptions {
@@ -57,6 +59,7 @@ impl StackOptions {
             port: None,
             access_token_ttl: None,
             hostile_provider: false,
+            pass_ttl: None,
         }
     }
 }
@@ -173,6 +176,7 @@ impl Stack {
                 authorization_mode: options.authorization.clone(),
                 gitlab_url: Some(gitlab.url()),
                 transfer,
+                pass_ttl: options.pass_ttl.clone().unwrap_or_else(|| "12h".into()),
                 grpc: options.controller.needs_grpc(),
                 https: options.controller.needs_https(),
             },

@@ -196,3 +196,71 @@ pub async fn expired_access_token_is_refreshed_without_a_new_login(
     })
     .await
 }
+
+/// A pass past half its lifetime is renewed on the answer to a request it
+/// allows, through the controller: a tab in use never meets an expired
+/// pass. Before half its lifetime the answer sets none.
+pub async fn a_pass_in_use_is_renewed_before_it_expires(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "pass-renewal");
+    options.pass_ttl = Some("4s".into());
+    run_with(options, |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        let first = b.cookie(WS1, PASS).context("no pass after login")?;
+        let r = b.fetch(&s.url(WS1, "/early")).await?;
+        ensure!(r.status == 200, "{}", r.describe());
+        ensure!(
+            !r.set_cookies().iter().any(|c| c.starts_with(PASS)),
+            "a fresh pass was renewed: {}",
+            r.describe()
+        );
+        // Past half of the 4 s lifetime (whole seconds).
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        let r = b.fetch(&s.url(WS1, "/later")).await?;
+        ensure!(r.status == 200, "{}", r.describe());
+        if kind == ControllerKind::TraefikIngressNginx {
+            // Traefik's ingress-nginx provider copies only the listed
+            // response headers onto the request and relays no cookie of an
+            // allowing check: no renewal there (the README says so).
+            ensure!(
+                !r.set_cookies().iter().any(|c| c.starts_with(PASS)),
+                "Traefik's ingress-nginx provider relayed a renewed pass: {}",
+                r.describe()
+            );
+            return Ok(());
+        }
+        ensure!(
+            r.set_cookies()
+                .iter()
+                .any(|c| c.starts_with(&format!("{PASS}="))),
+            "no renewed pass on the allowed answer: {}",
+            r.describe()
+        );
+        let renewed = b
+            .cookie(WS1, PASS)
+            .context("the renewed pass was not kept")?;
+        ensure!(renewed != first, "the pass was not replaced");
+        ensure!(
+            expiry(&renewed)? > expiry(&first)?,
+            "the renewed pass does not outlive the first"
+        );
+        // The renewed pass is what the browser sends now, and it is accepted.
+        let r = b.fetch(&s.url(WS1, "/with-renewed")).await?;
+        ensure!(r.status == 200, "{}", r.describe());
+        let seen = last_seen_on(&s, "/with-renewed")?;
+        ensure!(seen.header("x-workspace-user") == Some("alice"), "{seen:?}");
+        Ok(())
+    })
+    .await
+}
+
+/// The `exp` claim of a pass.
+fn expiry(pass: &str) -> anyhow::Result<u64> {
+    use base64::Engine;
+    let payload = pass.split('.').nth(1).context("not a signed token")?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?;
+    let v: serde_json::Value = serde_json::from_slice(&raw)?;
+    v["exp"].as_u64().context("no exp")
+}
