@@ -189,7 +189,7 @@ async fn nginx_fixture_behaves_like_ingress_nginx_auth_url() {
     assert_eq!(
         loc,
         format!(
-            "https://{DOMAIN}:{port}/auth/start?rd=https://ws-1.{DOMAIN}:{port}%2Fsrc%2Fa%2520b%3Fx%3D1%26y%3D%252F"
+            "https://ws-1.{DOMAIN}:{port}/.workspace-gate/start?rd=https://ws-1.{DOMAIN}:{port}%2Fsrc%2Fa%2520b%3Fx%3D1%26y%3D%252F"
         )
     );
     let rd = reqwest::Url::parse(&loc)
