@@ -314,7 +314,7 @@ fn answer(
         if let Some(c) = &allow.renewed_pass {
             ok.add_response_header(
                 "set-cookie",
-                c.clone(),
+                c.to_string(),
                 Some(HeaderAppendAction::AppendIfExistsOrAdd),
                 false,
             );

@@ -78,26 +78,32 @@ pub fn decide(
 }
 
 /// A new pass for the same host, identity and workspace when `pass` is
-/// past half its lifetime; `None` before that (most checks: no signing).
+/// past half its lifetime; `None` before that (most checks). Signed once
+/// per remembered pass (see `VerifiedPass::renewed`).
 fn renewal(
     keyring: &Keyring,
     settings: &Settings,
     now: u64,
     pass: &crate::session::VerifiedPass,
-) -> Option<String> {
+) -> Option<std::sync::Arc<str>> {
     let half = settings.pass_ttl / 2;
     if settings.pass_ttl == 0 || now < pass.iat.saturating_add(half) {
         return None;
     }
-    let claims = PassClaims {
-        aud: pass.aud.clone(),
-        who: (*pass.who).clone(),
-        wid: pass.wid.clone(),
-        iat: now,
-        exp: now + settings.pass_ttl,
-    };
-    let value = sign(keyring, TokenKind::Pass, &claims);
-    Some(settings.cookie(&settings.pass_cookie, &value, settings.pass_ttl))
+    let cookie = pass.renewed.get_or_init(|| {
+        let claims = PassClaims {
+            aud: pass.aud.clone(),
+            who: (*pass.who).clone(),
+            wid: pass.wid.clone(),
+            iat: now,
+            exp: now + settings.pass_ttl,
+        };
+        let value = sign(keyring, TokenKind::Pass, &claims);
+        settings
+            .cookie(&settings.pass_cookie, &value, settings.pass_ttl)
+            .into()
+    });
+    Some(cookie.clone())
 }
 
 /// `<auth origin>/auth/start?rd=<url-encoded rd>`; the login start on

@@ -21,7 +21,7 @@ pub struct Allow {
     /// Controllers relay it on the allowed answer (ingress-nginx's
     /// `auth-url` locations, Traefik's `addAuthCookiesToResponse`, Envoy's
     /// `response_headers_to_add`).
-    pub renewed_pass: Option<String>,
+    pub renewed_pass: Option<Arc<str>>,
 }
 
 /// Friendly pages the gate can answer with.

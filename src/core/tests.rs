@@ -475,14 +475,23 @@ fn a_pass_past_half_its_life_is_renewed_on_the_allowed_answer() {
         );
         format!("__Host-workspace-gate-pass={p}")
     };
-    let renewed = |iat: u64| match run(&req("ws-1.workspaces.test", "/", Some(&pass_at(iat)))) {
-        Decision::Allow(a) => a.renewed_pass,
-        d => panic!("expected allow, got {d:?}"),
+    // One keyring throughout: it remembers the passes it verified.
+    let ring = keyring();
+    let renewed = |iat: u64| {
+        let cookie = pass_at(iat);
+        let r = req("ws-1.workspaces.test", "/", Some(&cookie));
+        match decide(&snapshot(), &ring, &settings(), NOW, &r) {
+            Decision::Allow(a) => a.renewed_pass,
+            d => panic!("expected allow, got {d:?}"),
+        }
     };
     // The test settings give passes an hour: renewed from half an hour on.
     assert_eq!(renewed(NOW - 60), None);
     assert_eq!(renewed(NOW - 1799), None);
     let cookie = renewed(NOW - 1800).expect("a renewed pass");
+    // The same pass again: the renewal made for it, not a second signing.
+    let again = renewed(NOW - 1800).expect("a renewed pass");
+    assert!(std::sync::Arc::ptr_eq(&cookie, &again));
     assert!(cookie.starts_with("__Host-workspace-gate-pass="));
     assert!(cookie.contains("Max-Age=3600") && cookie.contains("HttpOnly"));
     // The renewed pass is a pass for the same host and user, from now.

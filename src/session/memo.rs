@@ -39,6 +39,11 @@ pub struct VerifiedPass {
     pub wid: String,
     pub iat: u64,
     pub exp: u64,
+    /// Its renewal (a pass cookie for the same host, user and workspace),
+    /// made by the first check past half its lifetime and handed to every
+    /// later one: a pass the browser has not yet replaced is signed again
+    /// only when the memo forgot it.
+    pub renewed: std::sync::OnceLock<Arc<str>>,
 }
 
 impl super::signed::Timed for VerifiedPass {

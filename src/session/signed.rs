@@ -135,6 +135,7 @@ pub fn verify_pass(
         wid: claims.wid.into_owned(),
         iat: claims.iat,
         exp: claims.exp,
+        renewed: std::sync::OnceLock::new(),
     });
     keyring.passes().insert(token, pass.clone(), now);
     Ok(pass)

@@ -330,6 +330,7 @@ fn the_memo_stays_within_its_capacity_and_drops_expired_passes_first() {
             wid: "1".into(),
             iat: NOW,
             exp,
+            renewed: Default::default(),
         })
     };
     let tokens: Vec<String> = (0..2100)
