@@ -144,7 +144,7 @@ pub const KEYS: &[KeyDoc] = &[
     k(
         "authorization.gitlab_url",
         "",
-        "GitLab base URL for GraphQL (`<gitlab_url>/api/graphql`); defaults to `oidc.issuer`.",
+        "GitLab base URL for GraphQL (`<gitlab_url>/api/graphql`) and for the workspace list the workspace-not-found page links; defaults to `oidc.issuer`.",
     ),
     k(
         "authorization.cache_ttl",
