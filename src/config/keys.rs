@@ -204,6 +204,21 @@ pub const KEYS: &[KeyDoc] = &[
         "How often the leader compares every managed object with what it wants, putting back hand edits and deleting orphans.",
     ),
     k(
+        "discovery.network_policy.enabled",
+        "true",
+        "Write, next to each workspace, a NetworkPolicy admitting the ingress controller's pods to the workspace's target ports (GitLab's workspace policy admits only GitLab's proxy). `false` writes none and deletes those written before.",
+    ),
+    k(
+        "discovery.network_policy.controller_namespace",
+        "",
+        "Namespace of the controller's pods; empty: `ingress-nginx` (`ingress-nginx` mode), `traefik` (`traefik`), `envoy-gateway-system` (`gateway-api`).",
+    ),
+    k(
+        "discovery.network_policy.controller_pod_labels",
+        "",
+        "Labels of the controller's pods (`k=v`, comma-separated, all must match); empty: `app.kubernetes.io/name=ingress-nginx`, `app.kubernetes.io/name=traefik`, or `app.kubernetes.io/name=envoy,app.kubernetes.io/component=proxy` (Envoy Gateway's proxies).",
+    ),
+    k(
         "routing.mode",
         "none",
         "Routing objects to write: `none`, `ingress-nginx`, `traefik` or `gateway-api` (Envoy Gateway).",
