@@ -9,6 +9,10 @@ cd "$root"
 
 scripts/install-deps.sh
 
+# A full run rebuilds the crate anyway; incremental state only costs disk
+# (several GB over every test binary). Set CARGO_INCREMENTAL=1 to keep it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

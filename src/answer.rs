@@ -12,7 +12,7 @@ use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder};
 use tonic::Status;
 
 use crate::core::reserved::{CALLBACK_PATH, REDEEM_QUERY};
-use crate::core::{Decision, Page};
+use crate::core::{Decision, Page, Settings};
 
 /// A request's reference: shown on its refusal page and logged with every
 /// line about it. Set by the server's request-id layer.
@@ -125,6 +125,11 @@ fn action(page: Page) -> &'static str {
         // A workspace host's own login start: lands on its root once
         // signed in again (the page may be a fetch's, with no URL to keep).
         Page::SignInRequired => "<p><a href=\"/.workspace-gate/start\">Sign in again</a></p>",
+        // A workspace host's own sign-out: clears its pass, then ends the
+        // login on the auth host, so the next visit can pick another account.
+        Page::NotAllowed => {
+            "<p><a href=\"/.workspace-gate/sign_out\">Sign out to use another account</a></p>"
+        }
         _ => "",
     }
 }
@@ -137,19 +142,60 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// Who a page's reader is signed in as, and where they sign out to switch
+/// to another account.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignedIn<'a> {
+    pub(crate) username: &'a str,
+    /// A fixed path of the gate's (never taken from the request).
+    pub(crate) sign_out: &'a str,
+}
+
+/// What a page knows beyond its kind: who reads it, and where GitLab
+/// lists their workspaces.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extra<'a> {
+    signed_in: Option<SignedIn<'a>>,
+    workspace_list: Option<&'a str>,
+}
+
 /// The body and content type of `page`.
 fn body(page: Page, request_id: &str, json: bool) -> (&'static str, String) {
+    body_for(page, request_id, json, Extra::default())
+}
+
+/// [`body`], naming the signed-in user and offering their sign-out, and
+/// linking GitLab's workspace list, when known.
+fn body_for(page: Page, request_id: &str, json: bool, extra: Extra<'_>) -> (&'static str, String) {
     let (code, title, text) = texts(page);
     if json {
-        let v = serde_json::json!({"error": code, "message": text, "request_id": request_id});
+        let mut v = serde_json::json!({"error": code, "message": text, "request_id": request_id});
+        if let Some(s) = extra.signed_in {
+            v["signed_in_as"] = s.username.into();
+            v["sign_out"] = s.sign_out.into();
+        }
+        if let Some(list) = extra.workspace_list {
+            v["workspaces"] = list.into();
+        }
         ("application/json", v.to_string())
     } else {
+        let action = match (extra.signed_in, extra.workspace_list) {
+            (Some(s), _) => format!(
+                "<p>You are signed in as <strong>{user}</strong>.</p><p><a href=\"{out}\">Sign out to use another account</a></p>",
+                user = escape(s.username),
+                out = escape(s.sign_out),
+            ),
+            (None, Some(list)) => format!(
+                "<p><a href=\"{list}\">Open your workspaces in GitLab</a></p>",
+                list = escape(list),
+            ),
+            (None, None) => action(page).to_string(),
+        };
         let html = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}code{{background:#eee;padding:.1rem .3rem}}</style></head>\
 <body><h1>{title}</h1><p>{text}</p>{action}<p><small>Reference: <code>{id}</code></small></p></body></html>",
             id = escape(request_id),
-            action = action(page)
         );
         ("text/html; charset=utf-8", html)
     }
@@ -158,7 +204,38 @@ fn body(page: Page, request_id: &str, json: bool) -> (&'static str, String) {
 /// The page for `page`, with its status, one `Content-Type`, `no-store`,
 /// `nosniff`, and `WWW-Authenticate` when sign-in is required.
 pub(crate) fn page(page: Page, request_id: &str, json: bool) -> Answer {
-    let (ctype, body) = body(page, request_id, json);
+    with_body(page, body(page, request_id, json))
+}
+
+/// [`page`] for a reader whose identity is known: says who they are
+/// signed in as and offers the sign-out that lets them switch accounts.
+pub(crate) fn page_signed_in(
+    page: Page,
+    request_id: &str,
+    json: bool,
+    signed_in: SignedIn<'_>,
+) -> Answer {
+    let extra = Extra {
+        signed_in: Some(signed_in),
+        workspace_list: None,
+    };
+    with_body(page, body_for(page, request_id, json, extra))
+}
+
+/// [`page`] with what `settings` add to it: the "Workspace not found"
+/// page links GitLab's workspace list.
+pub(crate) fn page_in(settings: &Settings, page: Page, request_id: &str, json: bool) -> Answer {
+    let extra = Extra {
+        signed_in: None,
+        workspace_list: settings
+            .workspace_list
+            .as_deref()
+            .filter(|_| page == Page::WorkspaceNotFound),
+    };
+    with_body(page, body_for(page, request_id, json, extra))
+}
+
+fn with_body(page: Page, (ctype, body): (&'static str, String)) -> Answer {
     let mut headers = vec![
         ("content-type", ctype.to_string()),
         ("cache-control", "no-store".to_string()),
@@ -242,7 +319,12 @@ pub(crate) fn redirect(status: u16, location: &str, set_cookies: &[String]) -> A
 /// The answer the browser should get for a decision that is not an
 /// allow, for controllers that relay the gate's answer (Traefik, Envoy).
 /// `None` for `Allow` (and the never-returned `Bearer`).
-pub(crate) fn for_decision(decision: &Decision, request_id: &str, json: bool) -> Option<Answer> {
+pub(crate) fn for_decision(
+    settings: &Settings,
+    decision: &Decision,
+    request_id: &str,
+    json: bool,
+) -> Option<Answer> {
     match decision {
         Decision::Allow(_) | Decision::Bearer { .. } => None,
         Decision::SignIn { location } => Some(redirect(302, location, &[])),
@@ -251,14 +333,19 @@ pub(crate) fn for_decision(decision: &Decision, request_id: &str, json: bool) ->
             set_cookies,
             ..
         } => Some(redirect(302, location, set_cookies)),
-        Decision::Deny(p) => Some(page(*p, request_id, json)),
+        Decision::Deny(p) => Some(page_in(settings, *p, request_id, json)),
         Decision::Handover { cookie } => Some(handover(cookie)),
     }
 }
 
 /// [`for_decision`], or a bare 403 for what has no answer of its own.
-pub(crate) fn refusal(decision: &Decision, request_id: &str, json: bool) -> Answer {
-    for_decision(decision, request_id, json).unwrap_or_else(|| bare(403))
+pub(crate) fn refusal(
+    settings: &Settings,
+    decision: &Decision,
+    request_id: &str,
+    json: bool,
+) -> Answer {
+    for_decision(settings, decision, request_id, json).unwrap_or_else(|| bare(403))
 }
 
 /// A status without body, for nginx (which shows the client none of the
@@ -355,6 +442,12 @@ fn status_code(status: u16) -> HttpStatusCode {
 mod tests {
     use super::*;
 
+    fn settings() -> Settings {
+        let mut s = crate::core::settings::test_settings();
+        s.workspace_list = Some("https://gitlab.test/-/remote_development/workspaces".into());
+        s
+    }
+
     fn header<'a>(a: &'a Answer, name: &str) -> Vec<&'a str> {
         a.headers
             .iter()
@@ -396,6 +489,52 @@ mod tests {
     }
 
     #[test]
+    fn not_allowed_names_the_signed_in_user_escaped_and_links_the_sign_out() {
+        let who = SignedIn {
+            username: "<b>bob</b>",
+            sign_out: "/auth/sign_out",
+        };
+        let a = page_signed_in(Page::NotAllowed, "r", false, who);
+        assert_eq!(a.status, 403);
+        assert!(a.body.contains("<strong>&lt;b&gt;bob&lt;/b&gt;</strong>"));
+        assert!(!a.body.contains("<b>bob"));
+        assert!(a.body.contains(r#"<a href="/auth/sign_out">"#));
+        let j: serde_json::Value =
+            serde_json::from_str(&page_signed_in(Page::NotAllowed, "r", true, who).body).unwrap();
+        assert_eq!(j["signed_in_as"], "<b>bob</b>");
+        assert_eq!(j["sign_out"], "/auth/sign_out");
+        // Without a known identity the page still offers the host's sign-out.
+        assert!(
+            page(Page::NotAllowed, "r", false)
+                .body
+                .contains(r#"<a href="/.workspace-gate/sign_out">"#)
+        );
+    }
+
+    #[test]
+    fn workspace_not_found_links_the_gitlab_workspace_list() {
+        let list = "https://gitlab.test/-/remote_development/workspaces";
+        let a = page_in(&settings(), Page::WorkspaceNotFound, "r", false);
+        assert!(
+            a.body.contains(&format!(r#"<a href="{list}">"#)),
+            "{}",
+            a.body
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&page_in(&settings(), Page::WorkspaceNotFound, "r", true).body)
+                .unwrap();
+        assert_eq!(j["workspaces"], list);
+        // Other pages keep their own way on.
+        assert!(
+            !page_in(&settings(), Page::NotFound, "r", false)
+                .body
+                .contains(list)
+        );
+        let d = Decision::Deny(Page::WorkspaceNotFound);
+        assert!(refusal(&settings(), &d, "r", false).body.contains(list));
+    }
+
+    #[test]
     fn json_is_chosen_by_accept_in_any_case() {
         assert!(wants_json(Some("application/json")));
         assert!(wants_json(Some("Application/JSON; q=1")));
@@ -409,7 +548,7 @@ mod tests {
         let sign_in = Decision::SignIn {
             location: "https://a.test/auth/start?rd=x".into(),
         };
-        let a = for_decision(&sign_in, "-", false).unwrap();
+        let a = for_decision(&settings(), &sign_in, "-", false).unwrap();
         assert_eq!(a.status, 302);
         assert_eq!(header(&a, "location"), ["https://a.test/auth/start?rd=x"]);
         assert_eq!(header(&a, "referrer-policy"), ["no-referrer"]);
@@ -421,6 +560,7 @@ mod tests {
         assert_eq!(header(&r, "set-cookie"), ["a=1", "b=2"]);
         assert_eq!(redirect(302, "/x\n", &[]).status, 400);
         let h = for_decision(
+            &settings(),
             &Decision::Handover {
                 cookie: "__Host-x-transfer".into(),
             },

@@ -353,6 +353,7 @@ async fn objects_orphaned_while_the_gate_was_down_are_deleted_at_the_next_start(
                 && api
                     .get("", "services", "team", &format!("{w}-wg-gate"))
                     .is_some()
+                && network_policy(&api, "team", &format!("{w}-wg-allow")).is_some()
         })
     })
     .await;
@@ -391,6 +392,7 @@ async fn objects_orphaned_while_the_gate_was_down_are_deleted_at_the_next_start(
         ingress(&api, "team", "gone-wg").is_none()
             && ingress(&api, "team", "gone-wg-reserved").is_none()
             && api.get("", "services", "team", "gone-wg-gate").is_none()
+            && network_policy(&api, "team", "gone-wg-allow").is_none()
     })
     .await;
     assert!(ingress(&api, "team", "keep-wg").is_some());
@@ -791,4 +793,162 @@ async fn a_leader_cut_off_from_the_api_steps_down_and_stops_writing() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+fn network_policy(api: &KubeApi, ns: &str, name: &str) -> Option<Value> {
+    api.get(NET, "networkpolicies", ns, name)
+}
+
+fn policy_ports(np: &Value) -> Vec<i64> {
+    np["spec"]["ingress"][0]["ports"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|p| p["port"].as_i64()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_workspace_gets_a_network_policy_admitting_the_controller_that_follows_its_ports() {
+    let api = KubeApi::start().await;
+    let dir = TempDir::new("netpol");
+    let cfg = gate_config(
+        &dir,
+        &sections("ingress-nginx", "a", "  resync_interval: 1s\n"),
+    );
+    let gate = Gate::start(api.client("gate"), &cfg);
+    let tester = api.client("tester");
+    let svc = create_service(
+        &tester,
+        &workspace_service("team", "ws-1", 42, &[60001], "1001"),
+    )
+    .await;
+    let uid = svc.metadata.uid.clone().unwrap();
+
+    eventually("policy written", || {
+        network_policy(&api, "team", "ws-1-wg-allow").is_some()
+    })
+    .await;
+    let np = network_policy(&api, "team", "ws-1-wg-allow").unwrap();
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"],
+        json!({"app": "ws-1"})
+    );
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"],
+        json!([{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+        }])
+    );
+    assert_eq!(policy_ports(&np), [60001]);
+    assert_eq!(np["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
+    assert_eq!(
+        np["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "workspace-gate"
+    );
+    assert_eq!(
+        api.managers(NET, "networkpolicies", "team", "ws-1-wg-allow"),
+        ["workspace-gate"]
+    );
+
+    // A new port is opened to the controller.
+    let services: Api<Service> = Api::namespaced(tester.clone(), "team");
+    let add_port = json!({"spec": {"ports": [
+        {"name": "p0", "port": 60001, "targetPort": 60001, "protocol": "TCP"},
+        {"name": "p1", "port": 3000, "targetPort": 3000, "protocol": "TCP"}]}});
+    services
+        .patch("ws-1", &PatchParams::default(), &Patch::Merge(&add_port))
+        .await
+        .unwrap();
+    eventually("policy admits the new port", || {
+        network_policy(&api, "team", "ws-1-wg-allow")
+            .is_some_and(|np| policy_ports(&np) == [60001, 3000])
+    })
+    .await;
+
+    // Someone opens the workspace to every pod; the gate puts its peer back.
+    let policies: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        tester.clone(),
+        "team",
+        &workspace_gate::discovery::ObjectKind::NetworkPolicy.api_resource(),
+    );
+    let edit = json!({"spec": {"ingress": [{"from": [{"podSelector": {}}]}]}});
+    policies
+        .patch(
+            "ws-1-wg-allow",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(&edit),
+        )
+        .await
+        .unwrap();
+    eventually("hand edit put back", || {
+        network_policy(&api, "team", "ws-1-wg-allow").is_some_and(|np| {
+            np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+                ["app.kubernetes.io/name"]
+                == "ingress-nginx"
+                && policy_ports(&np) == [60001, 3000]
+        })
+    })
+    .await;
+
+    // The Service goes: so does its policy (the double has no garbage
+    // collector; the gate deletes it itself too).
+    services
+        .delete("ws-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("policy deleted", || {
+        network_policy(&api, "team", "ws-1-wg-allow").is_none()
+    })
+    .await;
+    gate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_controller_pods_are_admitted_and_turning_policies_off_deletes_them() {
+    let api = KubeApi::start().await;
+    let dir = TempDir::new("netpol-off");
+    let tester = api.client("tester");
+    create_service(
+        &tester,
+        &workspace_service("team", "ws-1", 42, &[60001], "1001"),
+    )
+    .await;
+    let custom = gate_config(
+        &dir,
+        &sections(
+            "traefik",
+            "a",
+            "  network_policy:\n    controller_namespace: edge\n    \
+             controller_pod_labels: 'app=proxy,tier=edge'\n",
+        ),
+    );
+    let gate = Gate::start(api.client("gate"), &custom);
+    eventually("policy for the configured pods", || {
+        network_policy(&api, "team", "ws-1-wg-allow").is_some_and(|np| {
+            np["spec"]["ingress"][0]["from"][0]
+                == json!({
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "edge"}},
+                    "podSelector": {"matchLabels": {"app": "proxy", "tier": "edge"}},
+                })
+        })
+    })
+    .await;
+    gate.stop().await;
+
+    let off = gate_config(
+        &dir,
+        &sections("traefik", "a", "  network_policy:\n    enabled: false\n"),
+    );
+    let gate = Gate::start(api.client("gate"), &off);
+    eventually("policy deleted once turned off", || {
+        network_policy(&api, "team", "ws-1-wg-allow").is_none()
+    })
+    .await;
+    // The routing objects stay.
+    assert!(ingress(&api, "team", "ws-1-wg").is_some());
+    gate.stop().await;
 }

@@ -179,6 +179,7 @@ async fn deploy_rbac_allows_every_request_the_gate_makes_and_grants_nothing_unus
             (NET, "ingresses", "team/ws-1-wg"),
             (NET, "ingresses", "team/ws-1-wg-reserved"),
             ("", "services", "team/ws-1-wg-gate"),
+            (NET, "networkpolicies", "team/ws-1-wg-allow"),
         ],
     )
     .await;
@@ -189,6 +190,7 @@ async fn deploy_rbac_allows_every_request_the_gate_makes_and_grants_nothing_unus
         &[
             (NET, "ingresses", "team/ws-1-wg"),
             ("traefik.io", "middlewares", "team/ws-1-wg-auth"),
+            (NET, "networkpolicies", "team/ws-1-wg-allow"),
         ],
     )
     .await;
@@ -208,6 +210,7 @@ async fn deploy_rbac_allows_every_request_the_gate_makes_and_grants_nothing_unus
                 "referencegrants",
                 "workspace-gate/workspace-gate-from-team",
             ),
+            (NET, "networkpolicies", "team/ws-1-wg-allow"),
         ],
     )
     .await;

@@ -99,7 +99,10 @@ fn validate_crds(files: &[PathBuf]) -> (bool, String) {
 }
 
 fn is_core(k: ObjectKind) -> bool {
-    matches!(k, ObjectKind::Ingress | ObjectKind::Service)
+    matches!(
+        k,
+        ObjectKind::Ingress | ObjectKind::Service | ObjectKind::NetworkPolicy
+    )
 }
 
 #[test]

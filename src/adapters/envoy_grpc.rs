@@ -141,6 +141,7 @@ impl<S: Checks> Service<S> {
         let decision = self.state.run("envoy_grpc", &reference, &check_req).await;
         let json = crate::answer::wants_json(read.accept.as_deref());
         answer(
+            self.state.settings(),
             decision,
             read.cookie.is_some(),
             read.authorization.is_some(),
@@ -281,6 +282,7 @@ impl<S: Checks> tonic::server::UnaryService<wire::CheckRequest> for Unary<S> {
 }
 
 fn answer(
+    settings: &crate::core::Settings,
     decision: Decision,
     had_cookie: bool,
     had_authorization: bool,
@@ -323,7 +325,7 @@ fn answer(
         resp.set_http_response(ok);
         return resp;
     }
-    crate::answer::refusal(&decision, reference.get(), json).into_grpc_denied()
+    crate::answer::refusal(settings, &decision, reference.get(), json).into_grpc_denied()
 }
 
 #[cfg(test)]

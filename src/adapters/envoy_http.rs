@@ -65,6 +65,7 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
             resp
         }
         other => crate::answer::refusal(
+            state.settings(),
             &other,
             reference.get(),
             crate::answer::wants_json_headers(headers),

@@ -42,6 +42,7 @@ pub(crate) async fn check<S: Checks>(State(state): State<S>, request: Request) -
     match decision {
         Decision::Allow(allow) => allow_response(allow),
         other => crate::answer::refusal(
+            state.settings(),
             &other,
             reference.get(),
             crate::answer::wants_json_headers(headers),

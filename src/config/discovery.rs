@@ -2,6 +2,7 @@
 //! watches, how replicas elect the one that writes, and which routing
 //! objects it writes for which controller.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::reader::Reader;
@@ -87,6 +88,51 @@ pub struct RoutingConfig {
     /// the gate's certificate with; only with `gate.https_port`. None:
     /// Traefik's system roots.
     pub traefik_ca_secret: Option<String>,
+    /// The NetworkPolicy admitting the controller's pods to each
+    /// workspace; `None` when turned off (`discovery.network_policy.enabled`).
+    pub network_policy: Option<NetworkPolicyConfig>,
+}
+
+/// Which pods the per-workspace NetworkPolicy admits: the ingress
+/// controller's, which GitLab's own workspace policy (admitting only GitLab's
+/// workspaces proxy) keeps out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPolicyConfig {
+    /// Namespace of the controller's pods (selected by the
+    /// `kubernetes.io/metadata.name` label).
+    pub controller_namespace: String,
+    /// Labels all of which the controller's pods carry.
+    pub controller_pod_labels: BTreeMap<String, String>,
+}
+
+impl NetworkPolicyConfig {
+    /// Where each controller's official chart puts its pods and what it
+    /// labels them with: ingress-nginx's chart in namespace `ingress-nginx`,
+    /// Traefik's in `traefik`, Envoy Gateway's proxies beside its
+    /// controller in `envoy-gateway-system`.
+    pub fn default_for(mode: RoutingMode) -> NetworkPolicyConfig {
+        let (namespace, labels): (&str, &[(&str, &str)]) = match mode {
+            RoutingMode::None | RoutingMode::IngressNginx => (
+                "ingress-nginx",
+                &[("app.kubernetes.io/name", "ingress-nginx")],
+            ),
+            RoutingMode::Traefik => ("traefik", &[("app.kubernetes.io/name", "traefik")]),
+            RoutingMode::GatewayApi => (
+                "envoy-gateway-system",
+                &[
+                    ("app.kubernetes.io/name", "envoy"),
+                    ("app.kubernetes.io/component", "proxy"),
+                ],
+            ),
+        };
+        NetworkPolicyConfig {
+            controller_namespace: namespace.to_string(),
+            controller_pod_labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +242,7 @@ pub(super) fn read(r: &mut Reader, env: &dyn Fn(&str) -> Option<String>) -> Disc
             "only used with routing.gate_service.https_port",
         );
     }
+    let network_policy = network_policy(r, mode);
     let gw = mode == RoutingMode::GatewayApi;
     let gw_name = r.name("routing.gateway.name", gw);
     let gw_namespace = r.name("routing.gateway.namespace", gw);
@@ -227,8 +274,62 @@ pub(super) fn read(r: &mut Reader, env: &dyn Fn(&str) -> Option<String>) -> Disc
             gate,
             gateway,
             traefik_ca_secret,
+            network_policy,
         },
     }
+}
+
+/// `discovery.network_policy.*`; empty keys take the mode's defaults.
+fn network_policy(r: &mut Reader, mode: RoutingMode) -> Option<NetworkPolicyConfig> {
+    let enabled = r.one_of(
+        "discovery.network_policy.enabled",
+        &[("true", true), ("false", false)],
+        true,
+    );
+    let mut np = NetworkPolicyConfig::default_for(mode);
+    if let Some(ns) = r.name("discovery.network_policy.controller_namespace", false) {
+        np.controller_namespace = ns;
+    }
+    let labels = r.string("discovery.network_policy.controller_pod_labels");
+    if !labels.is_empty() {
+        match parse_labels(&labels) {
+            Ok(l) => np.controller_pod_labels = l,
+            Err(e) => r.problem("discovery.network_policy.controller_pod_labels", e),
+        }
+    }
+    (enabled && mode != RoutingMode::None).then_some(np)
+}
+
+/// `k=v,k2=v2`: labels a pod must all carry; at least one.
+fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for term in s.split(',').map(str::trim) {
+        let (k, v) = term
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .ok_or_else(|| format!("'{term}' is not a label (k=v)"))?;
+        if !crate::dns::is_qualified_name(k) {
+            return Err(format!("'{term}': '{k}' is not a label key"));
+        }
+        if !is_label_value(v) {
+            return Err(format!("'{term}': '{v}' is not a label value"));
+        }
+        if labels.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("label '{k}' is given twice"));
+        }
+    }
+    Ok(labels)
+}
+
+/// A label value: at most 63 of `[A-Za-z0-9._-]`, starting and ending
+/// with a letter or digit (empty values select nothing useful here).
+fn is_label_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
 fn hostname() -> Option<String> {
@@ -349,5 +450,93 @@ mod tests {
                 "only used with routing.gate_service.https_port".to_string()
             )]
         );
+    }
+
+    fn with_discovery(
+        mode: &str,
+        discovery: &str,
+    ) -> Result<DiscoveryConfig, Vec<(String, String)>> {
+        let mut r = Reader::from_text(&format!(
+            "routing:\n  mode: {mode}\n  gate_service:\n    name: gate\n    namespace: gate-ns\n\
+             \x20 gateway: {{name: eg, namespace: gw}}\ndiscovery:\n  network_policy:\n{}",
+            indent(&indent(discovery))
+        ));
+        let out = read(&mut r, &|_| None);
+        if r.problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(r.problems.into_iter().map(|p| (p.key, p.reason)).collect())
+        }
+    }
+
+    #[test]
+    fn network_policy_is_on_by_default_with_each_controllers_chart_labels() {
+        for (mode, ns, name) in [
+            ("ingress-nginx", "ingress-nginx", "ingress-nginx"),
+            ("traefik", "traefik", "traefik"),
+            ("gateway-api", "envoy-gateway-system", "envoy"),
+        ] {
+            let np = with_discovery(mode, "{}\n")
+                .unwrap()
+                .routing
+                .network_policy
+                .expect("on by default");
+            assert_eq!(np.controller_namespace, ns);
+            assert_eq!(np.controller_pod_labels["app.kubernetes.io/name"], name);
+        }
+        let none = with_discovery("none", "{}\n").unwrap();
+        assert_eq!(
+            none.routing.network_policy, None,
+            "mode none writes nothing"
+        );
+    }
+
+    #[test]
+    fn network_policy_can_be_turned_off_and_pointed_elsewhere() {
+        let off = with_discovery("traefik", "enabled: false\n").unwrap();
+        assert_eq!(off.routing.network_policy, None);
+        let np = with_discovery(
+            "traefik",
+            "controller_namespace: edge\ncontroller_pod_labels: 'app=proxy, tier=edge'\n",
+        )
+        .unwrap()
+        .routing
+        .network_policy
+        .unwrap();
+        assert_eq!(np.controller_namespace, "edge");
+        assert_eq!(
+            np.controller_pod_labels,
+            BTreeMap::from([
+                ("app".to_string(), "proxy".to_string()),
+                ("tier".to_string(), "edge".to_string()),
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_network_policy_settings_are_reported_with_their_keys() {
+        for (extra, key) in [
+            ("enabled: maybe\n", "discovery.network_policy.enabled"),
+            (
+                "controller_namespace: Edge_NS\n",
+                "discovery.network_policy.controller_namespace",
+            ),
+            (
+                "controller_pod_labels: app\n",
+                "discovery.network_policy.controller_pod_labels",
+            ),
+            (
+                "controller_pod_labels: 'app=-bad'\n",
+                "discovery.network_policy.controller_pod_labels",
+            ),
+            (
+                "controller_pod_labels: 'a=b,a=c'\n",
+                "discovery.network_policy.controller_pod_labels",
+            ),
+        ] {
+            let problems = with_discovery("ingress-nginx", extra).unwrap_err();
+            assert_eq!(problems.len(), 1, "{extra}: {problems:?}");
+            assert_eq!(problems[0].0, key, "{extra}");
+        }
     }
 }

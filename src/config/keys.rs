@@ -144,7 +144,7 @@ pub const KEYS: &[KeyDoc] = &[
     k(
         "authorization.gitlab_url",
         "",
-        "GitLab base URL for GraphQL (`<gitlab_url>/api/graphql`); defaults to `oidc.issuer`.",
+        "GitLab base URL for GraphQL (`<gitlab_url>/api/graphql`) and for the workspace list the workspace-not-found page links; defaults to `oidc.issuer`.",
     ),
     k(
         "authorization.cache_ttl",
@@ -202,6 +202,21 @@ pub const KEYS: &[KeyDoc] = &[
         "discovery.resync_interval",
         "5m",
         "How often the leader compares every managed object with what it wants, putting back hand edits and deleting orphans.",
+    ),
+    k(
+        "discovery.network_policy.enabled",
+        "true",
+        "Write, next to each workspace, a NetworkPolicy admitting the ingress controller's pods to the workspace's target ports (GitLab's workspace policy admits only GitLab's proxy). `false` writes none and deletes those written before.",
+    ),
+    k(
+        "discovery.network_policy.controller_namespace",
+        "",
+        "Namespace of the controller's pods; empty: `ingress-nginx` (`ingress-nginx` mode), `traefik` (`traefik`), `envoy-gateway-system` (`gateway-api`).",
+    ),
+    k(
+        "discovery.network_policy.controller_pod_labels",
+        "",
+        "Labels of the controller's pods (`k=v`, comma-separated, all must match); empty: `app.kubernetes.io/name=ingress-nginx`, `app.kubernetes.io/name=traefik`, or `app.kubernetes.io/name=envoy,app.kubernetes.io/component=proxy` (Envoy Gateway's proxies).",
     ),
     k(
         "routing.mode",

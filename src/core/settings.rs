@@ -28,6 +28,9 @@ pub struct Settings {
     /// The cookie the hand-over page on a workspace host puts the transfer
     /// token in, for the one request that redeems it.
     pub transfer_cookie: String,
+    /// GitLab's list of the user's workspaces, which the "Workspace not
+    /// found" page links as the way on; `None` links nothing.
+    pub workspace_list: Option<String>,
 }
 
 impl Settings {
@@ -60,6 +63,7 @@ impl Settings {
             csrf_cookie: format!("{cookie_prefix}csrf"),
             bind_cookie: format!("{cookie_prefix}bind"),
             transfer_cookie: format!("{cookie_prefix}transfer"),
+            workspace_list: None,
         }
     }
 

@@ -380,8 +380,12 @@ mod tests {
     use serde_json::json;
 
     /// Gateway mode: one HTTPRoute per port, so ports show up as objects.
+    /// Without the NetworkPolicy, which is planned like any other object
+    /// (its own tests are in `render::netpol` and `tests/discovery_cluster.rs`).
     fn render(owner: &Owner, ws: Option<&Workspace>) -> Vec<RoutingObject> {
-        desired(&ctx(RoutingMode::GatewayApi), owner, ws).unwrap_or_default()
+        let mut c = ctx(RoutingMode::GatewayApi);
+        c.routing.network_policy = None;
+        desired(&c, owner, ws).unwrap_or_default()
     }
 
     fn owner() -> Owner {

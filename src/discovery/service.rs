@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::workspaces::template::{self, TemplateError};
-use crate::workspaces::{HostPort, Owner, ServiceRef, Workspace};
+use crate::workspaces::{HostPort, Owner, ServiceRef, TargetPort, Workspace};
 
 /// Label GitLab's agent puts on every workspace Service; the watch selects on it.
 pub(crate) const AGENT_LABEL: &str = "agent.gitlab.com/id";
@@ -139,6 +139,7 @@ pub fn workspace_from_service(
         .filter(|p| !p.is_empty())
         .ok_or(ServiceError::NoPorts)?;
     let mut hosts: Vec<HostPort> = Vec::with_capacity(ports.len());
+    let mut target_ports: Vec<TargetPort> = Vec::with_capacity(ports.len());
     for p in ports {
         let port = u16::try_from(p.port)
             .ok()
@@ -151,6 +152,13 @@ pub fn workspace_from_service(
                 .ok_or(ServiceError::BadPort(*t))?,
             _ => port,
         };
+        let target = match &p.target_port {
+            Some(IntOrString::String(n)) if !n.is_empty() => TargetPort::Name(n.clone()),
+            _ => TargetPort::Number(template_port),
+        };
+        if !target_ports.contains(&target) {
+            target_ports.push(target);
+        }
         let host = template::render(template_text, template_port)
             .map_err(|source| ServiceError::Template { port, source })?;
         if !is_workspace_host(&host, &rules.workspace_domain) {
@@ -178,6 +186,12 @@ pub fn workspace_from_service(
             namespace,
             name,
             uid,
+            selector: svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default(),
+            target_ports,
         }),
     })
 }
@@ -241,6 +255,33 @@ mod tests {
         assert_eq!(ws.hosts[1].host, "3000-ws-1.workspaces.test");
         assert_eq!(ws.owner.unwrap().username, "alice");
         assert_eq!(ws.service.unwrap().uid, "u-1");
+    }
+
+    #[test]
+    fn selector_and_target_ports_are_kept_for_the_network_policy() {
+        let mut s = svc(
+            gitlab_annotations(),
+            serde_json::json!([
+                {"name": "a", "port": 8080, "targetPort": 60001},
+                {"name": "b", "port": 3000, "targetPort": "http"},
+                {"name": "c", "port": 4000},
+            ]),
+        );
+        s.spec.as_mut().unwrap().selector =
+            Some([("workspaces.gitlab.com/id".to_string(), "42".to_string())].into());
+        let svc_ref = workspace_from_service(&s, &rules())
+            .unwrap()
+            .service
+            .unwrap();
+        assert_eq!(svc_ref.selector["workspaces.gitlab.com/id"], "42");
+        assert_eq!(
+            svc_ref.target_ports,
+            vec![
+                TargetPort::Number(60001),
+                TargetPort::Name("http".into()),
+                TargetPort::Number(4000),
+            ]
+        );
     }
 
     #[test]

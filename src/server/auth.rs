@@ -338,7 +338,8 @@ async fn transfer(
     let state = ctx.state;
     let now = now();
     let Some(ws) = state.index.current().by_host(&target.host).cloned() else {
-        let mut resp = ctx.page(Page::WorkspaceNotFound);
+        let mut resp =
+            pages::respond_in(&state.settings, Page::WorkspaceNotFound, ctx.id, ctx.json);
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return with_cookie(resp, &login_cookie(state, &login));
@@ -354,7 +355,16 @@ async fn transfer(
         Outcome::Allowed(who) => who,
         Outcome::Denied => {
             tracing::info!(user = %login.who.username, workspace = %ws.id, "not the workspace's owner");
-            return with_cookie(ctx.page(Page::NotAllowed), &login_cookie(state, &login));
+            // Names the account and offers its sign-out (which ends this
+            // login), so the user can come back as someone else.
+            let page = pages::respond_signed_in(
+                Page::NotAllowed,
+                ctx.id,
+                ctx.json,
+                &login.who.username,
+                "/auth/sign_out",
+            );
+            return with_cookie(page, &login_cookie(state, &login));
         }
         Outcome::InvalidToken if fresh => return ctx.fail(Failure::TokenRefused),
         Outcome::InvalidToken => {

@@ -282,14 +282,19 @@ pub fn limits(cfg: &crate::config::Listen, max_age: Option<Duration>) -> Limits 
 /// so that neither imports the other.
 impl From<&Config> for Settings {
     fn from(cfg: &Config) -> Self {
-        Settings::new(
+        let mut settings = Settings::new(
             &cfg.auth_host,
             &cfg.workspace_domain,
             cfg.public_scheme,
             cfg.public_port,
             cfg.session.pass_ttl.as_secs(),
             cfg.session.transfer_ttl.as_secs(),
-        )
+        );
+        let gitlab = &cfg.authorization.gitlab_url;
+        if !gitlab.is_empty() {
+            settings.workspace_list = Some(format!("{gitlab}/-/remote_development/workspaces"));
+        }
+        settings
     }
 }
 

@@ -44,7 +44,7 @@ pub(crate) async fn callback_post(
 ) -> Response {
     let json = pages::wants_json(&headers);
     let Some(host) = workspace_host(&state, &headers) else {
-        return pages::respond(Page::WorkspaceNotFound, &id.0, json);
+        return pages::respond_in(&state.settings, Page::WorkspaceNotFound, &id.0, json);
     };
     let cookie = cookie_header(&headers);
     let decision = reserved::callback(
@@ -69,7 +69,7 @@ pub(crate) async fn reserved_get(
 ) -> Response {
     let json = pages::wants_json(&headers);
     let Some(host) = workspace_host(&state, &headers) else {
-        return pages::respond(Page::WorkspaceNotFound, &id.0, json);
+        return pages::respond_in(&state.settings, Page::WorkspaceNotFound, &id.0, json);
     };
     let cookie = cookie_header(&headers);
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
@@ -114,7 +114,7 @@ fn respond(state: &AppState, id: &RequestId, json: bool, decision: Decision) -> 
             }
             pages::respond(page, &id.0, json)
         }
-        other => crate::answer::refusal(&other, &id.0, json).into_http(),
+        other => crate::answer::refusal(&state.settings, &other, &id.0, json).into_http(),
     }
 }
 
@@ -125,7 +125,12 @@ pub(crate) async fn sign_out(
     Query(q): Query<ChainQuery>,
 ) -> Response {
     let Some(host) = workspace_host(&state, &headers) else {
-        return pages::respond(Page::WorkspaceNotFound, &id.0, pages::wants_json(&headers));
+        return pages::respond_in(
+            &state.settings,
+            Page::WorkspaceNotFound,
+            &id.0,
+            pages::wants_json(&headers),
+        );
     };
     let d = reserved::sign_out(
         &state.keyring,

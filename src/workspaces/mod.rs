@@ -30,6 +30,22 @@ pub struct ServiceRef {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    /// The Service's pod selector: the workspace's pods (discovery's
+    /// NetworkPolicy selects them). Empty when the Service selects none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub selector: std::collections::BTreeMap<String, String>,
+    /// The Service's target ports, where its pods listen (discovery's
+    /// NetworkPolicy admits the controller to them), in Service port order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_ports: Vec<TargetPort>,
+}
+
+/// A Service's `targetPort`: a number or the name of a container port.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
 }
 
 /// One workspace port: the host it is reached on and the Service port behind it.

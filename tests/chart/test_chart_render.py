@@ -286,6 +286,7 @@ def test_config_carries_every_discovery_setting():
         "lease_namespace": cs.NAMESPACE,
         "lease_duration": "20s",
         "resync_interval": "5m",
+        "network_policy": {"enabled": True},
     }
     selector = config_of(rendered_objects("namespace-selector"))["discovery"]
     assert selector["namespace_selector"] == "gitlab-workspaces=true,team!=legacy"
@@ -360,14 +361,30 @@ WRITE = {"list", "create", "patch", "delete"}
 WATCH = {"list", "watch"}
 
 
+# The NetworkPolicy next to each workspace (discovery.networkPolicy.enabled).
+NETPOL = "networking.k8s.io/networkpolicies"
+
+
 @pytest.mark.parametrize(
     "scenario, expected",
     [
-        ("ingress-nginx-created-secrets", {"services": WATCH | {"create", "patch", "delete"}, "networking.k8s.io/ingresses": WRITE}),
-        ("traefik-created-secrets", {"services": WATCH, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE}),
+        (
+            "ingress-nginx-created-secrets",
+            {"services": WATCH | {"create", "patch", "delete"}, "networking.k8s.io/ingresses": WRITE, NETPOL: WRITE},
+        ),
+        (
+            "traefik-created-secrets",
+            {"services": WATCH, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE, NETPOL: WRITE},
+        ),
         (
             "namespace-selector",
-            {"services": WATCH, "namespaces": WATCH, "networking.k8s.io/ingresses": WRITE, "traefik.io/middlewares": WRITE},
+            {
+                "services": WATCH,
+                "namespaces": WATCH,
+                "networking.k8s.io/ingresses": WRITE,
+                "traefik.io/middlewares": WRITE,
+                NETPOL: WRITE,
+            },
         ),
         (
             "gateway-api-created-secrets",
@@ -375,6 +392,7 @@ WATCH = {"list", "watch"}
                 "services": WATCH,
                 "gateway.networking.k8s.io/httproutes": WRITE,
                 "gateway.envoyproxy.io/securitypolicies": WRITE,
+                NETPOL: WRITE,
             },
         ),
         ("none-generated-key", {"services": WATCH}),
@@ -411,6 +429,7 @@ def test_namespaced_rbac_stays_in_the_listed_namespaces():
     assert rules_by_resource(roles[0]) == {
         "services": WATCH | {"create", "patch", "delete"},
         "networking.k8s.io/ingresses": WRITE,
+        NETPOL: WRITE,
     }
     assert cs.find(objs, "ClusterRole") == [] and cs.find(objs, "ClusterRoleBinding") == []
     leader = cs.one(objs, "Role", "gate-workspace-gate-leader")

@@ -263,3 +263,40 @@ def test_notes_do_not_warn_when_a_scraper_is_allowed_or_no_policy_is_rendered():
     (admin_rule,) = [r for r in policy["spec"]["ingress"] if r["ports"] == [{"port": 9090, "protocol": "TCP"}]]
     assert admin_rule["from"] == PROMETHEUS
     assert "adminFrom is empty" not in notes_for({})
+
+
+# --- discovery.networkPolicy: the policy admitting the controller ---------------
+
+
+def test_workspace_network_policy_values_reach_the_gate_config():
+    values, _ = SCENARIOS["ingress-nginx-existing-secrets"]
+    default = cs.gate_config(cs.objects(cs.render(values)))["discovery"]["network_policy"]
+    assert default == {"enabled": True}
+    custom = cs.deep_merge(
+        values,
+        {
+            "discovery": {
+                "networkPolicy": {
+                    "controllerNamespace": "edge",
+                    "controllerPodLabels": {"tier": "edge", "app.kubernetes.io/name": "proxy"},
+                }
+            }
+        },
+    )
+    config = cs.gate_config(cs.objects(cs.render(custom)))["discovery"]["network_policy"]
+    assert config == {
+        "enabled": True,
+        "controller_namespace": "edge",
+        "controller_pod_labels": "app.kubernetes.io/name=proxy,tier=edge",
+    }
+
+
+def test_notes_name_the_pods_the_workspace_policy_admits():
+    text = notes_for({})
+    assert "NetworkPolicy <service>-wg-allow" in text
+    assert "kubectl get pods -n ingress-nginx -l app.kubernetes.io/name=ingress-nginx" in text
+    custom = notes_for({"discovery": {"networkPolicy": {"controllerNamespace": "edge", "controllerPodLabels": {"app": "proxy"}}}})
+    assert "kubectl get pods -n edge -l app=proxy" in custom
+    off = notes_for({"discovery": {"networkPolicy": {"enabled": False}}})
+    assert "discovery.networkPolicy.enabled is false" in off
+    assert "wg-allow" not in off

@@ -64,6 +64,7 @@ RESOURCES = {
     "HTTPRoute": ("gateway.networking.k8s.io", "httproutes"),
     "ReferenceGrant": ("gateway.networking.k8s.io", "referencegrants"),
     "SecurityPolicy": ("gateway.envoyproxy.io", "securitypolicies"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
 }
 
 
@@ -167,9 +168,9 @@ def test_chart_rbac_lets_the_gate_write_what_it_renders(binary, scenario, tmp_pa
                 missing.append(f"{verb} namespaces (cluster)")
     assert not missing, "the chart's RBAC does not allow:\n" + "\n".join(missing)
     assert {o["kind"] for o in written} >= {
-        "ingress-nginx": {"Ingress", "Service"},
-        "traefik": {"Ingress", "Middleware"},
-        "gateway-api": {"HTTPRoute", "SecurityPolicy", "ReferenceGrant"},
+        "ingress-nginx": {"Ingress", "Service", "NetworkPolicy"},
+        "traefik": {"Ingress", "Middleware", "NetworkPolicy"},
+        "gateway-api": {"HTTPRoute", "SecurityPolicy", "ReferenceGrant", "NetworkPolicy"},
     }[MODES[scenario]]
 
 

@@ -31,7 +31,7 @@ def grants(rules, where, lease_name):
     return out
 
 
-def reference_grants(mode, selector):
+def reference_grants(mode, selector, network_policy=True):
     ref = load_reference()
     out = set()
     discovery = [
@@ -45,6 +45,8 @@ def reference_grants(mode, selector):
     out |= grants(ref[("ClusterRole", f"workspace-gate-routing-{mode}")]["rules"], "cluster", None)
     if mode == "gateway-api":
         out |= grants(ref[("Role", "workspace-gate-reference-grants")]["rules"], "gate", None)
+    if network_policy:
+        out |= grants(ref[("ClusterRole", "workspace-gate-network-policies")]["rules"], "cluster", None)
     return out
 
 
@@ -73,3 +75,17 @@ def test_chart_rbac_equals_the_reference(mode, selector):
         f"only in the chart: {sorted(chart - reference, key=str)}\n"
         f"only in deploy/rbac.yaml: {sorted(reference - chart, key=str)}"
     )
+
+
+@pytest.mark.parametrize("mode", ["ingress-nginx", "traefik", "gateway-api"])
+def test_workspace_network_policies_can_be_written_unless_turned_off(mode):
+    values = cs.deep_merge(cs.BASE_VALUES, {"routing": {"mode": mode}})
+    if mode == "gateway-api":
+        values = cs.deep_merge(values, {"routing": {"gateway": {"name": "eg", "namespace": "envoy-gateway-system"}}})
+    netpol = ("cluster", "networking.k8s.io", "networkpolicies")
+    assert netpol in {g[:3] for g in chart_grants(values)}
+    off_values = cs.deep_merge(values, {"discovery": {"networkPolicy": {"enabled": False}}})
+    off = chart_grants(off_values)
+    assert netpol not in {g[:3] for g in off}, sorted(off, key=str)
+    assert off == reference_grants(mode, False, network_policy=False)
+    assert cs.gate_config(cs.objects(cs.render(off_values)))["discovery"]["network_policy"] == {"enabled": False}

@@ -308,6 +308,7 @@ fn kind_of(plural: &str) -> String {
         "httproutes" => "HTTPRoute",
         "securitypolicies" => "SecurityPolicy",
         "referencegrants" => "ReferenceGrant",
+        "networkpolicies" => "NetworkPolicy",
         "configmaps" => "ConfigMap",
         other => return other.trim_end_matches('s').to_string(),
     }

@@ -110,7 +110,7 @@ fn build_auth_sign_url(signin: &str) -> String {
 pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressAnnotations> {
     use workspace_gate::config::discovery::{GateService, RoutingConfig};
     use workspace_gate::discovery::{RenderContext, RoutingMode, render::workspace_objects};
-    use workspace_gate::workspaces::{HostPort, ServiceRef, Workspace};
+    use workspace_gate::workspaces::{HostPort, ServiceRef, TargetPort, Workspace};
     let gate = GateService {
         name: "workspace-gate".into(),
         namespace: "gate".into(),
@@ -129,6 +129,7 @@ pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressA
             gate,
             gateway: None,
             traefik_ca_secret: None,
+            network_policy: None,
         },
         // As discovery's render context writes it for a public port.
         signin_url: format!("https://$host:{}/.workspace-gate/start", setup.port),
@@ -146,6 +147,8 @@ pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressA
             namespace: "team".into(),
             name: "ws-1".into(),
             uid: "uid-1".into(),
+            selector: [("workspace".to_string(), "ws-1".to_string())].into(),
+            target_ports: vec![TargetPort::Number(80)],
         }),
     };
     let objects = workspace_objects(&ctx, &ws)?;

@@ -159,6 +159,14 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
 {{- with $v.discovery.namespaceSelector }}{{ $_ := set $discovery "namespace_selector" . }}{{ end -}}
 {{- with $v.discovery.ownerIdAnnotation }}{{ $_ := set $discovery "owner_id_annotation" . }}{{ end -}}
 {{- with $v.discovery.ownerUsernameAnnotation }}{{ $_ := set $discovery "owner_username_annotation" . }}{{ end -}}
+{{- $np := dict "enabled" $v.discovery.networkPolicy.enabled -}}
+{{- with $v.discovery.networkPolicy.controllerNamespace }}{{ $_ := set $np "controller_namespace" . }}{{ end -}}
+{{- with $v.discovery.networkPolicy.controllerPodLabels -}}
+{{- $pairs := list -}}
+{{- range $k, $val := . }}{{ $pairs = append $pairs (printf "%s=%s" $k $val) }}{{ end -}}
+{{- $_ := set $np "controller_pod_labels" (join "," $pairs) -}}
+{{- end -}}
+{{- $_ := set $discovery "network_policy" $np -}}
 {{- $routing := dict "mode" $v.routing.mode -}}
 {{- if ne $v.routing.mode "none" -}}
 {{- $_ := set $routing "gate_service" (dict

@@ -6,10 +6,13 @@
 //! - `traefik.rs`: Ingress plus a forwardAuth Middleware.
 //! - `gateway.rs`: HTTPRoutes, a SecurityPolicy, and per-namespace
 //!   ReferenceGrants in the gate's namespace.
+//! - `netpol.rs`: in every mode, a NetworkPolicy that admits the
+//!   controller's pods to the workspace's pods.
 //! - `crds.rs`: the custom resource types written above.
 
 pub(crate) mod crds;
 mod gateway;
+mod netpol;
 mod nginx;
 mod traefik;
 
@@ -53,16 +56,18 @@ pub enum ObjectKind {
     HttpRoute,
     SecurityPolicy,
     ReferenceGrant,
+    NetworkPolicy,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 6] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Ingress,
         ObjectKind::Service,
         ObjectKind::Middleware,
         ObjectKind::HttpRoute,
         ObjectKind::SecurityPolicy,
         ObjectKind::ReferenceGrant,
+        ObjectKind::NetworkPolicy,
     ];
 
     /// (group, version, kind, plural)
@@ -83,6 +88,12 @@ impl ObjectKind {
                 "v1beta1",
                 "ReferenceGrant",
                 "referencegrants",
+            ),
+            ObjectKind::NetworkPolicy => (
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
             ),
         }
     }
@@ -162,17 +173,20 @@ pub enum RenderError {
 }
 
 /// Objects owned by one workspace (each carries an ownerReference to its
-/// Service). Empty in mode `none`.
+/// Service): the mode's routing objects and, unless turned off, the
+/// NetworkPolicy admitting the controller. Empty in mode `none`.
 pub fn workspace_objects(
     ctx: &RenderContext,
     ws: &Workspace,
 ) -> Result<Vec<RoutingObject>, RenderError> {
-    match ctx.routing.mode {
-        RoutingMode::None => Ok(Vec::new()),
-        RoutingMode::IngressNginx => nginx::render(ctx, ws),
-        RoutingMode::Traefik => traefik::render(ctx, ws),
-        RoutingMode::GatewayApi => gateway::render(ctx, ws),
-    }
+    let mut objs = match ctx.routing.mode {
+        RoutingMode::None => return Ok(Vec::new()),
+        RoutingMode::IngressNginx => nginx::render(ctx, ws)?,
+        RoutingMode::Traefik => traefik::render(ctx, ws)?,
+        RoutingMode::GatewayApi => gateway::render(ctx, ws)?,
+    };
+    objs.extend(netpol::render(ctx, ws)?);
+    Ok(objs)
 }
 
 /// Objects shared by every workspace in `namespace` (ReferenceGrants in the
@@ -300,8 +314,8 @@ fn service_name(ws: &Workspace) -> Result<&str, RenderError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::discovery::{GateService, GatewayRef};
-    use crate::workspaces::{HostPort, Owner, ServiceRef};
+    use crate::config::discovery::{GateService, GatewayRef, NetworkPolicyConfig};
+    use crate::workspaces::{HostPort, Owner, ServiceRef, TargetPort};
 
     pub(crate) fn ctx(mode: RoutingMode) -> RenderContext {
         RenderContext {
@@ -324,6 +338,7 @@ pub(crate) mod tests {
                     section_name: Some("https".into()),
                 }),
                 traefik_ca_secret: None,
+                network_policy: Some(NetworkPolicyConfig::default_for(mode)),
             },
             signin_url: "https://$host/.workspace-gate/start".into(),
         }
@@ -352,6 +367,8 @@ pub(crate) mod tests {
                 namespace: "team".into(),
                 name: "ws-1".into(),
                 uid: "uid-1".into(),
+                selector: [("workspace".to_string(), "ws-1".to_string())].into(),
+                target_ports: vec![TargetPort::Number(60001), TargetPort::Number(3000)],
             }),
         }
     }
@@ -393,7 +410,14 @@ pub(crate) mod tests {
         // Service names of 1 to 63 characters with every suffix used.
         for len in 1..=63 {
             let svc = format!("s{}", "x".repeat(len - 1));
-            for suffix in ["wg", "wg-gate", "wg-reserved", "wg-auth", "60001-wg"] {
+            for suffix in [
+                "wg",
+                "wg-gate",
+                "wg-reserved",
+                "wg-auth",
+                "wg-allow",
+                "60001-wg",
+            ] {
                 let n = object_name(&svc, suffix);
                 assert!(is_label(&n), "service of {len}, {suffix}: {n:?}");
             }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 
-use super::{PASS, hops_text, provider_hops, run, run_with, sign_in_refusal, visit};
+use super::{LOGIN, PASS, hops_text, provider_hops, run, run_with, sign_in_refusal, visit};
 use crate::support::controller::ControllerKind;
-use crate::support::stack::{DOMAIN, StackOptions, UNKNOWN, WS1, WS2_A, WS2_B, WS3_BOB};
+use crate::support::stack::{AUTH_HOST, DOMAIN, StackOptions, UNKNOWN, WS1, WS2_A, WS2_B, WS3_BOB};
 use crate::support::workspaces::default_workspaces;
 
 pub async fn other_users_workspace_is_refused_with_not_allowed_page(
@@ -63,6 +63,18 @@ pub async fn unknown_workspace_host_is_refused(kind: ControllerKind) -> anyhow::
             r.describe(),
             hops_text(&b)
         );
+        // Where the controller relays the gate's page (ingress-nginx shows
+        // its own 403), the page leads on to GitLab's workspace list.
+        if !matches!(
+            kind,
+            ControllerKind::Nginx | ControllerKind::TraefikIngressNginx
+        ) {
+            ensure!(
+                r.body.contains("/-/remote_development/workspaces\">"),
+                "the not-found page links no workspace list: {}",
+                r.describe()
+            );
+        }
         ensure!(
             s.echo.seen().iter().all(|r| r.uri != "/x"),
             "reached the upstream"
@@ -210,6 +222,48 @@ pub async fn owner_annotation_mode_allows_the_owner_only(
             s.gitlab.calls().is_empty(),
             "owner-annotation mode called GitLab: {:?}",
             s.gitlab.calls()
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub async fn not_allowed_page_names_the_user_and_its_sign_out_lets_them_switch(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    run(kind, "not-allowed-switch", |s| async move {
+        let bob = s.browser("bob");
+        let r = bob.navigate(&s.url(WS1, "/secret")).await?;
+        ensure!(r.status == 403, "bob on alice's ws-1: {}", r.describe());
+        ensure!(
+            r.body.contains("signed in as <strong>bob</strong>"),
+            "the not-allowed page does not name bob: {}",
+            r.describe()
+        );
+        let href = r
+            .body
+            .split("<a href=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .context("the not-allowed page offers no sign-out link")?
+            .to_string();
+        ensure!(href == "/auth/sign_out", "sign-out link: {href}");
+        // The page came from the auth host: its link is relative there.
+        let out = bob.navigate(&s.url(AUTH_HOST, &href)).await?;
+        ensure!(out.status < 500, "sign-out: {}", out.describe());
+        ensure!(
+            bob.cookie(AUTH_HOST, LOGIN).is_none(),
+            "the login survived the page's sign-out\nhops:\n{}",
+            hops_text(&bob)
+        );
+        // The next visit needs the provider again, where another account
+        // can be chosen.
+        bob.clear_hops();
+        let _ = bob.navigate(&s.url(WS1, "/again")).await?;
+        ensure!(
+            !provider_hops(&s, &bob).is_empty(),
+            "came back without a new login at the provider\nhops:\n{}",
+            hops_text(&bob)
         );
         Ok(())
     })

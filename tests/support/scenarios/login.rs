@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 
 use super::{
-    LOGIN, PASS, hops_text, last_seen_on, metric_sum, provider_hops, run, run_with, visit,
+    CSRF, LOGIN, PASS, hops_text, last_seen_on, metric_sum, provider_hops, run, run_with, visit,
 };
 use crate::support::controller::ControllerKind;
 use crate::support::stack::{AUTH_HOST, StackOptions, WS1, WS2_A};
@@ -90,6 +90,18 @@ pub async fn login_lands_on_original_url_with_query(kind: ControllerKind) -> any
         ensure!(
             jar.get(WS1, LOGIN).is_none(),
             "the login cookie must stay on the auth host"
+        );
+        // The login's one-time cookies end with it: the auth host's CSRF
+        // (state) cookie and the workspace host's bind cookie.
+        let leftovers: Vec<_> = jar
+            .cookies
+            .iter()
+            .filter(|c| c.name.starts_with(CSRF) || c.name.contains("-bind"))
+            .map(|c| format!("{} on {}", c.name, c.host))
+            .collect();
+        ensure!(
+            leftovers.is_empty(),
+            "login cookies left after the login: {leftovers:?}"
         );
         ensure!(
             jar.rejected.is_empty(),

@@ -53,6 +53,7 @@ macro_rules! scenario_tests {
             login_lands_on_original_url_with_query,
             second_host_needs_no_new_provider_login_and_gets_its_own_pass,
             other_users_workspace_is_refused_with_not_allowed_page,
+            not_allowed_page_names_the_user_and_its_sign_out_lets_them_switch,
             unknown_workspace_host_is_refused,
             pass_for_one_host_is_rejected_on_another,
             transfer_token_is_not_a_pass_and_pass_is_not_a_transfer_token,
