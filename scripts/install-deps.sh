@@ -45,3 +45,8 @@ if [ "$want" != "$have" ]; then
   (cd "$oidc" && npm ci --no-audit --no-fund --silent)
   echo "$want" > "$oidc/node_modules/.workspace-gate-stamp"
 fi
+
+# The real Kubernetes control plane (etcd, kube-apiserver,
+# kube-controller-manager) and released CRDs for the discovery tests, built
+# with Go from the module proxy and cached; a second run builds nothing.
+"$root/scripts/build-control-plane.sh" >/dev/null

@@ -59,7 +59,10 @@ impl Corner {
         )
         .expect("deploy/rbac.yaml");
         let rbac = rbac
-            .replace("namespace: workspace-gate", &format!("namespace: {gate_ns}"))
+            .replace(
+                "namespace: workspace-gate",
+                &format!("namespace: {gate_ns}"),
+            )
             .replace("name: workspace-gate-", &format!("name: {gate_ns}-"));
         cp.apply_yaml(&rbac).await.expect("apply deploy/rbac.yaml");
         let token = cp.service_account_token(&gate_ns, "workspace-gate").await;
@@ -89,10 +92,17 @@ async fn a_workspace_gets_its_objects_from_a_gate_holding_only_the_documented_rb
     let dir = TempDir::new("cp-new");
     let cfg = c.config(&dir, "ingress-nginx", "a");
     let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
-    until("index loaded", SOON, || async { gate.reader.current().loaded }).await;
+    until("index loaded", SOON, || async {
+        gate.reader.current().loaded
+    })
+    .await;
 
     let admin = cp.admin().await;
-    let svc = create_service(&admin, &workspace_service(&c.ws, "ws-1", 42, &[60001], "1001")).await;
+    let svc = create_service(
+        &admin,
+        &workspace_service(&c.ws, "ws-1", 42, &[60001], "1001"),
+    )
+    .await;
     let uid = svc.metadata.uid.clone().unwrap();
     until("host indexed", SOON, || async {
         gate.has_host("60001-ws-1.workspaces.test")
@@ -100,12 +110,31 @@ async fn a_workspace_gets_its_objects_from_a_gate_holding_only_the_documented_rb
     .await;
     until("objects admitted", SOON, || async {
         cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_some()
-            && cp.get(NET, "ingresses", &c.ws, "ws-1-wg-reserved").await.is_some()
-            && cp.get("v1", "services", &c.ws, "ws-1-wg-gate").await.is_some()
+            && cp
+                .get(NET, "ingresses", &c.ws, "ws-1-wg-reserved")
+                .await
+                .is_some()
+            && cp
+                .get("v1", "services", &c.ws, "ws-1-wg-gate")
+                .await
+                .is_some()
+            && cp
+                .get(NET, "networkpolicies", &c.ws, "ws-1-wg-allow")
+                .await
+                .is_some()
     })
     .await;
+    // The controller's pods are let through to the workspace's pods.
+    let policy = cp
+        .get(NET, "networkpolicies", &c.ws, "ws-1-wg-allow")
+        .await
+        .unwrap();
+    assert_eq!(policy["spec"]["podSelector"]["matchLabels"]["app"], "ws-1");
     let main = cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.unwrap();
-    assert_eq!(main["spec"]["rules"][0]["host"], "60001-ws-1.workspaces.test");
+    assert_eq!(
+        main["spec"]["rules"][0]["host"],
+        "60001-ws-1.workspaces.test"
+    );
     assert_eq!(
         main["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"],
         format!(
@@ -120,7 +149,12 @@ async fn a_workspace_gets_its_objects_from_a_gate_holding_only_the_documented_rb
     );
     // The gate holds the real Lease.
     let lease = cp
-        .get("coordination.k8s.io/v1", "leases", &c.gate_ns, "workspace-gate")
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            &c.gate_ns,
+            "workspace-gate",
+        )
         .await
         .expect("Lease");
     assert_eq!(lease["spec"]["holderIdentity"], "a");
@@ -141,7 +175,12 @@ async fn a_workspace_gets_its_objects_from_a_gate_holding_only_the_documented_rb
                 .is_some_and(|i| i["spec"]["rules"].as_array().is_some_and(|r| r.len() == 2))
     })
     .await;
-    assert_eq!(gate.metrics.reconcile_errors_total(), 0, "{}", cp.log_of("kube-apiserver"));
+    assert_eq!(
+        gate.metrics.reconcile_errors_total(),
+        0,
+        "{}",
+        cp.log_of("kube-apiserver")
+    );
     gate.stop().await;
 }
 
@@ -153,10 +192,17 @@ async fn hand_edits_are_put_back_and_a_deleted_workspace_is_collected_by_the_gar
     let cfg = c.config(&dir, "ingress-nginx", "a");
     let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
     let admin = cp.admin().await;
-    create_service(&admin, &workspace_service(&c.ws, "ws-1", 7, &[60001], "1001")).await;
+    create_service(
+        &admin,
+        &workspace_service(&c.ws, "ws-1", 7, &[60001], "1001"),
+    )
+    .await;
     until("objects admitted", SOON, || async {
         cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_some()
-            && cp.get("v1", "services", &c.ws, "ws-1-wg-gate").await.is_some()
+            && cp
+                .get("v1", "services", &c.ws, "ws-1-wg-gate")
+                .await
+                .is_some()
     })
     .await;
 
@@ -185,11 +231,17 @@ async fn hand_edits_are_put_back_and_a_deleted_workspace_is_collected_by_the_gar
         .await
         .unwrap();
     until("edits put back", SOON, || async {
-        cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_some_and(|i| {
-            i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("http://workspace-gate."))
-        }) && cp.get("v1", "services", &c.ws, "ws-1-wg-gate").await.is_some()
+        cp.get(NET, "ingresses", &c.ws, "ws-1-wg")
+            .await
+            .is_some_and(|i| {
+                i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("http://workspace-gate."))
+            })
+            && cp
+                .get("v1", "services", &c.ws, "ws-1-wg-gate")
+                .await
+                .is_some()
     })
     .await;
     // Fields the gate does not own stay (server-side apply).
@@ -207,8 +259,14 @@ async fn hand_edits_are_put_back_and_a_deleted_workspace_is_collected_by_the_gar
         Duration::from_secs(180),
         || async {
             cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_none()
-                && cp.get(NET, "ingresses", &c.ws, "ws-1-wg-reserved").await.is_none()
-                && cp.get("v1", "services", &c.ws, "ws-1-wg-gate").await.is_none()
+                && cp
+                    .get(NET, "ingresses", &c.ws, "ws-1-wg-reserved")
+                    .await
+                    .is_none()
+                && cp
+                    .get("v1", "services", &c.ws, "ws-1-wg-gate")
+                    .await
+                    .is_none()
         },
     )
     .await;
@@ -240,8 +298,14 @@ async fn objects_orphaned_while_the_gate_was_down_are_swept_at_its_next_start() 
     let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
     until("orphans swept", SOON, || async {
         cp.get(NET, "ingresses", &c.ws, "gone-wg").await.is_none()
-            && cp.get(NET, "ingresses", &c.ws, "gone-wg-reserved").await.is_none()
-            && cp.get("v1", "services", &c.ws, "gone-wg-gate").await.is_none()
+            && cp
+                .get(NET, "ingresses", &c.ws, "gone-wg-reserved")
+                .await
+                .is_none()
+            && cp
+                .get("v1", "services", &c.ws, "gone-wg-gate")
+                .await
+                .is_none()
     })
     .await;
     assert!(cp.get(NET, "ingresses", &c.ws, "keep-wg").await.is_some());
@@ -288,7 +352,12 @@ async fn only_the_lease_holder_writes_and_another_replica_takes_over_when_it_die
     })
     .await;
     let lease = cp
-        .get("coordination.k8s.io/v1", "leases", &c.gate_ns, "workspace-gate")
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            &c.gate_ns,
+            "workspace-gate",
+        )
         .await
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], follower_name);
@@ -299,7 +368,12 @@ async fn only_the_lease_holder_writes_and_another_replica_takes_over_when_it_die
     .await;
     follower.stop().await;
     let lease = cp
-        .get("coordination.k8s.io/v1", "leases", &c.gate_ns, "workspace-gate")
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            &c.gate_ns,
+            "workspace-gate",
+        )
         .await
         .unwrap();
     assert!(
@@ -317,16 +391,50 @@ async fn gateway_and_traefik_objects_are_admitted_with_the_released_crds() {
         let cfg = c.config(&dir, mode, "a");
         let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
         let admin = cp.admin().await;
-        create_service(&admin, &workspace_service(&c.ws, "ws-1", 3, &[60001, 60002], "1")).await;
+        create_service(
+            &admin,
+            &workspace_service(&c.ws, "ws-1", 3, &[60001, 60002], "1"),
+        )
+        .await;
+        const GW: &str = "gateway.networking.k8s.io/v1";
+        let grant = format!("workspace-gate-from-{}", c.ws);
         until("objects admitted", SOON, || async {
             gate.metrics.reconcile_errors_total() > 0
                 || match mode {
                     "gateway-api" => {
-                        cp.get("gateway.networking.k8s.io/v1", "httproutes", &c.ws, "ws-1-wg")
+                        cp.get(GW, "httproutes", &c.ws, "ws-1-60001-wg")
                             .await
                             .is_some()
+                            && cp
+                                .get(GW, "httproutes", &c.ws, "ws-1-60002-wg")
+                                .await
+                                .is_some()
+                            && cp
+                                .get(
+                                    "gateway.envoyproxy.io/v1alpha1",
+                                    "securitypolicies",
+                                    &c.ws,
+                                    "ws-1-wg-auth",
+                                )
+                                .await
+                                .is_some()
+                            && cp
+                                .get(
+                                    "gateway.networking.k8s.io/v1beta1",
+                                    "referencegrants",
+                                    &c.gate_ns,
+                                    &grant,
+                                )
+                                .await
+                                .is_some()
                     }
-                    _ => cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_some(),
+                    _ => {
+                        cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_some()
+                            && cp
+                                .get("traefik.io/v1alpha1", "middlewares", &c.ws, "ws-1-wg-auth")
+                                .await
+                                .is_some()
+                    }
                 }
         })
         .await;
@@ -356,7 +464,10 @@ async fn an_api_server_restart_keeps_the_index_and_the_watch_resumes() {
         .await;
     }
     let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
-    until("20 indexed", SOON, || async { gate.reader.current().len() == 20 }).await;
+    until("20 indexed", SOON, || async {
+        gate.reader.current().len() == 20
+    })
+    .await;
 
     cp.stop_apiserver();
     tokio::time::sleep(Duration::from_secs(3)).await;

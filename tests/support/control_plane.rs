@@ -41,9 +41,11 @@ fn built() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// Runs its arguments; ends them when its stdin reaches its end, and ends
-/// itself when they exit (so an exit shows as the watchdog's).
-const WATCHDOG: &str = r#"exec 3<&0; "$@" 3<&- & c=$!; { read -r _ <&3; kill -TERM "$c" 2>/dev/null; } & wait "$c""#;
+/// Runs its arguments; ends them when its stdin reaches its end (TERM, and
+/// KILL 10 s later: kube-apiserver's graceful shutdown can hang once etcd is
+/// gone), and ends itself when they exit (so an exit shows as the
+/// watchdog's).
+const WATCHDOG: &str = r#"exec 3<&0; "$@" 3<&- & c=$!; { read -r _ <&3; kill -TERM "$c" 2>/dev/null; sleep 10; kill -KILL "$c" 2>/dev/null; } & wait "$c""#;
 
 /// One supervised process: a watchdog shell holds it and ends it (TERM,
 /// then waits) when its stdin closes, which also happens when the test
@@ -163,7 +165,14 @@ impl ControlPlane {
         let sa_key = dir.join("pki/sa.key");
         let sa_pub = dir.join("pki/sa.pub");
         run(Command::new("openssl")
-            .args(["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out"])
+            .args([
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+            ])
             .arg(&sa_key))?;
         run(Command::new("openssl")
             .args(["ec", "-pubout", "-in"])
@@ -256,7 +265,10 @@ impl ControlPlane {
                 format!("--token-auth-file={}", pki.join("tokens.csv").display()),
                 "--authorization-mode=RBAC".into(),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
-                format!("--service-account-key-file={}", pki.join("sa.pub").display()),
+                format!(
+                    "--service-account-key-file={}",
+                    pki.join("sa.pub").display()
+                ),
                 format!(
                     "--service-account-signing-key-file={}",
                     pki.join("sa.key").display()
@@ -284,15 +296,14 @@ impl ControlPlane {
                     bail!("{why}");
                 }
             }
-            if self.dir.join("pki/apiserver.crt").exists() {
-                if let Ok(client) = self.try_client(&self.admin_token).await {
-                    let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
-                    if let Ok(text) = client.request_text(req).await {
-                        if text.trim() == "ok" {
-                            return Ok(());
-                        }
-                    }
-                }
+            if self.dir.join("pki/apiserver.crt").exists()
+                && let Ok(client) = self.try_client(&self.admin_token).await
+                && let Ok(text) = client
+                    .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
+                    .await
+                && text.trim() == "ok"
+            {
+                return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(
@@ -353,8 +364,7 @@ impl ControlPlane {
 
     /// Creates the namespace `name` (a no-op when it exists).
     pub async fn namespace(&self, name: &str) {
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
         match Api::<Namespace>::all(self.admin().await)
             .create(&PostParams::default(), &ns)
             .await
@@ -410,12 +420,10 @@ impl ControlPlane {
                 continue;
             }
             let path = object_path(&v)?;
-            let req = http::Request::patch(format!(
-                "{path}?fieldManager=test-admin&force=true"
-            ))
-            .header("content-type", "application/apply-patch+yaml")
-            .body(serde_json::to_vec(&v)?)
-            .unwrap();
+            let req = http::Request::patch(format!("{path}?fieldManager=test-admin&force=true"))
+                .header("content-type", "application/apply-patch+yaml")
+                .body(serde_json::to_vec(&v)?)
+                .unwrap();
             admin
                 .request::<Value>(req)
                 .await
@@ -452,7 +460,10 @@ impl ControlPlane {
             loop {
                 let crd = crds.get(&name).await?;
                 let established = crd.status.as_ref().is_some_and(|s| {
-                    s.conditions.iter().flatten().any(|c| c.type_ == "Established" && c.status == "True")
+                    s.conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
                 });
                 if established {
                     break;
@@ -467,7 +478,13 @@ impl ControlPlane {
     }
 
     /// The object at `api_version` (`v1`, `networking.k8s.io/v1`), if any.
-    pub async fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+    pub async fn get(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+    ) -> Option<Value> {
         let prefix = if api_version.contains('/') {
             format!("/apis/{api_version}")
         } else {
@@ -484,7 +501,13 @@ impl ControlPlane {
     }
 
     /// The field managers of an object.
-    pub async fn managers(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Vec<String> {
+    pub async fn managers(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+    ) -> Vec<String> {
         let mut m: Vec<String> = self
             .get(api_version, plural, ns, name)
             .await
