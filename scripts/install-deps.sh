@@ -18,6 +18,9 @@ command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # openssl: the chart tests make the HTTPS listener's certificate with it.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# unshare: Traefik's ingress-nginx provider test gives Traefik a private
+# /etc/hosts in its own mount namespace, standing for cluster DNS.
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -350,6 +350,16 @@ impl ControlPlane {
         Ok(kube::Client::try_from(cfg)?)
     }
 
+    /// The CA file the API server's certificate chains to.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("pki/apiserver.crt")
+    }
+
+    /// The bearer token with every right (`system:masters`).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// A client with every right (`system:masters`).
     pub async fn admin(&self) -> kube::Client {
         self.try_client(&self.admin_token)
@@ -532,17 +542,14 @@ fn object_path(v: &Value) -> anyhow::Result<String> {
     let api_version = v["apiVersion"].as_str().context("apiVersion")?;
     let kind = v["kind"].as_str().context("kind")?;
     let name = v["metadata"]["name"].as_str().context("metadata.name")?;
-    let plural = match kind {
-        "CustomResourceDefinition" => "customresourcedefinitions".to_string(),
-        "Namespace" => "namespaces".to_string(),
-        "ClusterRole" => "clusterroles".to_string(),
-        "ClusterRoleBinding" => "clusterrolebindings".to_string(),
-        "Role" => "roles".to_string(),
-        "RoleBinding" => "rolebindings".to_string(),
-        "ServiceAccount" => "serviceaccounts".to_string(),
-        "Service" => "services".to_string(),
-        "Ingress" => "ingresses".to_string(),
-        other => bail!("no REST path known for kind {other}"),
+    // Every kind the tests apply follows English's regular plural.
+    let lower = kind.to_ascii_lowercase();
+    let plural = if lower.ends_with('s') {
+        format!("{lower}es")
+    } else if let Some(stem) = lower.strip_suffix('y') {
+        format!("{stem}ies")
+    } else {
+        format!("{lower}s")
     };
     let prefix = if api_version.contains('/') {
         format!("/apis/{api_version}")

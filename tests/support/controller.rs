@@ -38,8 +38,8 @@ pub enum ControllerKind {
     Traefik,
     /// The same, asking the gate's `listen.https` (HTTP/2 over TLS).
     TraefikHttps,
-    /// Traefik v3 configured as its `kubernetesIngressNGINX` provider
-    /// translates the ingress-nginx Ingresses (a `Snippet` auth middleware).
+    /// Traefik v3 with its `kubernetesIngressNGINX` provider reading the
+    /// Ingresses discovery wrote into the test control plane's API server.
     TraefikIngressNginx,
     /// Envoy with ext_authz over gRPC.
     EnvoyGrpc,

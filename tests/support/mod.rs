@@ -14,13 +14,17 @@
 //!   first implementation (`tests/fixtures/nginx/nginx.conf.tmpl`)
 //! - `jar`, `client`: a scripted browser (cookie jar, redirects, forms)
 //! - `stack`: all of the above for one test
+//! - `control_plane`, `discovery_env`: a real Kubernetes control plane and
+//!   discovery running against it (the `kubernetesIngressNGINX` fixture)
 //! - `scenarios`: the behaviours, parameterized by controller
 //! - `raw`, `host_confusion`: hand-written requests that name two hosts, and
 //!   the proof that none reaches the workspace the check did not decide on
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod control_plane;
 pub mod controller;
+pub mod discovery_env;
 pub mod echo;
 pub mod envoy;
 pub mod failure;

