@@ -244,3 +244,13 @@ async fn chromium_keeps_its_login_beside_a_non_ascii_cookie_through_envoy_grpc()
 async fn chromium_keeps_its_login_beside_a_non_ascii_cookie_through_envoy_http() {
     chromium_survives_a_non_ascii_cookie_through(ControllerKind::EnvoyHttp).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_completes_login_through_traefik_reading_discoverys_objects_from_the_api_server() {
+    chromium_logs_in_through(ControllerKind::TraefikKubernetes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_completes_login_through_traefiks_ingress_nginx_provider_reading_the_api_server() {
+    chromium_logs_in_through(ControllerKind::TraefikIngressNginx).await;
+}

@@ -1,6 +1,6 @@
 //! The end-to-end behaviours through real Traefik v3 and its
 //! `kubernetesIngressNGINX` provider, reading the Ingresses discovery wrote
-//! into a real API server (tests/support/traefik_ingress_nginx.rs).
+//! into a real API server (tests/support/traefik_kubernetes.rs).
 //!
 //! The scenarios live in tests/support/scenarios/ and run unchanged
 //! against every controller fixture.

@@ -26,6 +26,7 @@ per_controller! {
     traefik_routes_and_checks_the_same_host => ControllerKind::Traefik,
     traefik_https_routes_and_checks_the_same_host => ControllerKind::TraefikHttps,
     traefik_ingress_nginx_routes_and_checks_the_same_host => ControllerKind::TraefikIngressNginx,
+    traefik_kubernetes_routes_and_checks_the_same_host => ControllerKind::TraefikKubernetes,
     envoy_grpc_routes_and_checks_the_same_host => ControllerKind::EnvoyGrpc,
     envoy_grpc_raw_headers_routes_and_checks_the_same_host => ControllerKind::EnvoyGrpcRaw,
     envoy_http_routes_and_checks_the_same_host => ControllerKind::EnvoyHttp,

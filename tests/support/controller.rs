@@ -41,6 +41,10 @@ pub enum ControllerKind {
     /// Traefik v3 with its `kubernetesIngressNGINX` provider reading the
     /// Ingresses discovery wrote into the test control plane's API server.
     TraefikIngressNginx,
+    /// Traefik v3 with its `kubernetesIngress` and `kubernetesCRD` providers
+    /// reading what discovery wrote in `traefik` mode (Ingresses and
+    /// forwardAuth Middlewares) into the test control plane's API server.
+    TraefikKubernetes,
     /// Envoy with ext_authz over gRPC.
     EnvoyGrpc,
     /// The same, with `encode_raw_headers: true`: Envoy sends the headers
@@ -57,6 +61,7 @@ impl ControllerKind {
             ControllerKind::Traefik => "traefik",
             ControllerKind::TraefikHttps => "traefik-https",
             ControllerKind::TraefikIngressNginx => "traefik-ingress-nginx",
+            ControllerKind::TraefikKubernetes => "traefik-kubernetes",
             ControllerKind::EnvoyGrpc => "envoy-grpc",
             ControllerKind::EnvoyGrpcRaw => "envoy-grpc-raw-headers",
             ControllerKind::EnvoyHttp => "envoy-http",
@@ -94,9 +99,9 @@ impl ControllerKind {
             ControllerKind::Traefik | ControllerKind::TraefikHttps => {
                 Ok(Box::new(super::traefik::Traefik::start(self, setup).await?))
             }
-            ControllerKind::TraefikIngressNginx => Ok(Box::new(
-                super::traefik_ingress_nginx::TraefikIngressNginx::start(setup).await?,
-            )),
+            ControllerKind::TraefikIngressNginx | ControllerKind::TraefikKubernetes => Ok(
+                Box::new(super::traefik_kubernetes::TraefikKubernetes::start(self, setup).await?),
+            ),
             ControllerKind::EnvoyGrpc
             | ControllerKind::EnvoyGrpcRaw
             | ControllerKind::EnvoyHttp => {

