@@ -24,7 +24,14 @@ for pin in "k8s.io/kubernetes $KUBERNETES" "go.etcd.io/etcd/server/v3 $ETCD"; do
   fi
 done
 
-key="$(cat "$rig/go.mod" "$rig/go.sum" "$rig/versions.env" | sha256sum | cut -c1-16)-$(go env GOVERSION)"
+# Stamp the release into the binaries as Kubernetes' own build does: a
+# module build otherwise reports v0.0.0-master to /version, which Helm
+# compares with a chart's kubeVersion (and refuses to install).
+release="${KUBERNETES#v}" # 1.37.2
+minor="${release#*.}"
+v=k8s.io/component-base/version
+ldflags="-X $v.gitVersion=$KUBERNETES -X $v.gitMajor=${release%%.*} -X $v.gitMinor=${minor%%.*} -X $v.gitTreeState=clean"
+key="$( (cat "$rig/go.mod" "$rig/go.sum" "$rig/versions.env"; echo "$ldflags") | sha256sum | cut -c1-16)-$(go env GOVERSION)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/workspace-gate/controlplane/$key"
 if [ -f "$cache/.complete" ]; then
   echo "$cache"
@@ -36,8 +43,8 @@ echo "build-control-plane: building kube-apiserver, kube-controller-manager ($KU
 (
   cd "$rig"
   export CGO_ENABLED=0 GOFLAGS=-mod=readonly
-  go build -trimpath -o "$cache/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-  go build -trimpath -o "$cache/bin/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
+  go build -trimpath -ldflags "$ldflags" -o "$cache/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  go build -trimpath -ldflags "$ldflags" -o "$cache/bin/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
   go build -trimpath -o "$cache/bin/etcd" go.etcd.io/etcd/server/v3
 )
 

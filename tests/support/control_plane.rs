@@ -350,6 +350,16 @@ impl ControlPlane {
         Ok(kube::Client::try_from(cfg)?)
     }
 
+    /// The CA file the API server's certificate chains to.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("pki/apiserver.crt")
+    }
+
+    /// The bearer token with every right (`system:masters`).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// A client with every right (`system:masters`).
     pub async fn admin(&self) -> kube::Client {
         self.try_client(&self.admin_token)
