@@ -1,14 +1,14 @@
 //! The Helm chart installed for real into the test control plane
 //! (tests/support/control_plane.rs: etcd, kube-apiserver with RBAC and the
-//! released Gateway API, Envoy Gateway and Traefik CRDs,
-//! kube-controller-manager), once per routing mode and for Traefik over
-//! https: `tests/chart/install_into.py` runs a Helm SDK install (not a
-//! render), reads every object of the release back from the API server and
-//! runs this crate's `workspace-gate check-config` on the Deployment's files
-//! laid out from those objects. Each test then checks, from the API server
-//! itself, the objects the routing mode needs. A negative control installs
-//! into a namespace whose ResourceQuota admits no Deployment: the install
-//! must fail.
+//! released Gateway API, Envoy Gateway, Traefik and ServiceMonitor CRDs,
+//! kube-controller-manager), once per routing mode, for Traefik over https
+//! and with every optional object on: `tests/chart/install_into.py` runs a
+//! Helm SDK install (not a render), reads every object of the release back
+//! from the API server and runs this crate's `workspace-gate check-config`
+//! on the Deployment's files laid out from those objects. Each test then
+//! checks, from the API server itself, the objects the routing mode needs.
+//! A negative control installs into a namespace whose ResourceQuota admits
+//! no Deployment: the install must fail.
 //!
 //! Every installation has its own namespace and release name (the
 //! ClusterRole and ClusterRoleBinding are cluster-scoped and named after
@@ -28,6 +28,11 @@ use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
+
+const NET: &str = "networking.k8s.io/v1";
+
+/// What the gate writes in gateway-api mode.
+const GATEWAY_API_KINDS: &[&str] = &["httproutes", "securitypolicies"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -227,9 +232,7 @@ async fn check_common(cp: &ControlPlane, it: &Installed, mode: &str, routing_kin
 
 /// The auth host's Ingress with its class.
 async fn check_auth_ingress(cp: &ControlPlane, it: &Installed, class: &str) {
-    let ing = it
-        .live(cp, "networking.k8s.io/v1", "ingresses", "Ingress")
-        .await;
+    let ing = it.live(cp, NET, "ingresses", "Ingress").await;
     assert_eq!(ing["spec"]["ingressClassName"], class);
     let path = &ing["spec"]["rules"][0]["http"]["paths"][0];
     assert_eq!(path["path"], "/auth");
@@ -248,7 +251,7 @@ async fn mode_none_installs_with_a_generated_key() {
     let cp = ControlPlane::shared().await;
     let it = install(cp, "chart-none", "none-generated-key").await;
     check_common(cp, &it, "none", &[]).await;
-    it.absent(cp, "networking.k8s.io/v1", "ingresses").await;
+    it.absent(cp, NET, "ingresses").await;
     // The key the chart generated at install is on the API server, kept
     // across uninstall, and was what check-config read.
     let keys = cp
@@ -319,21 +322,15 @@ async fn mode_traefik_over_https_installs_with_its_network_policy() {
             .any(|p| p["name"] == "https-check"),
         "{svc:#}"
     );
-    it.live(
-        cp,
-        "networking.k8s.io/v1",
-        "networkpolicies",
-        "NetworkPolicy",
-    )
-    .await;
+    it.live(cp, NET, "networkpolicies", "NetworkPolicy").await;
 }
 
 #[tokio::test]
 async fn mode_gateway_api_installs_its_auth_route() {
     let cp = ControlPlane::shared().await;
     let it = install(cp, "chart-gateway", "gateway-api-existing-secrets").await;
-    check_common(cp, &it, "gateway-api", &["httproutes", "securitypolicies"]).await;
-    it.absent(cp, "networking.k8s.io/v1", "ingresses").await;
+    check_common(cp, &it, "gateway-api", GATEWAY_API_KINDS).await;
+    it.absent(cp, NET, "ingresses").await;
     let route = it
         .live(
             cp,
@@ -349,6 +346,52 @@ async fn mode_gateway_api_installs_its_auth_route() {
         route["spec"]["hostnames"],
         json!(["workspaces.example.test"])
     );
+}
+
+/// Every optional object on (autoscaler, disruption budget, the
+/// Prometheus Operator's ServiceMonitor with its released CRD,
+/// NetworkPolicy, extra objects), in gateway-api mode.
+#[tokio::test]
+async fn every_optional_object_is_admitted() {
+    let cp = ControlPlane::shared().await;
+    let it = install(cp, "chart-everything", "everything-on").await;
+    check_common(cp, &it, "gateway-api", GATEWAY_API_KINDS).await;
+    let hpa = it
+        .live(
+            cp,
+            "autoscaling/v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+        )
+        .await;
+    assert_eq!(hpa["spec"]["minReplicas"], 3);
+    assert_eq!(hpa["spec"]["maxReplicas"], 9);
+    let pdb = it
+        .live(
+            cp,
+            "policy/v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+        )
+        .await;
+    assert_eq!(pdb["spec"]["minAvailable"], "50%");
+    let monitor = it
+        .live(
+            cp,
+            "monitoring.coreos.com/v1",
+            "servicemonitors",
+            "ServiceMonitor",
+        )
+        .await;
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    it.live(cp, NET, "networkpolicies", "NetworkPolicy").await;
+    let extra = format!("{}-extra", it.name);
+    let cm = cp
+        .get("v1", "configmaps", &it.ns, &extra)
+        .await
+        .unwrap_or_else(|| panic!("extraObjects' ConfigMap {extra}"));
+    it.same_uid("ConfigMap", &cm);
+    assert_eq!(cm["data"]["namespace"], it.ns.as_str());
 }
 
 /// Negative control: an object the API server refuses makes the install,
