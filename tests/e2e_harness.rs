@@ -173,6 +173,8 @@ async fn nginx_fixture_behaves_like_ingress_nginx_auth_url() {
         gate_https: None,
         upstream: echo.addr(),
         routes: vec![],
+        workspaces: vec![],
+        kube: None,
     };
     let nginx = ControllerKind::Nginx.start(&setup).await.unwrap();
     let b = Browser::new(Some(&ca.ca_der), DOMAIN).unwrap();

@@ -495,11 +495,7 @@ impl ControlPlane {
         ns: &str,
         name: &str,
     ) -> Option<Value> {
-        let prefix = if api_version.contains('/') {
-            format!("/apis/{api_version}")
-        } else {
-            format!("/api/{api_version}")
-        };
+        let prefix = api_prefix(api_version);
         let req = http::Request::get(format!("{prefix}/namespaces/{ns}/{plural}/{name}"))
             .body(Vec::new())
             .unwrap();
@@ -508,6 +504,27 @@ impl ControlPlane {
             Err(kube::Error::Api(e)) if e.code == 404 => None,
             Err(e) => panic!("get {plural} {ns}/{name}: {e}"),
         }
+    }
+
+    /// Deletes the object at `api_version` (as a user would, in the
+    /// background: the garbage collector removes what it owns).
+    pub async fn delete(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let prefix = api_prefix(api_version);
+        let req = http::Request::delete(format!("{prefix}/namespaces/{ns}/{plural}/{name}"))
+            .body(Vec::new())
+            .unwrap();
+        self.admin()
+            .await
+            .request::<Value>(req)
+            .await
+            .with_context(|| format!("delete {plural} {ns}/{name}"))?;
+        Ok(())
     }
 
     /// The field managers of an object.
@@ -537,6 +554,15 @@ impl ControlPlane {
     }
 }
 
+/// `/api/v1` for the core group, `/apis/<group>/<version>` for the others.
+fn api_prefix(api_version: &str) -> String {
+    if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    }
+}
+
 /// The REST path of an object for server-side apply.
 fn object_path(v: &Value) -> anyhow::Result<String> {
     let api_version = v["apiVersion"].as_str().context("apiVersion")?;
@@ -551,11 +577,7 @@ fn object_path(v: &Value) -> anyhow::Result<String> {
     } else {
         format!("{lower}s")
     };
-    let prefix = if api_version.contains('/') {
-        format!("/apis/{api_version}")
-    } else {
-        format!("/api/{api_version}")
-    };
+    let prefix = api_prefix(api_version);
     Ok(match v["metadata"]["namespace"].as_str() {
         Some(ns) => format!("{prefix}/namespaces/{ns}/{plural}/{name}"),
         None => format!("{prefix}/{plural}/{name}"),

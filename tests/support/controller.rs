@@ -28,6 +28,12 @@ pub struct ControllerSetup {
     ///
     /// [`Seen::upstream`]: super::echo::Seen::upstream
     pub routes: Vec<(String, SocketAddr)>,
+    /// The workspaces those hosts belong to.
+    pub workspaces: Vec<super::workspaces::WorkspaceSpec>,
+    /// Set when the gate runs discovery against the test control plane in
+    /// these namespaces (the Kubernetes fixtures then leave the writing to
+    /// it).
+    pub kube: Option<super::traefik_kubernetes::KubeNamespaces>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,19 @@ pub struct GateConfig {
     /// Also serve `listen.https`, with a certificate for 127.0.0.1 from a
     /// CA of its own.
     pub https: bool,
+    /// Workspaces from discovery (`workspaces.source: kubernetes`) instead
+    /// of the file.
+    pub discovery: Option<GateDiscovery>,
+}
+
+/// The gate's discovery: the API server it reads and its YAML sections.
+#[derive(Debug, Clone)]
+pub struct GateDiscovery {
+    /// Given to the gate as `KUBECONFIG`.
+    pub kubeconfig: PathBuf,
+    /// `discovery:` and `routing:` sections of the configuration;
+    /// `{{GATE_HTTP_PORT}}` stands for the port of `listen.http`.
+    pub sections: String,
 }
 
 pub struct Gate {
@@ -45,6 +58,7 @@ pub struct Gate {
     pub proc: std::sync::Mutex<Proc>,
     binary: PathBuf,
     dir: PathBuf,
+    kubeconfig: Option<PathBuf>,
     /// Log files of every run of the gate, in order.
     log_files: std::sync::Mutex<Vec<PathBuf>>,
 }
@@ -115,6 +129,17 @@ impl Gate {
             (mode, _) => format!("  mode: {mode}\n"),
         };
         let grpc_line = grpc.map(|g| format!("  grpc: {g}\n")).unwrap_or_default();
+        let workspaces = match &cfg.discovery {
+            Some(d) => format!(
+                "workspaces:\n  source: kubernetes\n{}",
+                d.sections
+                    .replace("{{GATE_HTTP_PORT}}", &http.port().to_string())
+            ),
+            None => format!(
+                "workspaces:\n  source: file\n  file: {}\n",
+                cfg.workspaces_file.display()
+            ),
+        };
         let yaml = format!(
             "# written by tests/support/gate.rs\n\
 auth_host: {auth}\n\
@@ -125,7 +150,7 @@ listen:\n  http: {http}\n  admin: {admin}\n{grpc_line}{https_lines}\
 oidc:\n  issuer: {issuer}\n  client_id: {client_id}\n  client_secret_file: {secret}\n  scopes: [openid, profile, offline_access, read_api]\n  username_claim: preferred_username\n\
 keys:\n  files: [{key}]\n\
 session:\n  pass_ttl: {pass_ttl}\n  login_ttl: 7d\n  transfer: {transfer}\n\
-workspaces:\n  source: file\n  file: {wsfile}\n\
+{workspaces}\
 authorization:\n{authz}\
 log:\n  format: json\n  level: info,workspace_gate=debug\n",
             auth = cfg.auth_host,
@@ -137,12 +162,20 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
             key = key.display(),
             transfer = cfg.transfer,
             pass_ttl = cfg.pass_ttl,
-            wsfile = cfg.workspaces_file.display(),
         );
         let config_file = dir.join("gate.yaml");
         std::fs::write(&config_file, yaml)?;
 
-        let proc = spawn(binary, dir, &config_file, "gate", admin).await?;
+        let kubeconfig = cfg.discovery.as_ref().map(|d| d.kubeconfig.clone());
+        let proc = spawn(
+            binary,
+            dir,
+            &config_file,
+            "gate",
+            admin,
+            kubeconfig.as_deref(),
+        )
+        .await?;
         let log_files = vec![proc.stdout.clone(), proc.stderr.clone()];
         Ok(Gate {
             http,
@@ -153,6 +186,7 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
             proc: std::sync::Mutex::new(proc),
             binary: binary.to_path_buf(),
             dir: dir.to_path_buf(),
+            kubeconfig,
             log_files: std::sync::Mutex::new(log_files),
         })
     }
@@ -174,6 +208,7 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
             &self.config_file,
             &name,
             self.admin,
+            self.kubeconfig.as_deref(),
         )
         .await?;
         self.log_files
@@ -226,6 +261,7 @@ async fn spawn(
     config_file: &Path,
     name: &str,
     admin: SocketAddr,
+    kubeconfig: Option<&Path>,
 ) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(binary);
     cmd.arg("serve").arg("--config").arg(config_file);
@@ -235,6 +271,10 @@ async fn spawn(
             cmd.env_remove(k);
         }
     }
+    match kubeconfig {
+        Some(k) => cmd.env("KUBECONFIG", k),
+        None => cmd.env_remove("KUBECONFIG"),
+    };
     let mut proc = Proc::spawn(name, dir, cmd)?;
     wait_ready(&mut proc, admin).await.with_context(|| {
         format!(

@@ -10,12 +10,13 @@ use anyhow::Context;
 use super::client::Browser;
 use super::controller::{ControllerFixture, ControllerKind, ControllerSetup};
 use super::echo::Echo;
-use super::gate::{Gate, GateConfig};
+use super::gate::{Gate, GateConfig, GateDiscovery};
 use super::gitlab::GitlabDouble;
 use super::hostile_provider::HostileProvider;
 use super::process::{TestDir, free_port};
 use super::provider::{self, Provider};
 use super::tls::TestCa;
+use super::traefik_kubernetes::{KubeNamespaces, discovery_sections};
 use super::workspaces::{WorkspaceSpec, WorkspacesFile, default_workspaces};
 
 pub const DOMAIN: &str = "workspaces.test";
@@ -46,6 +47,11 @@ pub struct StackOptions {
     pub hostile_provider: bool,
     /// The gate's `session.pass_ttl` (None: 12h).
     pub pass_ttl: Option<String>,
+    /// The gate reads its workspaces from the test control plane and writes
+    /// the routing objects there (discovery) instead of reading the file;
+    /// only for the Traefik Kubernetes controllers, which then route what
+    /// it wrote.
+    pub discovery: bool,
 }
 
 impl StackOptions {
@@ -60,6 +66,7 @@ impl StackOptions {
             access_token_ttl: None,
             hostile_provider: false,
             pass_ttl: None,
+            discovery: false,
         }
     }
 }
@@ -119,6 +126,8 @@ pub struct Stack {
     pub ca: TestCa,
     pub port: u16,
     pub options: StackOptions,
+    /// The control plane namespaces when the gate runs discovery.
+    pub kube: Option<KubeNamespaces>,
     pub dir: TestDir,
 }
 
@@ -158,6 +167,23 @@ impl Stack {
         workspaces.write(&options.workspaces)?;
         let gitlab = GitlabDouble::start(provider.issuer(), workspaces.path.clone()).await?;
         let echo = Echo::start().await?;
+        let kube = if options.discovery {
+            let cp = super::control_plane::ControlPlane::shared().await;
+            let ns = KubeNamespaces::create(cp).await?;
+            let kubeconfig = dir.path.join("kubeconfig");
+            std::fs::write(&kubeconfig, cp.kubeconfig(cp.admin_token()))?;
+            let sections =
+                discovery_sections(options.controller, &ns, "gate", "{{GATE_HTTP_PORT}}")?;
+            Some((
+                ns,
+                GateDiscovery {
+                    kubeconfig,
+                    sections,
+                },
+            ))
+        } else {
+            None
+        };
         let transfer = options
             .transfer
             .clone()
@@ -179,6 +205,7 @@ impl Stack {
                 pass_ttl: options.pass_ttl.clone().unwrap_or_else(|| "12h".into()),
                 grpc: options.controller.needs_grpc(),
                 https: options.controller.needs_https(),
+                discovery: kube.as_ref().map(|(_, d)| d.clone()),
             },
         )
         .await
@@ -200,6 +227,8 @@ impl Stack {
             gate_https: gate.https.clone(),
             upstream: echo.addr(),
             routes,
+            workspaces: options.workspaces.clone(),
+            kube: kube.as_ref().map(|(ns, _)| ns.clone()),
         };
         let controller = options
             .controller
@@ -207,6 +236,7 @@ impl Stack {
             .await
             .with_context(|| format!("starting {}", options.controller.name()))?;
         Ok(Stack {
+            kube: kube.map(|(ns, _)| ns),
             controller,
             gate,
             echo,

@@ -37,6 +37,7 @@
 //!   of the reserved path's ExternalName Service) to 127.0.0.1.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -49,6 +50,7 @@ use super::controller::{ControllerFixture, ControllerKind, ControllerSetup};
 use super::discovery_env;
 use super::process::{Proc, free_port};
 use super::traefik::venv_bin;
+use super::workspaces::WorkspaceSpec;
 
 /// The gate's Service (the chart's fullname).
 const GATE_SERVICE: &str = "workspace-gate";
@@ -109,14 +111,24 @@ pub struct TraefikKubernetes {
     port: u16,
     dir: PathBuf,
     proc: Proc,
-    /// Discovery writing the routing objects; runs as long as the fixture.
-    _discovery: discovery_env::Gate,
+    /// Discovery writing the routing objects (unless the gate does); runs
+    /// as long as the fixture.
+    _discovery: Option<discovery_env::Gate>,
     _config_dir: discovery_env::TempDir,
     namespaces: (String, String),
 }
 
 /// An EndpointSlice of Service `svc` with one FQDN endpoint on `port`.
 fn endpoint_slice(ns: &str, svc: &str, port_name: &str, port: u16) -> Value {
+    endpoint_slice_ports(ns, svc, &[(port_name.to_string(), port)])
+}
+
+/// The same with several named ports.
+fn endpoint_slice_ports(ns: &str, svc: &str, ports: &[(String, u16)]) -> Value {
+    let ports: Vec<Value> = ports
+        .iter()
+        .map(|(name, port)| json!({"name": name, "port": port, "protocol": "TCP"}))
+        .collect();
     json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": format!("{svc}-loopback"), "namespace": ns, "labels": {
@@ -125,7 +137,7 @@ fn endpoint_slice(ns: &str, svc: &str, port_name: &str, port: u16) -> Value {
         }},
         "addressType": "FQDN",
         "endpoints": [{"addresses": [ENDPOINTS_HOST], "conditions": {"ready": true}}],
-        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "ports": ports,
     })
 }
 
@@ -141,20 +153,108 @@ fn tls_secret(ns: &str, setup: &ControllerSetup) -> anyhow::Result<Value> {
     }))
 }
 
-/// A GitLab-shaped workspace Service whose one port routes `host`.
-fn workspace_service(ns: &str, name: &str, id: usize, host: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns,
-            "labels": {"agent.gitlab.com/id": "1"},
-            "annotations": {
-                "workspaces.gitlab.com/host-template": host,
-                "workspaces.gitlab.com/id": id.to_string(),
-                "workspace-gate.dev/owner-id": "1",
-            }},
-        "spec": {"selector": {"app": name},
-            "ports": [{"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP"}]},
-    })
+/// The test's namespaces in the control plane: workspaces, and the gate's.
+#[derive(Debug, Clone)]
+pub struct KubeNamespaces {
+    pub workspaces: String,
+    pub gate: String,
+}
+
+impl KubeNamespaces {
+    /// Fresh namespaces, labelled so the providers watch only them.
+    pub async fn create(cp: &ControlPlane) -> anyhow::Result<KubeNamespaces> {
+        let ws = cp.new_namespace("tk").await;
+        let gate = format!("{ws}-gate");
+        for ns in [&ws, &gate] {
+            cp.apply_yaml(
+                &json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": ns, "labels": {"workspace-gate-test": ws}}})
+                .to_string(),
+            )
+            .await?;
+        }
+        Ok(KubeNamespaces {
+            workspaces: ws,
+            gate,
+        })
+    }
+}
+
+/// The gate's `discovery` and `routing` sections for `kind`'s routing mode
+/// (`gate_port`: the gate's HTTP port, as the Service exposes it).
+pub fn discovery_sections(
+    kind: ControllerKind,
+    ns: &KubeNamespaces,
+    identity: &str,
+    gate_port: &str,
+) -> anyhow::Result<String> {
+    let mode = Mode::of(kind)?;
+    Ok(format!(
+        "discovery:\n  identity: {identity}\n  lease_namespace: {gate}\n  namespaces: [{ws}]\n\
+         routing:\n  mode: {routing}\n  tls_secret: {TLS_SECRET}\n  ingress_class: {class}\n\
+         \x20 gate_service: {{name: {GATE_SERVICE}, namespace: {gate}, http_port: {gate_port}}}\n",
+        gate = ns.gate,
+        ws = ns.workspaces,
+        routing = mode.routing,
+        class = mode.class,
+    ))
+}
+
+/// A workspace as GitLab's agent writes its Service (one port per host of
+/// a templated workspace; an explicit one has exactly one host), with an
+/// EndpointSlice to each host's upstream in `routes`.
+pub fn workspace_objects(
+    ns: &str,
+    spec: &WorkspaceSpec,
+    routes: &[(String, SocketAddr)],
+) -> anyhow::Result<Vec<Value>> {
+    let upstream = |host: &str| {
+        routes
+            .iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, a)| a.port())
+            .with_context(|| format!("no upstream for {host}"))
+    };
+    let (template, ports) = match &spec.template {
+        Some((t, ports)) => {
+            let mut out = Vec::new();
+            for p in ports {
+                let host = t.replace("{{.port}}", &p.to_string());
+                out.push((format!("p{p}"), *p, upstream(&host)?));
+            }
+            (t.clone(), out)
+        }
+        None => match &spec.hosts[..] {
+            [host] => (
+                host.clone(),
+                vec![("http".to_string(), 8080, upstream(host)?)],
+            ),
+            _ => bail!(
+                "workspace {}: a Service routes one explicit host",
+                spec.name
+            ),
+        },
+    };
+    let service_ports: Vec<Value> = ports
+        .iter()
+        .map(|(name, port, _)| json!({"name": name, "port": port, "targetPort": port, "protocol": "TCP"}))
+        .collect();
+    let slice_ports: Vec<(String, u16)> = ports.iter().map(|(n, _, u)| (n.clone(), *u)).collect();
+    Ok(vec![
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": spec.name, "namespace": ns,
+                "labels": {"agent.gitlab.com/id": "1"},
+                "annotations": {
+                    "workspaces.gitlab.com/host-template": template,
+                    "workspaces.gitlab.com/id": spec.id,
+                    "workspace-gate.dev/owner-id": spec.owner,
+                    "workspace-gate.dev/owner-username": spec.owner,
+                }},
+            "spec": {"selector": {"app": spec.name}, "ports": service_ports},
+        }),
+        endpoint_slice_ports(ns, &spec.name, &slice_ports),
+    ])
 }
 
 impl TraefikKubernetes {
@@ -168,17 +268,13 @@ impl TraefikKubernetes {
         let dir = setup.dir.join(kind.name());
         std::fs::create_dir_all(&dir)?;
         let cp = ControlPlane::shared().await;
-        let ws = cp.new_namespace("tin").await;
-        let gate_ns = format!("{ws}-gate");
-        cp.namespace(&gate_ns).await;
-        for ns in [&ws, &gate_ns] {
-            cp.apply_yaml(
-                &json!({"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": ns, "labels": {"workspace-gate-test": ws}}})
-                .to_string(),
-            )
-            .await?;
-        }
+        // The gate runs discovery itself when the stack made the namespaces.
+        let gate_discovers = setup.kube.is_some();
+        let ns = match &setup.kube {
+            Some(ns) => ns.clone(),
+            None => KubeNamespaces::create(cp).await?,
+        };
+        let (ws, gate_ns) = (ns.workspaces.clone(), ns.gate.clone());
         let gate_port = setup.gate_http.port();
 
         // The chart's objects: the gate's Service and the auth host's Ingress.
@@ -201,30 +297,29 @@ impl TraefikKubernetes {
                         "path": "/auth", "pathType": "Prefix",
                         "backend": {"service": {"name": GATE_SERVICE, "port": {"name": "http"}}}}]}}]}}),
         ];
-        if setup.routes.is_empty() {
-            bail!("the ingress-nginx provider fixture needs at least one workspace host");
-        }
-        // The workspaces, each host its own Service, and its endpoints.
-        for (i, (host, addr)) in setup.routes.iter().enumerate() {
-            let name = format!("ws-{i}");
-            objects.push(workspace_service(&ws, &name, i + 1, host));
-            objects.push(endpoint_slice(&ws, &name, "http", addr.port()));
+        let first = setup
+            .workspaces
+            .first()
+            .context("the Kubernetes provider fixture needs at least one workspace")?;
+        for spec in &setup.workspaces {
+            objects.extend(workspace_objects(&ws, spec, &setup.routes)?);
         }
 
-        // Discovery, as the gate's leader runs it, writes the rest.
-        let config_dir = discovery_env::TempDir::new("tin");
-        let sections = format!(
-            "public_port: {port}\n\
-             discovery:\n  identity: fixture\n  lease_namespace: {gate_ns}\n  namespaces: [{ws}]\n\
-             routing:\n  mode: {routing}\n  tls_secret: {TLS_SECRET}\n  ingress_class: {class}\n\
-             \x20 gate_service: {{name: {GATE_SERVICE}, namespace: {gate_ns}, http_port: {gate_port}}}\n",
-            port = setup.port,
-            routing = mode.routing,
-            class = mode.class,
-        );
-        let config = discovery_env::gate_config_result(&config_dir, &sections)
-            .map_err(|e| anyhow::anyhow!("discovery configuration: {e}"))?;
-        let discovery = discovery_env::Gate::start(cp.admin().await, &config);
+        // Discovery, as the gate's leader runs it, writes the rest: the
+        // stack's gate itself, or here in this process.
+        let config_dir = discovery_env::TempDir::new("tk");
+        let discovery = if gate_discovers {
+            None
+        } else {
+            let sections = format!(
+                "public_port: {}\n{}",
+                setup.port,
+                discovery_sections(kind, &ns, "fixture", &gate_port.to_string())?
+            );
+            let config = discovery_env::gate_config_result(&config_dir, &sections)
+                .map_err(|e| anyhow::anyhow!("discovery configuration: {e}"))?;
+            Some(discovery_env::Gate::start(cp.admin().await, &config))
+        };
 
         // The host without a workspace: the provider's catch-all, with the
         // auth annotations discovery writes, to the sample workspace.
@@ -242,7 +337,7 @@ impl TraefikKubernetes {
                 .await
                 .with_context(|| format!("applying {}", o["kind"]))?;
         }
-        let main = wait_for_ingress(cp, &ws, "ws-0-wg").await?;
+        let main = wait_for_ingress(cp, &ws, &format!("{}-wg", first.name)).await?;
         let annotations = main["metadata"]["annotations"].clone();
         cp.apply_yaml(
             &json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
