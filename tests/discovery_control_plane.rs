@@ -72,9 +72,20 @@ impl Corner {
     /// The gate's configuration: discovery limited to the test's namespace,
     /// the Lease and the gate's Service in the test's gate namespace.
     fn config(&self, dir: &TempDir, mode: &str, identity: &str) -> workspace_gate::config::Config {
+        self.config_resync(dir, mode, identity, "2s")
+    }
+
+    /// [`Corner::config`] with another `discovery.resync_interval`.
+    fn config_resync(
+        &self,
+        dir: &TempDir,
+        mode: &str,
+        identity: &str,
+        resync: &str,
+    ) -> workspace_gate::config::Config {
         let sections = format!(
             "discovery:\n  identity: {identity}\n  lease_namespace: {gns}\n  lease_duration: 3s\n\
-             \x20 resync_interval: 2s\n  namespaces: [{ws}]\n\
+             \x20 resync_interval: {resync}\n  namespaces: [{ws}]\n\
              routing:\n  mode: {mode}\n  tls_secret: wildcard-tls\n  ingress_class: nginx\n\
              \x20 gate_service: {{name: workspace-gate, namespace: {gns}}}\n\
              \x20 gateway: {{name: eg, namespace: {gns}}}\n",
@@ -486,6 +497,166 @@ async fn an_api_server_restart_keeps_the_index_and_the_watch_resumes() {
     assert_eq!(gate.reader.current().len(), 21);
     until("objects of the new workspace", SOON, || async {
         cp.get(NET, "ingresses", &c.ws, "late-wg").await.is_some()
+    })
+    .await;
+    gate.stop().await;
+}
+
+/// The library's logs, captured for the whole test binary.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+fn captured_logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let c = Captured::default();
+        let _ = tracing_subscriber::fmt()
+            .with_writer(c.clone())
+            .with_ansi(false)
+            .try_init();
+        c
+    })
+}
+
+/// Lines of the captured logs that contain `needle`.
+fn log_lines_with(needle: &str) -> usize {
+    let text = String::from_utf8_lossy(&captured_logs().0.lock().unwrap()).to_string();
+    text.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_the_api_server_refuses_is_counted_logged_and_not_rewritten_in_a_loop() {
+    let cp = ControlPlane::shared().await;
+    let c = Corner::new(cp, "refused").await;
+    captured_logs();
+    // A platform team's admission policy, a CEL rule the API server itself
+    // evaluates: Ingresses in the workspace namespace must name a team.
+    const MESSAGE: &str = "every Ingress must carry a team label";
+    let policy = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\n\
+         metadata: {{name: {ws}-team}}\n\
+         spec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n\
+         \x20   - {{apiGroups: [networking.k8s.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [ingresses]}}\n\
+         \x20 validations:\n\
+         \x20   - {{expression: \"has(object.metadata.labels) && 'team' in object.metadata.labels\", message: \"{MESSAGE}\"}}\n\
+         ---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\n\
+         metadata: {{name: {ws}-team}}\n\
+         spec:\n  policyName: {ws}-team\n  validationActions: [Deny]\n\
+         \x20 matchResources: {{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ws}}}}}}}\n",
+        ws = c.ws
+    );
+    cp.apply_yaml(&policy).await.expect("admission policy");
+    // In force once a dry-run Ingress without the label is refused.
+    let admin = cp.admin().await;
+    let probe = json!({"apiVersion": NET, "kind": "Ingress",
+        "metadata": {"name": "probe", "namespace": c.ws},
+        "spec": {"defaultBackend": {"service": {"name": "x", "port": {"number": 80}}}}});
+    // Admitted or refused, without writing.
+    let dry_run = || async {
+        let req = http::Request::post(format!(
+            "/apis/{NET}/namespaces/{}/ingresses?dryRun=All",
+            c.ws
+        ))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&probe).unwrap())
+        .unwrap();
+        admin.request::<serde_json::Value>(req).await
+    };
+    until("the policy is in force", SOON, || async {
+        matches!(dry_run().await, Err(kube::Error::Api(e)) if e.code == 422)
+    })
+    .await;
+
+    let dir = TempDir::new("cp-refused");
+    // A resync far off: only the retry of failed writes could rewrite.
+    let cfg = c.config_resync(&dir, "ingress-nginx", "a", "10m");
+    let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
+    create_service(
+        &admin,
+        &workspace_service(&c.ws, "ws-1", 11, &[60001], "1001"),
+    )
+    .await;
+    until("the refusals counted", SOON, || async {
+        gate.metrics.rejected_total() >= 2
+    })
+    .await;
+    // What the policy does not cover is written; the index serves the
+    // workspace all along.
+    until("the rest written", SOON, || async {
+        cp.get("v1", "services", &c.ws, "ws-1-wg-gate")
+            .await
+            .is_some()
+            && cp
+                .get(NET, "networkpolicies", &c.ws, "ws-1-wg-allow")
+                .await
+                .is_some()
+    })
+    .await;
+    assert!(gate.has_host("60001-ws-1.workspaces.test"));
+    assert!(
+        log_lines_with(MESSAGE) >= 1,
+        "the API server's reason is not in the logs"
+    );
+    // Two retry periods of failed writes (5 s each) and more: the refused
+    // body is not sent again.
+    let (rejected, logged) = (gate.metrics.rejected_total(), log_lines_with(MESSAGE));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        gate.metrics.rejected_total(),
+        rejected,
+        "the refused objects were written again without a change"
+    );
+    assert_eq!(
+        log_lines_with(MESSAGE),
+        logged,
+        "the refusal was logged again"
+    );
+    assert!(cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_none());
+
+    // The team lifts the policy; the next change of the workspace writes
+    // its Ingresses.
+    cp.delete(
+        "admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicybindings",
+        "",
+        &format!("{}-team", c.ws),
+    )
+    .await
+    .expect("delete the binding");
+    until("the policy lifted", SOON, || async {
+        dry_run().await.is_ok()
+    })
+    .await;
+    let ports = json!({"spec": {"ports": [
+        {"name": "p0", "port": 60001, "targetPort": 60001, "protocol": "TCP"},
+        {"name": "p1", "port": 60002, "targetPort": 60002, "protocol": "TCP"}]}});
+    Api::<Service>::namespaced(admin.clone(), &c.ws)
+        .patch("ws-1", &PatchParams::default(), &Patch::Merge(&ports))
+        .await
+        .unwrap();
+    until("the Ingresses written after the change", SOON, || async {
+        cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_some()
+            && cp
+                .get(NET, "ingresses", &c.ws, "ws-1-wg-reserved")
+                .await
+                .is_some()
     })
     .await;
     gate.stop().await;

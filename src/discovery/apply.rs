@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
 use super::metrics::DiscoveryMetrics;
-use super::plan::{self, Ledger, Owner, Pass, Sweep};
+use super::plan::{self, Ledger, Outcome, Owner, Pass, Sweep};
 use super::render::{
     FIELD_MANAGER, MANAGED_SELECTOR, ObjectKey, ObjectKind, RenderContext, RoutingObject,
 };
@@ -55,6 +55,18 @@ pub(crate) enum ApplyError {
         #[source]
         source: kube::Error,
     },
+}
+
+impl ApplyError {
+    /// The API server refused the body itself (400, 422: schema, CEL
+    /// rule, admission policy), so the same write would fail again.
+    fn is_rejection(&self) -> bool {
+        matches!(self, ApplyError::Apply { source, .. } if is_invalid(source))
+    }
+}
+
+fn is_invalid(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 400 || s.code == 422)
 }
 
 pub(crate) struct Reconciler {
@@ -117,34 +129,41 @@ impl Reconciler {
             async move {
                 let rendered = render(&this.ctx, &this.metrics, &owner, ws.as_deref());
                 let plan = this.ledger.plan_owner(&owner, rendered);
-                let mut ok = true;
+                let mut outcome = Outcome::Written;
                 let mut applied = Vec::new();
                 for (obj, h) in plan.apply {
                     match this.apply(&obj).await {
                         Ok(()) => applied.push((obj.key(), h)),
+                        Err(e) if e.is_rejection() => {
+                            tracing::warn!(
+                                "{e} (refused as invalid: written again when the workspace \
+                                 changes or at the next resync)"
+                            );
+                            outcome = outcome.and(Outcome::Rejected);
+                        }
                         Err(e) => {
                             tracing::warn!("{e}");
-                            ok = false;
+                            outcome = outcome.and(Outcome::Failed);
                         }
                     }
                 }
                 for k in plan.delete {
                     if let Err(e) = this.delete(&k).await {
                         tracing::warn!("{e}");
-                        ok = false;
+                        outcome = outcome.and(Outcome::Failed);
                     }
                 }
-                (owner, ws, plan.keys, applied, ok)
+                (owner, ws, plan.keys, applied, outcome)
             }
         }))
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-        for (owner, ws, keys, applied, ok) in results {
-            if !ok {
+        for (owner, ws, keys, applied, outcome) in results {
+            if outcome != Outcome::Written {
                 failures += 1;
             }
-            self.ledger.record(owner, ws, keys, applied, ok);
+            self.ledger.record(owner, ws, keys, applied, outcome);
         }
         failures
     }
@@ -235,6 +254,9 @@ impl Reconciler {
             }
             Err(source) => {
                 self.metrics.reconcile_errors.inc();
+                if is_invalid(&source) {
+                    self.metrics.rejected(obj.kind.kind());
+                }
                 Err(ApplyError::Apply {
                     kind: obj.kind.kind(),
                     namespace: obj.namespace.clone(),

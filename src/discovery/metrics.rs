@@ -21,6 +21,8 @@ pub struct DiscoveryMetrics {
     pub(crate) objects_applied: Family<Labels, Counter>,
     /// Objects deleted (orphans, removed workspaces), by kind.
     pub(crate) objects_deleted: Family<Labels, Counter>,
+    /// Objects the API server refused as invalid, by kind.
+    pub(crate) objects_rejected: Family<Labels, Counter>,
     /// Failed applies, deletes, lists and renders.
     pub(crate) reconcile_errors: Counter,
     /// 1 while this replica holds the Lease.
@@ -58,6 +60,11 @@ impl DiscoveryMetrics {
             self.objects_deleted.clone(),
         );
         r.register(
+            "objects_rejected",
+            "Routing object writes the API server refused as invalid (schema, CEL rule, admission policy); retried when the workspace changes or at the next resync",
+            self.objects_rejected.clone(),
+        );
+        r.register(
             "reconcile_errors",
             "Failed renders, applies, deletes and lists",
             self.reconcile_errors.clone(),
@@ -81,9 +88,19 @@ impl DiscoveryMetrics {
             .inc();
     }
 
+    pub(crate) fn rejected(&self, kind: &str) {
+        self.objects_rejected
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc();
+    }
+
     /// Totals, for tests and the benchmark.
     pub fn applied_total(&self) -> u64 {
         sum(&self.objects_applied)
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        sum(&self.objects_rejected)
     }
 
     pub fn deleted_total(&self) -> u64 {

@@ -98,13 +98,40 @@ fn is_ours(obj: &DynamicObject) -> bool {
         .is_some_and(|l| l.contains_key(WORKSPACE_ID_LABEL) || l.contains_key(FOR_NAMESPACE_LABEL))
 }
 
+/// How an owner's last writes went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every write succeeded.
+    Written,
+    /// A write failed for a reason that may pass (a dropped connection, a
+    /// 5xx, a missing right): the next pass, at the latest the retry tick,
+    /// redoes this owner.
+    Failed,
+    /// The API server refused a body as invalid (schema, CEL rule,
+    /// admission policy). The same body would be refused again, so the
+    /// owner is redone only when its workspace changes or a full
+    /// comparison finds the object still missing.
+    Rejected,
+}
+
+impl Outcome {
+    /// The outcome of two writes of one owner: a failure that may pass
+    /// wins (it is retried soon), then a rejection.
+    pub(crate) fn and(self, other: Outcome) -> Outcome {
+        match (self, other) {
+            (Outcome::Failed, _) | (_, Outcome::Failed) => Outcome::Failed,
+            (Outcome::Rejected, _) | (_, Outcome::Rejected) => Outcome::Rejected,
+            _ => Outcome::Written,
+        }
+    }
+}
+
 /// What the reconciler knows about one owner.
 #[derive(Debug)]
 struct Owned {
     ws: Option<Arc<Workspace>>,
     keys: Vec<ObjectKey>,
-    /// False when a write failed; the next pass redoes this owner.
-    ok: bool,
+    outcome: Outcome,
 }
 
 /// The start of a pass: what to delete at once, which owners to redo.
@@ -150,7 +177,7 @@ impl Ledger {
     }
 
     pub(crate) fn has_failures(&self) -> bool {
-        self.owned.values().any(|o| !o.ok)
+        self.owned.values().any(|o| o.outcome == Outcome::Failed)
     }
 
     /// Starts a pass towards `wanted`: owners nothing wants are forgotten
@@ -161,11 +188,12 @@ impl Ledger {
             .iter()
             .filter(|(owner, ws)| {
                 !self.owned.get(*owner).is_some_and(|o| {
-                    o.ok && match (&o.ws, ws) {
-                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                        (None, None) => true,
-                        _ => false,
-                    }
+                    o.outcome != Outcome::Failed
+                        && match (&o.ws, ws) {
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                            (None, None) => true,
+                            _ => false,
+                        }
                 })
             })
             .map(|(owner, ws)| (owner.clone(), ws.clone()))
@@ -219,14 +247,14 @@ impl Ledger {
     }
 
     /// Records an owner's writes: the keys it wants now, the hashes of what
-    /// was written, and whether every write succeeded.
+    /// was written, and how the writes went.
     pub(crate) fn record(
         &mut self,
         owner: Owner,
         ws: Option<Arc<Workspace>>,
         keys: Vec<ObjectKey>,
         applied: Vec<(ObjectKey, u64)>,
-        ok: bool,
+        outcome: Outcome,
     ) {
         if let Some(old) = self.owned.get(&owner) {
             for k in old.keys.iter().filter(|k| !keys.contains(k)) {
@@ -234,7 +262,7 @@ impl Ledger {
             }
         }
         self.applied.extend(applied);
-        self.owned.insert(owner, Owned { ws, keys, ok });
+        self.owned.insert(owner, Owned { ws, keys, outcome });
     }
 
     /// Adopts `wanted` without writing: what each owner wants is recorded,
@@ -249,7 +277,14 @@ impl Ledger {
                 .iter()
                 .map(RoutingObject::key)
                 .collect();
-            self.owned.insert(owner, Owned { ws, keys, ok: true });
+            self.owned.insert(
+                owner,
+                Owned {
+                    ws,
+                    keys,
+                    outcome: Outcome::Written,
+                },
+            );
         }
     }
 
@@ -364,7 +399,7 @@ impl Sweep {
             for k in &o.keys {
                 if !self.seen.contains(k) {
                     ledger.applied.remove(k);
-                    o.ok = false;
+                    o.outcome = Outcome::Failed;
                 }
             }
         }
@@ -409,7 +444,13 @@ mod tests {
         let mut l = Ledger::default();
         let plan = l.plan_owner(&owner(), render(&owner(), Some(&w)));
         let applied = plan.apply.iter().map(|(o, h)| (o.key(), *h)).collect();
-        l.record(owner(), Some(Arc::new(w)), plan.keys, applied, true);
+        l.record(
+            owner(),
+            Some(Arc::new(w)),
+            plan.keys,
+            applied,
+            Outcome::Written,
+        );
         l
     }
 
@@ -492,7 +533,7 @@ mod tests {
     /// the pass must redo and delete.
     struct PassCase {
         case: &'static str,
-        last_write_ok: Option<bool>,
+        last_write: Option<Outcome>,
         now: Wanted,
         redo: Vec<Owner>,
         delete: &'static [&'static str],
@@ -503,56 +544,70 @@ mod tests {
         let w = Arc::new(ws());
         let ns = Owner::Namespace("team".into());
         let snap = |ws: Vec<Workspace>| wanted(&Snapshot::build(ws).unwrap());
-        let record = |l: &mut Ledger, w: &Arc<Workspace>, ok: bool| {
+        let record = |l: &mut Ledger, w: &Arc<Workspace>, outcome: Outcome| {
             let keys = |o: &Owner, ws| render(o, ws).iter().map(RoutingObject::key).collect();
             l.record(
                 owner(),
                 Some(w.clone()),
                 keys(&owner(), Some(w)),
                 vec![],
-                ok,
+                outcome,
             );
-            l.record(ns.clone(), None, keys(&ns, None), vec![], true);
+            l.record(ns.clone(), None, keys(&ns, None), vec![], Outcome::Written);
         };
         let cases = [
             PassCase {
                 case: "first pass",
-                last_write_ok: None,
+                last_write: None,
                 now: snap(vec![ws()]),
                 redo: vec![ns.clone(), owner()],
                 delete: &[],
             },
             PassCase {
                 case: "same workspace",
-                last_write_ok: Some(true),
+                last_write: Some(Outcome::Written),
                 now: wanted_of(&w),
                 redo: vec![],
                 delete: &[],
             },
             PassCase {
                 case: "an equal copy of the workspace",
-                last_write_ok: Some(true),
+                last_write: Some(Outcome::Written),
                 now: snap(vec![ws()]),
                 redo: vec![],
                 delete: &[],
             },
             PassCase {
                 case: "changed workspace",
-                last_write_ok: Some(true),
+                last_write: Some(Outcome::Written),
                 now: snap(vec![one_port()]),
                 redo: vec![owner()],
                 delete: &[],
             },
             PassCase {
                 case: "last write failed",
-                last_write_ok: Some(false),
+                last_write: Some(Outcome::Failed),
                 now: wanted_of(&w),
                 redo: vec![owner()],
                 delete: &[],
             },
             PassCase {
+                case: "last write refused as invalid, same workspace: not redone",
+                last_write: Some(Outcome::Rejected),
+                now: wanted_of(&w),
+                redo: vec![],
+                delete: &[],
+            },
+            PassCase {
+                case: "last write refused as invalid, workspace changed",
+                last_write: Some(Outcome::Rejected),
+                now: snap(vec![one_port()]),
+                redo: vec![owner()],
+                delete: &[],
+            },
+            PassCase {
                 case: "Service deleted: its objects and the namespace's grant go",
-                last_write_ok: Some(true),
+                last_write: Some(Outcome::Written),
                 now: snap(vec![]),
                 redo: vec![],
                 delete: &[
@@ -565,15 +620,15 @@ mod tests {
         ];
         for c in cases {
             let mut l = Ledger::default();
-            if let Some(ok) = c.last_write_ok {
-                record(&mut l, &w, ok);
+            if let Some(outcome) = c.last_write {
+                record(&mut l, &w, outcome);
             }
             let pass = l.pass(&c.now);
             let mut redo: Vec<Owner> = pass.redo.into_iter().map(|(o, _)| o).collect();
             redo.sort_by_key(|o| format!("{o:?}"));
             assert_eq!(redo, c.redo, "{}: redo", c.case);
             assert_eq!(names(pass.delete), c.delete, "{}: delete", c.case);
-            let forgotten = c.last_write_ok.is_none() || !c.delete.is_empty();
+            let forgotten = c.last_write.is_none() || !c.delete.is_empty();
             assert_eq!(l.is_empty(), forgotten, "{}: ledger", c.case);
         }
     }
@@ -688,7 +743,7 @@ mod tests {
         // The workspace's Service arrives while the sweep is still listing.
         let w = Arc::new(ws());
         let keys = objs.iter().map(RoutingObject::key).collect();
-        ledger.record(owner(), Some(w), keys, Vec::new(), true);
+        ledger.record(owner(), Some(w), keys, Vec::new(), Outcome::Written);
         sweep.index_changed(&ledger);
         assert!(sweep.finish(&mut ledger).is_empty());
     }

@@ -507,7 +507,8 @@ impl ControlPlane {
     }
 
     /// Deletes the object at `api_version` (as a user would, in the
-    /// background: the garbage collector removes what it owns).
+    /// background: the garbage collector removes what it owns); `ns`
+    /// empty for a cluster-scoped object.
     pub async fn delete(
         &self,
         api_version: &str,
@@ -516,9 +517,12 @@ impl ControlPlane {
         name: &str,
     ) -> anyhow::Result<()> {
         let prefix = api_prefix(api_version);
-        let req = http::Request::delete(format!("{prefix}/namespaces/{ns}/{plural}/{name}"))
-            .body(Vec::new())
-            .unwrap();
+        let path = if ns.is_empty() {
+            format!("{prefix}/{plural}/{name}")
+        } else {
+            format!("{prefix}/namespaces/{ns}/{plural}/{name}")
+        };
+        let req = http::Request::delete(path).body(Vec::new()).unwrap();
         self.admin()
             .await
             .request::<Value>(req)
