@@ -116,6 +116,11 @@ fn texts(page: Page) -> (&'static str, &'static str, &'static str) {
             "Temporarily unavailable",
             "The sign-in service cannot reach the identity provider right now. Try again in a moment; if it persists, give your administrator the reference below.",
         ),
+        Page::NotReady => (
+            "not_ready",
+            "Starting",
+            "The sign-in service is still reading the list of workspaces. Try again in a moment; if it persists, give your administrator the reference below.",
+        ),
     }
 }
 
@@ -466,6 +471,7 @@ mod tests {
             Page::SignedOut,
             Page::NotFound,
             Page::Unavailable,
+            Page::NotReady,
         ] {
             for json in [false, true] {
                 let a = page(p, "ref-1", json);

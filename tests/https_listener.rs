@@ -74,6 +74,14 @@ authorization: {{mode: owner-annotation}}\nlog: {{level: warn}}\n"),
         .await
     });
     let bound = bound_rx.await.unwrap();
+    // Checks before the workspaces file is read answer 503 (not ready).
+    let ready = format!("http://{}/readyz", bound.admin);
+    for _ in 0..200 {
+        if reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     Running {
         https: bound.https.expect("listen.https bound"),
         admin: bound.admin,

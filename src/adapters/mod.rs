@@ -175,6 +175,7 @@ pub(crate) fn refusal_reason(page: crate::core::Page) -> &'static str {
         Page::SignedOut => "signed out",
         Page::NotFound => "no such reserved path",
         Page::Unavailable => "the authorizer is unavailable",
+        Page::NotReady => "the workspace index is not loaded yet",
     }
 }
 

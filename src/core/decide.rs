@@ -29,6 +29,10 @@ pub fn decide(
     if req.path.starts_with(RESERVED_PREFIX) {
         return reserved::answer(keyring, settings, now, &host, req);
     }
+    // Before the first complete list, "not found" would be a guess.
+    if !snapshot.loaded {
+        return Decision::Deny(Page::NotReady);
+    }
     let Some(workspace) = snapshot.by_host(&host) else {
         return Decision::Deny(Page::WorkspaceNotFound);
     };

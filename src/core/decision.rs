@@ -41,6 +41,9 @@ pub enum Page {
     NotFound,
     /// The identity provider or GitLab cannot be reached (503).
     Unavailable,
+    /// The workspace index has not been loaded yet: a gate that just
+    /// started, before its first complete list of workspaces (503).
+    NotReady,
 }
 
 impl Page {
@@ -51,7 +54,7 @@ impl Page {
             Page::SignInFailed => 400,
             Page::SignedOut => 200,
             Page::NotFound => 404,
-            Page::Unavailable => 503,
+            Page::Unavailable | Page::NotReady => 503,
         }
     }
 
@@ -64,6 +67,7 @@ impl Page {
             Page::SignedOut => "signed_out",
             Page::NotFound => "not_found",
             Page::Unavailable => "unavailable",
+            Page::NotReady => "not_ready",
         }
     }
 }

@@ -356,6 +356,22 @@ fn unknown_host_and_foreign_port_are_refused() {
 }
 
 #[test]
+fn before_the_index_is_loaded_a_workspace_host_is_not_ready_not_unknown() {
+    let c = format!(
+        "__Host-workspace-gate-pass={}",
+        pass_for("ws-1.workspaces.test", "1", "alice")
+    );
+    let d = decide(
+        &Snapshot::default(),
+        &keyring(),
+        &settings(),
+        NOW,
+        &req("ws-1.workspaces.test", "/", Some(&c)),
+    );
+    assert_eq!(d.label(), "not_ready");
+}
+
+#[test]
 fn workspace_replaced_or_reowned_refuses_old_pass() {
     let c = format!(
         "__Host-workspace-gate-pass={}",
