@@ -40,6 +40,25 @@ where
 
 const SOON: Duration = Duration::from_secs(60);
 
+/// How many of workspace `svc`'s `ingress-nginx` objects (its Ingress, the
+/// reserved path's Ingress and ExternalName Service) exist in `ns`.
+async fn nginx_objects_present(cp: &ControlPlane, ns: &str, svc: &str) -> usize {
+    let (main, reserved, gate) = (
+        format!("{svc}-wg"),
+        format!("{svc}-wg-reserved"),
+        format!("{svc}-wg-gate"),
+    );
+    cp.count_present(
+        ns,
+        &[
+            (NET, "ingresses", &main),
+            (NET, "ingresses", &reserved),
+            ("v1", "services", &gate),
+        ],
+    )
+    .await
+}
+
 /// One test's corner of a control plane: a namespace for workspaces, one
 /// for the gate, deploy/rbac.yaml applied for the gate's ServiceAccount
 /// there (cluster-scoped names made unique to the test), and its token.
@@ -268,17 +287,7 @@ async fn hand_edits_are_put_back_and_a_deleted_workspace_is_collected_by_the_gar
     until(
         "objects collected by the garbage collector",
         Duration::from_secs(180),
-        || async {
-            cp.get(NET, "ingresses", &c.ws, "ws-1-wg").await.is_none()
-                && cp
-                    .get(NET, "ingresses", &c.ws, "ws-1-wg-reserved")
-                    .await
-                    .is_none()
-                && cp
-                    .get("v1", "services", &c.ws, "ws-1-wg-gate")
-                    .await
-                    .is_none()
-        },
+        || async { nginx_objects_present(cp, &c.ws, "ws-1").await == 0 },
     )
     .await;
 }
@@ -308,15 +317,7 @@ async fn objects_orphaned_while_the_gate_was_down_are_swept_at_its_next_start() 
         .unwrap();
     let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
     until("orphans swept", SOON, || async {
-        cp.get(NET, "ingresses", &c.ws, "gone-wg").await.is_none()
-            && cp
-                .get(NET, "ingresses", &c.ws, "gone-wg-reserved")
-                .await
-                .is_none()
-            && cp
-                .get("v1", "services", &c.ws, "gone-wg-gate")
-                .await
-                .is_none()
+        nginx_objects_present(cp, &c.ws, "gone").await == 0
     })
     .await;
     assert!(cp.get(NET, "ingresses", &c.ws, "keep-wg").await.is_some());

@@ -59,17 +59,6 @@ fn objects_of(kind: ControllerKind) -> Vec<(&'static str, &'static str, &'static
     }
 }
 
-/// How many of `objects` the API server holds in `ns`.
-async fn present(cp: &ControlPlane, ns: &str, objects: &[(&str, &str, &str)]) -> usize {
-    let mut n = 0;
-    for (v, plural, name) in objects {
-        if cp.get(v, plural, ns, name).await.is_some() {
-            n += 1;
-        }
-    }
-    n
-}
-
 async fn life(s: &Stack, kind: ControllerKind) -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await;
     let ns = s.kube.clone().context("the stack runs no discovery")?;
@@ -98,7 +87,7 @@ async fn life(s: &Stack, kind: ControllerKind) -> anyhow::Result<()> {
     until(
         "the gate writes the workspace's objects",
         Duration::from_secs(60),
-        || async { Ok(present(cp, &ns.workspaces, &objects).await == objects.len()) },
+        || async { Ok(cp.count_present(&ns.workspaces, &objects).await == objects.len()) },
     )
     .await?;
     for (v, plural, name) in &objects {
@@ -183,7 +172,7 @@ async fn life(s: &Stack, kind: ControllerKind) -> anyhow::Result<()> {
     until(
         "the objects are collected",
         Duration::from_secs(180),
-        || async { Ok(present(cp, &ns.workspaces, &objects).await == 0) },
+        || async { Ok(cp.count_present(&ns.workspaces, &objects).await == 0) },
     )
     .await?;
     Ok(())

@@ -531,6 +531,17 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// How many of `objects` (api version, plural, name) exist in `ns`.
+    pub async fn count_present(&self, ns: &str, objects: &[(&str, &str, &str)]) -> usize {
+        let mut n = 0;
+        for (v, plural, name) in objects {
+            if self.get(v, plural, ns, name).await.is_some() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// The field managers of an object.
     pub async fn managers(
         &self,
