@@ -45,6 +45,7 @@ fn bench(c: &mut Criterion) {
                 },
             ],
             service: None,
+            ssh: None,
         })
         .collect();
     let snapshot = Snapshot::build(workspaces).unwrap();

@@ -30,6 +30,8 @@
 //!    [`core::CheckRequest`] and [`core::Decision`] -> wire format, through
 //!    the [`adapters::Checks`] interface, never `server`.
 //!    [`discovery`]: Kubernetes watcher and routing objects; never adapters.
+//!    [`ssh`]: the SSH gateway to the workspaces' sshd (the one part that
+//!    carries traffic); uses `authz` and `workspaces`, never adapters.
 //! 8. [`server`]: wiring (settings from config, routes, admin port,
 //!    shutdown); imported only by `main.rs` and tests.
 #![forbid(unsafe_code)]
@@ -54,4 +56,5 @@ pub mod oidc;
 pub(crate) mod scheme;
 pub mod server;
 pub mod session;
+pub mod ssh;
 pub mod workspaces;

@@ -32,8 +32,12 @@ enum Command {
         #[arg(long, env = "WORKSPACE_GATE_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Print a new random signing key (base64, 32 bytes).
-    Keygen,
+    /// Print a new random signing key (base64, 32 bytes), or with `--ssh`
+    /// a new Ed25519 SSH host key (OpenSSH format) for `ssh.host_key_files`.
+    Keygen {
+        #[arg(long)]
+        ssh: bool,
+    },
     /// Print the routing objects discovery would write for a workspace Service.
     Render {
         #[arg(long, env = "WORKSPACE_GATE_CONFIG")]
@@ -119,10 +123,20 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Keygen => {
+        Command::Keygen { ssh: false } => {
             println!("{}", workspace_gate::session::keyring::generate_key());
             ExitCode::SUCCESS
         }
+        Command::Keygen { ssh: true } => match workspace_gate::ssh::generate_host_key() {
+            Ok(key) => {
+                print!("{key}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("workspace-gate: cannot make an SSH host key: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { config } => match load(config.as_deref()) {
             Ok(_) => {
                 println!("configuration is valid");

@@ -38,7 +38,7 @@ const LAYERS: &[&[&str]] = &[
     &["authz"],
     // 7: controller adapters (behind the check-service interface) and the
     //    discovery controller.
-    &["adapters", "discovery"],
+    &["adapters", "discovery", "ssh"],
     // 8: wiring.
     &["server"],
 ];

@@ -126,6 +126,7 @@ mod tests {
             owner: None,
             hosts: Vec::new(),
             service: None,
+            ssh: None,
         }
     }
 

@@ -249,6 +249,7 @@ mod tests {
             }),
             hosts: Vec::new(),
             service: None,
+            ssh: None,
         }
     }
 

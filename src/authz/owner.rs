@@ -56,6 +56,7 @@ mod tests {
             }),
             hosts: Vec::new(),
             service: None,
+            ssh: None,
         }
     }
 

@@ -81,6 +81,9 @@ pub struct RoutingConfig {
     pub ingress_class: Option<String>,
     /// ingress-nginx `auth-keepalive`; 0 leaves it out.
     pub auth_keepalive: u32,
+    /// The workspace Service port of its sshd: no HTTP host, and the SSH
+    /// gateway's backend.
+    pub ssh_port: u16,
     pub gate: GateService,
     /// Required in `gateway-api` mode.
     pub gateway: Option<GatewayRef>,
@@ -217,6 +220,7 @@ pub(super) fn read(r: &mut Reader, env: &dyn Fn(&str) -> Option<String>) -> Disc
     let tls_secret = r.name("routing.tls_secret", false);
     let ingress_class = r.name("routing.ingress_class", false);
     let auth_keepalive = r.count("routing.auth_keepalive", 4096);
+    let ssh_port = r.port("routing.ssh_port");
     let gate = GateService {
         name: r
             .name("routing.gate_service.name", writes)
@@ -271,6 +275,7 @@ pub(super) fn read(r: &mut Reader, env: &dyn Fn(&str) -> Option<String>) -> Disc
             tls_secret,
             ingress_class,
             auth_keepalive,
+            ssh_port,
             gate,
             gateway,
             traefik_ca_secret,

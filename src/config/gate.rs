@@ -63,6 +63,16 @@ pub(super) fn read(r: &mut Reader, env: &dyn Fn(&str) -> Option<String>) -> Conf
     );
     let log_level = r.string("log.level");
     let discovery = super::discovery::read(r, env);
+    let ssh = super::ssh::read(r);
+    if public_scheme == Scheme::Http
+        && let Some(s) = &ssh
+        && !s.listen.ip().is_loopback()
+    {
+        r.problem(
+            "public_scheme",
+            "http is allowed only when every listener is on loopback; use https",
+        );
+    }
     Config {
         auth_host,
         workspace_domain,
@@ -78,6 +88,7 @@ pub(super) fn read(r: &mut Reader, env: &dyn Fn(&str) -> Option<String>) -> Conf
         log_format,
         log_level,
         discovery,
+        ssh,
     }
 }
 

@@ -67,6 +67,11 @@ pub const KEYS: &[KeyDoc] = &[
         "After SIGTERM the gate stops accepting connections, lets requests in flight finish for at most this long, then closes every connection and exits. The pod's `terminationGracePeriodSeconds` must exceed it plus any preStop delay.",
     ),
     k(
+        "listen.ssh",
+        "",
+        "SSH gateway to the workspaces' own sshd (`ssh <workspace>@<gate>`); empty disables it. The one listener where the gate carries traffic itself. Needs `ssh.host_key_files`.",
+    ),
+    k(
         "tls.cert_file",
         "",
         "PEM certificate chain of `listen.https` (leaf first). Re-read within 10s when it changes (e.g. renewed by cert-manager); a broken renewal keeps the previous certificate and is logged.",
@@ -157,6 +162,57 @@ pub const KEYS: &[KeyDoc] = &[
         "info",
         "tracing filter, e.g. `info,workspace_gate=debug`.",
     ),
+    // The SSH gateway (`config::ssh`), used with `listen.ssh`.
+    k(
+        "ssh.host_key_files",
+        "",
+        "Private host key files of the SSH gateway (OpenSSH format, or PKCS#8 / PKCS#1 PEM, no passphrase); all are offered, so a new key can be added before the old one goes. `workspace-gate keygen --ssh` prints a new ed25519 key.",
+    ),
+    k(
+        "ssh.backend_user",
+        "gitlab-workspaces",
+        "User the gate logs in as on the workspace's sshd.",
+    ),
+    k(
+        "ssh.backend_key_file",
+        "",
+        "Private key the gate offers the workspace's sshd; empty: the gate tries the `none` method and an empty password, as GitLab's workspace image expects.",
+    ),
+    k(
+        "ssh.backend_known_hosts_file",
+        "",
+        "Host keys (known_hosts lines; host patterns are ignored) accepted for every workspace's sshd; empty: each workspace's host key is pinned on first use, per workspace and replica, until the workspace's Service is replaced.",
+    ),
+    k(
+        "ssh.idle_timeout",
+        "1h",
+        "An SSH connection with no data in either direction for this long is closed.",
+    ),
+    k(
+        "ssh.max_session",
+        "12h",
+        "An SSH connection is closed this long after login, however busy.",
+    ),
+    k(
+        "ssh.recheck_interval",
+        "30s",
+        "How often an open SSH connection is authorized again (the workspace still exists with the same owner, the key is still the owner's, the token still valid); also rechecked at once when the workspace changes in the index.",
+    ),
+    k(
+        "ssh.key_cache_ttl",
+        "60s",
+        "How long a workspace owner's SSH keys fetched from GitLab (`/api/v4/users/:id/keys`) are kept; a removed key stops working after at most this plus `ssh.recheck_interval`.",
+    ),
+    k(
+        "ssh.allow_agent_forwarding",
+        "true",
+        "Forward the user's SSH agent into the workspace when the client asks (`ssh -A`).",
+    ),
+    k(
+        "ssh.allow_remote_forwarding",
+        "false",
+        "Allow remote port forwarding (`ssh -R`): ports opened inside the workspace that reach the user's machine.",
+    ),
     // Discovery and routing (`config::discovery`).
     k(
         "discovery.namespaces",
@@ -237,6 +293,11 @@ pub const KEYS: &[KeyDoc] = &[
         "routing.auth_keepalive",
         "0",
         "`ingress-nginx`: idle connections each nginx worker keeps open to the gate for checks (`auth-keepalive`); 0 opens one per check. ingress-nginx honours it only with `use-http2: \"false\"` in its ConfigMap.",
+    ),
+    k(
+        "routing.ssh_port",
+        "60022",
+        "Workspace Service port of the workspace's own sshd: left out of the HTTP hosts and routes, and where the SSH gateway (`listen.ssh`) connects (`<service>.<namespace>.svc.<cluster_domain>:<port>`).",
     ),
     k(
         "routing.gate_service.name",

@@ -25,10 +25,12 @@ pub mod discovery;
 mod gate;
 pub(crate) mod keys;
 mod reader;
+mod ssh;
 
 pub use discovery::DiscoveryConfig;
 pub use keys::{KEYS, KeyDoc};
 use reader::Reader;
+pub use ssh::SshConfig;
 
 pub use crate::scheme::Scheme;
 
@@ -138,6 +140,8 @@ pub struct Config {
     /// Discovery and routing (used when `workspaces.source` is
     /// `kubernetes`, and by `workspace-gate render`).
     pub discovery: DiscoveryConfig,
+    /// The SSH gateway; `None` when `listen.ssh` is empty.
+    pub ssh: Option<SshConfig>,
 }
 
 impl fmt::Debug for Config {
@@ -154,6 +158,7 @@ impl fmt::Debug for Config {
             .field("workspaces", &self.workspaces)
             .field("authorization", &self.authorization)
             .field("discovery", &self.discovery)
+            .field("ssh", &self.ssh)
             .finish()
     }
 }

@@ -29,6 +29,7 @@ fn ws(id: &str, host: &str, owner: &str) -> Workspace {
             service_port: None,
         }],
         service: None,
+        ssh: None,
     }
 }
 

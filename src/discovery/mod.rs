@@ -47,6 +47,8 @@ impl DiscoveryConfig {
             owner_id_annotation: self.owner_id_annotation.clone(),
             owner_username_annotation: self.owner_username_annotation.clone(),
             workspace_domain: gate.workspace_domain.clone(),
+            ssh_port: self.routing.ssh_port,
+            cluster_domain: self.routing.gate.cluster_domain.clone(),
         }
     }
 

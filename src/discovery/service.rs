@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::workspaces::template::{self, TemplateError};
-use crate::workspaces::{HostPort, Owner, ServiceRef, TargetPort, Workspace};
+use crate::workspaces::{HostPort, Owner, ServiceRef, TargetPort, Workspace, WorkspaceSsh};
 
 /// Label GitLab's agent puts on every workspace Service; the watch selects on it.
 pub(crate) const AGENT_LABEL: &str = "agent.gitlab.com/id";
@@ -22,6 +22,11 @@ pub struct ServiceRules {
     /// Every host must be `<label>.<workspace_domain>`: a Service must not be
     /// able to claim the auth host or any host outside the workspace zone.
     pub workspace_domain: String,
+    /// The Service port of the workspace's sshd (`routing.ssh_port`): it
+    /// gets no HTTP host; the SSH gateway reaches it at
+    /// `<name>.<namespace>.svc.<cluster_domain>`.
+    pub ssh_port: u16,
+    pub cluster_domain: String,
 }
 
 /// Why a labelled Service is not (or no longer) a usable workspace.
@@ -139,12 +144,21 @@ pub fn workspace_from_service(
         .filter(|p| !p.is_empty())
         .ok_or(ServiceError::NoPorts)?;
     let mut hosts: Vec<HostPort> = Vec::with_capacity(ports.len());
+    let mut ssh = None;
     let mut target_ports: Vec<TargetPort> = Vec::with_capacity(ports.len());
     for p in ports {
         let port = u16::try_from(p.port)
             .ok()
             .filter(|p| *p > 0)
             .ok_or(ServiceError::BadPort(p.port))?;
+        if port == rules.ssh_port {
+            // sshd speaks no HTTP: no host, no route, no controller access.
+            ssh = Some(WorkspaceSsh {
+                backend: format!("{name}.{namespace}.svc.{}:{port}", rules.cluster_domain),
+                owner_keys: Vec::new(),
+            });
+            continue;
+        }
         let template_port = match &p.target_port {
             Some(IntOrString::Int(t)) => u16::try_from(*t)
                 .ok()
@@ -193,6 +207,7 @@ pub fn workspace_from_service(
                 .unwrap_or_default(),
             target_ports,
         }),
+        ssh,
     })
 }
 
@@ -212,6 +227,8 @@ mod tests {
             owner_id_annotation: "workspace-gate.dev/owner-id".into(),
             owner_username_annotation: "workspace-gate.dev/owner-username".into(),
             workspace_domain: "workspaces.test".into(),
+            ssh_port: 60022,
+            cluster_domain: "cluster.local".into(),
         }
     }
 

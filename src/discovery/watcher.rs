@@ -325,6 +325,8 @@ mod tests {
             owner_id_annotation: "o".into(),
             owner_username_annotation: "u".into(),
             workspace_domain: "workspaces.test".into(),
+            ssh_port: 60022,
+            cluster_domain: "cluster.local".into(),
         }
     }
 

@@ -41,7 +41,7 @@ pub struct Inner {
     pub keyring: Keyring,
     pub index: IndexReader,
     pub provider: Arc<Provider>,
-    pub authz: Authz,
+    pub authz: Arc<Authz>,
     pub metrics: Arc<Metrics>,
     pub registry: Registry,
     /// Transfer token ids already redeemed on this replica (60 s memory).
@@ -76,14 +76,14 @@ impl AppState {
         mut registry: Registry,
     ) -> Self {
         metrics.register(&mut registry);
-        let authz = Authz::new(
+        let authz = Arc::new(Authz::new(
             cfg.authorization.mode,
             http,
             &cfg.authorization.gitlab_url,
             provider.clone(),
             cfg.authorization.cache_ttl,
             metrics.clone(),
-        );
+        ));
         AppState {
             inner: Arc::new(Inner {
                 settings: Settings::from(&cfg),

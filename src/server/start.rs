@@ -27,6 +27,7 @@ pub struct Bound {
     pub admin: SocketAddr,
     pub grpc: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    pub ssh: Option<SocketAddr>,
 }
 
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
@@ -63,6 +64,10 @@ pub async fn run(
         Some(a) => Some(bind("listen.https", a).await?),
         None => None,
     };
+    let ssh_listener = match &cfg.ssh {
+        Some(s) => Some(bind("listen.ssh", s.listen).await?),
+        None => None,
+    };
     // Loaded again here (the configuration only checked the files): they
     // may have changed since.
     let https_tls = match &cfg.tls {
@@ -83,6 +88,7 @@ pub async fn run(
             .as_ref()
             .map(|l| l.local_addr())
             .transpose()?,
+        ssh: ssh_listener.as_ref().map(|l| l.local_addr()).transpose()?,
     };
     on_bound(&bound);
 
@@ -132,7 +138,23 @@ pub async fn run(
         }
     };
 
+    let ssh_metrics = Arc::new(crate::ssh::SshMetrics::default());
+    if ssh_listener.is_some() {
+        ssh_metrics.register(&mut registry);
+    }
     let state = AppState::new(cfg, keyring, reader, provider, http, metrics, registry);
+    let ssh = match (ssh_listener, &state.cfg.ssh) {
+        (Some(l), Some(settings)) => {
+            let (gate, config) = ssh_gateway(&state, settings.clone(), ssh_metrics)?;
+            Some(tokio::spawn(crate::ssh::serve(
+                l,
+                Arc::new(gate),
+                Arc::new(config),
+                stopped(),
+            )))
+        }
+        _ => None,
+    };
     let limits = super::limits(&state.cfg.listen, None);
     let public = tokio::spawn(serve(
         "listen.http",
@@ -175,7 +197,7 @@ pub async fn run(
         }
         _ => None,
     };
-    tracing::info!(http = %bound.http, admin = %bound.admin, grpc = ?bound.grpc, https = ?bound.https, "workspace-gate listening");
+    tracing::info!(http = %bound.http, admin = %bound.admin, grpc = ?bound.grpc, https = ?bound.https, ssh = ?bound.ssh, "workspace-gate listening");
     let mut source = source;
     let failed = tokio::select! {
         _ = shutdown => None,
@@ -190,6 +212,9 @@ pub async fn run(
     }
     if let Some(h) = https {
         h.await??;
+    }
+    if let Some(s) = ssh {
+        s.await??;
     }
     match failed {
         Some(Ok(Ok(()))) => anyhow::bail!("the workspace source stopped"),
@@ -208,4 +233,55 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// The SSH gateway from its settings: host keys, the backend login and
+/// host-key policy, the owner's keys from GitLab in `gitlab` mode.
+fn ssh_gateway(
+    state: &AppState,
+    settings: crate::config::SshConfig,
+    metrics: Arc<crate::ssh::SshMetrics>,
+) -> anyhow::Result<(crate::ssh::Gateway, russh::server::Config)> {
+    let host_keys = settings
+        .host_keys
+        .iter()
+        .map(|p| crate::ssh::read_key(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("ssh.host_key_files: {e}"))?;
+    let key = match &settings.backend_key {
+        Some(p) => Some(Arc::new(
+            crate::ssh::read_key(p).map_err(|e| anyhow::anyhow!("ssh.backend_key_file: {e}"))?,
+        )),
+        None => None,
+    };
+    let policy = match &settings.backend_known_hosts {
+        Some(p) => {
+            let text = crate::files::read_text(p, crate::files::LARGE)
+                .map_err(|e| anyhow::anyhow!("ssh.backend_known_hosts_file: {e}"))?;
+            crate::ssh::HostKeyPolicy::known_hosts(&text)
+                .map_err(|e| anyhow::anyhow!("ssh.backend_known_hosts_file: {e}"))?
+        }
+        None => crate::ssh::HostKeyPolicy::PinOnFirstUse(Default::default()),
+    };
+    let gitlab = (state.cfg.authorization.mode == crate::config::AuthzMode::Gitlab)
+        .then_some(state.cfg.authorization.gitlab_url.as_str());
+    let keys = crate::ssh::OwnerKeys::new(
+        gitlab,
+        crate::oidc::transport::reqwest(http_client()?),
+        settings.key_cache_ttl,
+    );
+    let gate = crate::ssh::Gateway {
+        login: crate::ssh::BackendLogin {
+            user: settings.backend_user.clone(),
+            key,
+        },
+        settings,
+        index: state.index.clone(),
+        authz: state.authz.clone(),
+        keys,
+        host_keys: Arc::new(policy),
+        metrics,
+        workspace_domain: state.cfg.workspace_domain.clone(),
+    };
+    Ok((gate, crate::ssh::server_config(host_keys)))
 }

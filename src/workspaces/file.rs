@@ -14,6 +14,9 @@
 //!     owner: { id: "43", username: bob }
 //!     host_template: "{{.port}}-ws-2.workspaces.example.dev"
 //!     ports: [60001, 3000]
+//!     ssh:
+//!       backend: "10.0.0.7:60022"
+//!       owner_keys: ["ssh-ed25519 AAAAC3Nz... bob@laptop"]
 //! ```
 //!
 //! The file is checked for changes every [`POLL`]; a broken file keeps the
@@ -26,7 +29,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{HostPort, IndexPublisher, Owner, Snapshot, Workspace, template};
+use super::{HostPort, IndexPublisher, Owner, Snapshot, Workspace, WorkspaceSsh, template};
 use crate::metrics::Metrics;
 use crate::session::is_blank;
 
@@ -56,6 +59,56 @@ struct Entry {
     host_template: Option<String>,
     #[serde(default)]
     ports: Vec<u16>,
+    #[serde(default)]
+    ssh: Option<FileSsh>,
+}
+
+/// `ssh:` as written: where the workspace's sshd listens, and the owner's
+/// public keys for providers that do not publish them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSsh {
+    backend: String,
+    #[serde(default)]
+    owner_keys: Vec<String>,
+}
+
+impl FileSsh {
+    fn check(self) -> Result<WorkspaceSsh, String> {
+        let backend = self.backend.trim().to_string();
+        if !is_host_port(&backend) {
+            return Err(format!(
+                "ssh.backend '{backend}' is not host:port (e.g. 10.0.0.7:60022)"
+            ));
+        }
+        let mut owner_keys = Vec::with_capacity(self.owner_keys.len());
+        for (i, k) in self.owner_keys.iter().enumerate() {
+            let k = k.trim();
+            if russh::keys::PublicKey::from_openssh(k).is_err() {
+                return Err(format!(
+                    "ssh.owner_keys[{i}] is not an OpenSSH public key line"
+                ));
+            }
+            owner_keys.push(k.to_string());
+        }
+        Ok(WorkspaceSsh {
+            backend,
+            owner_keys,
+        })
+    }
+}
+
+/// `host:port` with a non-zero port; `[v6]:port` for IPv6.
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok_and(|p| p > 0) && template::is_dns_name(host)
+        }
+        None => false,
+    }
 }
 
 /// `owner:` as written; `username` may be left out, but not left blank.
@@ -165,6 +218,11 @@ pub fn parse(text: &str) -> Result<Snapshot, String> {
                 "{at}: no hosts (give hosts, or host_template with ports)"
             ));
         }
+        let ssh = e
+            .ssh
+            .map(FileSsh::check)
+            .transpose()
+            .map_err(|why| format!("{at}: {why}"))?;
         out.push(Workspace {
             id: e.id,
             name: e.name,
@@ -172,6 +230,7 @@ pub fn parse(text: &str) -> Result<Snapshot, String> {
             owner,
             hosts,
             service: None,
+            ssh,
         });
     }
     Snapshot::build(out).map_err(|e| e.to_string())

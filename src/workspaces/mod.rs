@@ -69,6 +69,19 @@ pub struct Workspace {
     /// Every host of the workspace, lower-case, one per port.
     pub hosts: Vec<HostPort>,
     pub service: Option<ServiceRef>,
+    /// Where the workspace's sshd is reached; `None` when it has none.
+    pub ssh: Option<WorkspaceSsh>,
+}
+
+/// The SSH side of a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSsh {
+    /// `host:port` of the workspace's own sshd.
+    pub backend: String,
+    /// The owner's public keys (OpenSSH lines) from the workspaces file,
+    /// for identity providers that publish none; discovered workspaces
+    /// leave it empty and the keys come from GitLab.
+    pub owner_keys: Vec<String>,
 }
 
 impl Workspace {
@@ -218,6 +231,7 @@ mod tests {
                 })
                 .collect(),
             service: None,
+            ssh: None,
         }
     }
 

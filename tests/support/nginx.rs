@@ -126,6 +126,7 @@ pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressA
             tls_secret: None,
             ingress_class: None,
             auth_keepalive: 0,
+            ssh_port: 60022,
             gate,
             gateway: None,
             traefik_ca_secret: None,
@@ -150,6 +151,7 @@ pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressA
             selector: [("workspace".to_string(), "ws-1".to_string())].into(),
             target_ports: vec![TargetPort::Number(80)],
         }),
+        ssh: None,
     };
     let objects = workspace_objects(&ctx, &ws)?;
     let annotations = objects

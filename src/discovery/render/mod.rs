@@ -324,6 +324,7 @@ pub(crate) mod tests {
                 tls_secret: Some("wildcard-tls".into()),
                 ingress_class: Some("nginx".into()),
                 auth_keepalive: 0,
+                ssh_port: 60022,
                 gate: GateService {
                     name: "workspace-gate".into(),
                     namespace: "gate".into(),
@@ -370,6 +371,7 @@ pub(crate) mod tests {
                 selector: [("workspace".to_string(), "ws-1".to_string())].into(),
                 target_ports: vec![TargetPort::Number(60001), TargetPort::Number(3000)],
             }),
+            ssh: None,
         }
     }
 
