@@ -1,7 +1,8 @@
 """Values for the installations the chart tests render: the defaults, each
 routing mode with chart-created and with existing Secrets, Traefik over
-https, namespaced RBAC, the install guide's private-CA recipe, and every
-optional object switched on."""
+https, namespaced RBAC, the install guide's private-CA recipe, the SSH
+gateway with existing and with chart-created host keys, and every optional
+object switched on."""
 
 import re
 
@@ -9,6 +10,7 @@ import yaml
 
 from chart_support import (
     BASE_VALUES,
+    HERE,
     KEY_A,
     KEY_B,
     NAMESPACE,
@@ -19,6 +21,10 @@ from chart_support import (
     self_signed_tls,
 )
 
+# Test-only SSH keys (fixtures/ssh/README.md): host keys of the gateway, the
+# key it offers the workspaces' sshd, and a known_hosts line for that sshd.
+SSH = {f.name: f.read_text() for f in (HERE / "fixtures" / "ssh").iterdir() if f.suffix != ".md"}
+
 # Secrets a user creates before `helm install` in the "existing" scenarios
 # (what `kubectl create secret generic ... --from-file` would hold, and the
 # TLS Secret a cert-manager Certificate for the gate's Service would).
@@ -26,13 +32,20 @@ EXISTING_SECRETS = {
     "gitlab-oauth": {"client-secret": "gloas-0123456789abcdef0123456789abcdef"},
     "gate-keys": {"key-2026-11": KEY_B, "key-2026-05": KEY_A},
     "gate-check-tls": self_signed_tls(f"{RELEASE}-workspace-gate.{NAMESPACE}.svc.cluster.local"),
+    # workspace-gate keygen --ssh > host_ed25519 && kubectl create secret
+    # generic gate-ssh-host-keys --from-file=host_ed25519 ...
+    "gate-ssh-host-keys": {"host_ed25519": SSH["host_ed25519"], "host_ed25519_next": SSH["host_ed25519_next"]},
+    "gate-ssh-backend": {"ssh-privatekey": SSH["backend_ed25519"]},
 }
 
 # The private CA of a GitLab behind a company CA: `ca.crt` goes into the
 # ConfigMap the install guide creates, `tls.crt`/`tls.key` are what that
 # GitLab (the stand-in provider) serves.
 GITLAB_TLS = private_ca_and_server("IP:127.0.0.1")
-EXISTING_CONFIG_MAPS = {"gitlab-ca": {"ca.crt": GITLAB_TLS["ca.crt"]}}
+EXISTING_CONFIG_MAPS = {
+    "gitlab-ca": {"ca.crt": GITLAB_TLS["ca.crt"]},
+    "workspaces-sshd-known-hosts": {"known_hosts": SSH["known_hosts"]},
+}
 
 
 def install_guide_values(name: str) -> dict:
@@ -62,6 +75,52 @@ def _v(*parts):
         out = deep_merge(out, p)
     return out
 
+
+# The SSH gateway with everything from objects the user manages: two host
+# keys (a new one next to the old), a backend key, known_hosts from a
+# ConfigMap, a restricted load balancer, and the NetworkPolicy with egress
+# restricted (so the rule to the workspaces' sshd is rendered).
+SSH_EXISTING = {
+    "ssh": {
+        "enabled": True,
+        "hostKeys": {"existingSecret": "gate-ssh-host-keys", "existingSecretKeys": ["host_ed25519_next", "host_ed25519"]},
+        "backendKey": {"existingSecret": "gate-ssh-backend"},
+        "backendKnownHostsFrom": {"configMap": "workspaces-sshd-known-hosts"},
+        "service": {
+            "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+            "loadBalancerSourceRanges": ["203.0.113.0/24", "2001:db8::/32"],
+            "externalTrafficPolicy": "Local",
+        },
+        "networkPolicy": {"from": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]},
+    },
+    "networkPolicy": {
+        "enabled": True,
+        "httpFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+        "egress": [{"ports": [{"port": 53, "protocol": "UDP"}, {"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}],
+    },
+}
+# The SSH gateway with chart-created host keys and known_hosts, a NodePort,
+# every tunable changed, in mode none (no gate_service of its own) with
+# another cluster domain.
+SSH_INLINE = {
+    "routing": {"mode": "none"},
+    "clusterDomain": "cluster.example",
+    "ssh": {
+        "enabled": True,
+        "containerPort": 2022,
+        "hostKeys": {"keys": {"host_ed25519": SSH["host_ed25519"]}},
+        "backendKnownHosts": SSH["known_hosts"],
+        "service": {"type": "NodePort", "port": 2222, "nodePort": 30022},
+        "backendUser": "workspace",
+        "idleTimeout": "30m",
+        "maxSession": "8h",
+        "recheckInterval": "15s",
+        "keyCacheTtl": "2m",
+        "allowAgentForwarding": False,
+        "allowRemoteForwarding": True,
+        "workspacePort": 22,
+    },
+}
 
 # name -> (values, ready to run: all secrets present)
 SCENARIOS = {
@@ -105,6 +164,8 @@ SCENARIOS = {
         True,
     ),
     "private-ca": (_v({"routing": {"mode": "ingress-nginx"}}, EXISTING, PRIVATE_CA), True),
+    "ssh-existing-secrets": (_v({"routing": {"mode": "ingress-nginx"}}, EXISTING, SSH_EXISTING), True),
+    "ssh-inline-keys": (_v(CREATED, SSH_INLINE), True),
     "namespace-selector": (
         _v(EXISTING, {"routing": {"mode": "traefik"}, "discovery": {"namespaceSelector": "gitlab-workspaces=true,team!=legacy"}}),
         True,

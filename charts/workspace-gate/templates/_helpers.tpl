@@ -61,6 +61,10 @@ so the attempt is not silently ignored.
 {{- printf "%s-admin" (include "workspace-gate.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "workspace-gate.sshServiceName" -}}
+{{- printf "%s-ssh" (include "workspace-gate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* The auth host: authHost, or the workspace domain itself. */}}
 {{- define "workspace-gate.authHost" -}}
 {{- default .Values.workspaceDomain .Values.authHost | lower }}
@@ -137,11 +141,58 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
 {{- end }}
 {{- end }}
 
+{{/* SSH gateway: where its host keys, backend key and known_hosts come from. */}}
+{{- define "workspace-gate.sshHostKeysSecretName" -}}
+{{- if .Values.ssh.hostKeys.existingSecret }}
+{{- .Values.ssh.hostKeys.existingSecret }}
+{{- else }}
+{{- printf "%s-ssh-host-keys" (include "workspace-gate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Entries of the host-key Secret, as a JSON list: `ssh.hostKeys.existingSecretKeys`
+of an existing Secret, or the names of `ssh.hostKeys.keys` (sorted) for the
+chart's own. Neither fails the render: a key generated here would differ
+between renders, and so between upgrades, and clients would refuse it.
+*/}}
+{{- define "workspace-gate.sshHostKeyEntries" -}}
+{{- $hk := .Values.ssh.hostKeys }}
+{{- if $hk.existingSecret }}
+{{- toJson $hk.existingSecretKeys }}
+{{- else if $hk.keys }}
+{{- toJson (keys $hk.keys | sortAlpha) }}
+{{- else }}
+{{- fail (printf "ssh.enabled needs a host key, and the chart does not generate one: every replica must offer the same key, and a key made anew on each upgrade would break your users' known_hosts. Create it once and keep it:\n  workspace-gate keygen --ssh > host_ed25519 && kubectl -n %s create secret generic workspace-gate-ssh-host-keys --from-file=host_ed25519\nthen set ssh.hostKeys.existingSecret=workspace-gate-ssh-host-keys (or put the key in ssh.hostKeys.keys, e.g. --set-file ssh.hostKeys.keys.host_ed25519=host_ed25519)." .Release.Namespace) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The known_hosts lines for the workspaces' sshd, as JSON: {kind, name, key}
+of the ConfigMap or Secret holding them (the chart's own ConfigMap for
+`ssh.backendKnownHosts`), or {} for none.
+*/}}
+{{- define "workspace-gate.sshKnownHostsSource" -}}
+{{- $from := .Values.ssh.backendKnownHostsFrom }}
+{{- if .Values.ssh.backendKnownHosts }}
+{{- toJson (dict "kind" "configMap" "name" (include "workspace-gate.fullname" .) "key" "ssh_known_hosts") }}
+{{- else if $from.configMap }}
+{{- toJson (dict "kind" "configMap" "name" $from.configMap "key" $from.key) }}
+{{- else if $from.secret }}
+{{- toJson (dict "kind" "secret" "name" $from.secret "key" $from.key) }}
+{{- else }}
+{{- toJson dict }}
+{{- end }}
+{{- end }}
+
 {{/* Paths inside the container. */}}
 {{- define "workspace-gate.configDir" -}}/etc/workspace-gate{{- end }}
 {{- define "workspace-gate.oidcDir" -}}/etc/workspace-gate/oidc{{- end }}
 {{- define "workspace-gate.keysDir" -}}/etc/workspace-gate/keys{{- end }}
 {{- define "workspace-gate.checkTlsDir" -}}/etc/workspace-gate/check-tls{{- end }}
+{{- define "workspace-gate.sshHostKeysDir" -}}/etc/workspace-gate/ssh/host-keys{{- end }}
+{{- define "workspace-gate.sshBackendKeyDir" -}}/etc/workspace-gate/ssh/backend-key{{- end }}
+{{- define "workspace-gate.sshKnownHostsDir" -}}/etc/workspace-gate/ssh/known-hosts{{- end }}
 
 {{/* The gate's configuration file (config.yaml), from values. */}}
 {{- define "workspace-gate.config" -}}
@@ -222,6 +273,34 @@ chart-created Secret: key-0 (signs), key-1, ...; a generated key is key-0.
 {{- $_ := set $config "tls" (dict
   "cert_file" (printf "%s/tls.crt" (include "workspace-gate.checkTlsDir" .))
   "key_file" (printf "%s/tls.key" (include "workspace-gate.checkTlsDir" .))) -}}
+{{- end -}}
+{{- if $v.ssh.enabled -}}
+{{- $hostKeyFiles := list -}}
+{{- range (include "workspace-gate.sshHostKeyEntries" . | fromJsonArray) -}}
+{{- $hostKeyFiles = append $hostKeyFiles (printf "%s/%s" (include "workspace-gate.sshHostKeysDir" $) .) -}}
+{{- end -}}
+{{- $ssh := dict
+  "host_key_files" $hostKeyFiles
+  "backend_user" $v.ssh.backendUser
+  "idle_timeout" $v.ssh.idleTimeout
+  "max_session" $v.ssh.maxSession
+  "recheck_interval" $v.ssh.recheckInterval
+  "key_cache_ttl" $v.ssh.keyCacheTtl
+  "allow_agent_forwarding" $v.ssh.allowAgentForwarding
+  "allow_remote_forwarding" $v.ssh.allowRemoteForwarding -}}
+{{- if $v.ssh.backendKey.existingSecret -}}
+{{- $_ := set $ssh "backend_key_file" (printf "%s/%s" (include "workspace-gate.sshBackendKeyDir" .) $v.ssh.backendKey.existingSecretKey) -}}
+{{- end -}}
+{{- with (include "workspace-gate.sshKnownHostsSource" . | fromJson) -}}
+{{- $_ := set $ssh "backend_known_hosts_file" (printf "%s/%s" (include "workspace-gate.sshKnownHostsDir" $) .key) -}}
+{{- end -}}
+{{- $_ := set $config.listen "ssh" (printf "0.0.0.0:%d" (int $v.ssh.containerPort)) -}}
+{{- $_ := set $config "ssh" $ssh -}}
+{{- $_ := set $routing "ssh_port" (int $v.ssh.workspacePort) -}}
+{{- /* The gate reaches each workspace's sshd at <service>.<namespace>.svc.<cluster domain>; mode none renders no gate_service otherwise. */ -}}
+{{- if not (hasKey $routing "gate_service") -}}
+{{- $_ := set $routing "gate_service" (dict "cluster_domain" $v.clusterDomain) -}}
+{{- end -}}
 {{- end -}}
 {{- $config = mustMergeOverwrite $config (deepCopy $v.extraConfig) -}}
 {{- toYaml $config }}
