@@ -137,10 +137,23 @@ impl Installed {
     /// The object from the API server, which must exist and be the one the
     /// script read back (same uid).
     async fn live(&self, cp: &ControlPlane, api_version: &str, plural: &str, kind: &str) -> Value {
-        let v = cp
-            .get(api_version, plural, &self.ns, &self.name)
+        self.live_named(cp, api_version, plural, kind, &self.name)
             .await
-            .unwrap_or_else(|| panic!("{kind} {}/{} not on the API server", self.ns, self.name));
+    }
+
+    /// Like [`Self::live`], for an object of the release named `name`.
+    async fn live_named(
+        &self,
+        cp: &ControlPlane,
+        api_version: &str,
+        plural: &str,
+        kind: &str,
+        name: &str,
+    ) -> Value {
+        let v = cp
+            .get(api_version, plural, &self.ns, name)
+            .await
+            .unwrap_or_else(|| panic!("{kind} {}/{name} not on the API server", self.ns));
         self.same_uid(kind, &v);
         v
     }
@@ -392,6 +405,60 @@ async fn every_optional_object_is_admitted() {
         .unwrap_or_else(|| panic!("extraObjects' ConfigMap {extra}"));
     it.same_uid("ConfigMap", &cm);
     assert_eq!(cm["data"]["namespace"], it.ns.as_str());
+}
+
+/// The SSH gateway from objects the user created (host keys, backend key,
+/// known_hosts): the API server admits the SSH Service, a LoadBalancer
+/// keeping client addresses, and the NetworkPolicy lets the gate reach the
+/// workspaces' sshd.
+#[tokio::test]
+async fn the_ssh_gateway_installs_with_existing_host_keys() {
+    let cp = ControlPlane::shared().await;
+    let it = install(cp, "chart-ssh", "ssh-existing-secrets").await;
+    check_common(cp, &it, "ingress-nginx", &["ingresses"]).await;
+    assert_eq!(
+        it.summary["pre_existing"],
+        json!([
+            "Secret/gitlab-oauth",
+            "Secret/gate-keys",
+            "Secret/gate-ssh-host-keys",
+            "Secret/gate-ssh-backend",
+            "ConfigMap/workspaces-sshd-known-hosts"
+        ])
+    );
+    let ssh = format!("{}-ssh", it.name);
+    let svc = it.live_named(cp, "v1", "services", "Service", &ssh).await;
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(svc["spec"]["externalTrafficPolicy"], "Local");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 22);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "ssh");
+    let policy = it.live(cp, NET, "networkpolicies", "NetworkPolicy").await;
+    assert!(
+        policy["spec"]["egress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["ports"][0]["port"] == 60022),
+        "{policy:#}"
+    );
+}
+
+/// The SSH gateway with the chart's own host-key Secret and a NodePort, in
+/// mode none.
+#[tokio::test]
+async fn the_ssh_gateway_installs_with_chart_created_host_keys() {
+    let cp = ControlPlane::shared().await;
+    let it = install(cp, "chart-ssh-inline", "ssh-inline-keys").await;
+    check_common(cp, &it, "none", &[]).await;
+    let host_keys = format!("{}-ssh-host-keys", it.name);
+    let keys = it
+        .live_named(cp, "v1", "secrets", "Secret", &host_keys)
+        .await;
+    assert!(keys["data"]["host_ed25519"].is_string(), "{keys:#}");
+    let ssh = format!("{}-ssh", it.name);
+    let svc = it.live_named(cp, "v1", "services", "Service", &ssh).await;
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30022);
 }
 
 /// Negative control: an object the API server refuses makes the install,

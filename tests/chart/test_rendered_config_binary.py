@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 import chart_support as cs
-from scenarios import EXISTING_CONFIG_MAPS, EXISTING_SECRETS, SCENARIOS
+from scenarios import EXISTING_CONFIG_MAPS, EXISTING_SECRETS, SCENARIOS, SSH
 
 READY = sorted(name for name, (_, ready) in SCENARIOS.items() if ready)
 
@@ -80,6 +80,35 @@ def test_a_check_key_not_matching_its_certificate_is_refused(binary, tmp_path):
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert "tls.key_file" in out, out
+
+
+@pytest.mark.parametrize(
+    "path, key",
+    [
+        ("ssh/host-keys/host_ed25519", "ssh.host_key_files"),
+        ("ssh/backend-key/ssh-privatekey", "ssh.backend_key_file"),
+    ],
+)
+def test_a_damaged_ssh_key_is_refused_naming_the_key(binary, tmp_path, path, key):
+    """check-config reads the mounted SSH keys: the second host key or the
+    backend key replaced by a public key is named."""
+    pod = pod_files("ssh-existing-secrets", tmp_path)
+    f = tmp_path / "pod" / "etc" / "workspace-gate" / path
+    f.chmod(0o644)
+    f.write_text(SSH["known_hosts"].split(" ", 1)[1])
+    result = check_config(binary, pod)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert key in out, out
+
+
+def test_a_missing_known_hosts_entry_is_refused_naming_the_key(binary, tmp_path):
+    pod = pod_files("ssh-inline-keys", tmp_path)
+    (tmp_path / "pod" / "etc" / "workspace-gate" / "ssh" / "known-hosts" / "ssh_known_hosts").unlink()
+    result = check_config(binary, pod)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "ssh.backend_known_hosts_file" in out, out
 
 
 def test_environment_overrides_reach_the_binary(binary, tmp_path):
