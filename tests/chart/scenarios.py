@@ -1,8 +1,8 @@
 """Values for the installations the chart tests render: the defaults, each
 routing mode with chart-created and with existing Secrets, Traefik over
 https, namespaced RBAC, the install guide's private-CA recipe, the SSH
-gateway with existing and with chart-created host keys, and every optional
-object switched on."""
+gateway with existing and with chart-created host keys (and as the install
+guide sets it up), and every optional object switched on."""
 
 import re
 
@@ -36,6 +36,8 @@ EXISTING_SECRETS = {
     # generic gate-ssh-host-keys --from-file=host_ed25519 ...
     "gate-ssh-host-keys": {"host_ed25519": SSH["host_ed25519"], "host_ed25519_next": SSH["host_ed25519_next"]},
     "gate-ssh-backend": {"ssh-privatekey": SSH["backend_ed25519"]},
+    # The install guide's recipe, as it names the Secret and its entry.
+    "workspace-gate-ssh-host-keys": {"host_ed25519": SSH["host_ed25519"]},
 }
 
 # The private CA of a GitLab behind a company CA: `ca.crt` goes into the
@@ -57,6 +59,7 @@ def install_guide_values(name: str) -> dict:
 
 
 PRIVATE_CA = install_guide_values("values-private-ca.yaml")
+SSH_GUIDE = install_guide_values("values-ssh.yaml")
 
 CREATED = {
     "oidc": {"clientSecret": "gloas-0123456789abcdef0123456789abcdef"},
@@ -166,6 +169,7 @@ SCENARIOS = {
     "private-ca": (_v({"routing": {"mode": "ingress-nginx"}}, EXISTING, PRIVATE_CA), True),
     "ssh-existing-secrets": (_v({"routing": {"mode": "ingress-nginx"}}, EXISTING, SSH_EXISTING), True),
     "ssh-inline-keys": (_v(CREATED, SSH_INLINE), True),
+    "ssh-install-guide": (_v({"routing": {"mode": "ingress-nginx"}}, EXISTING, SSH_GUIDE), True),
     "namespace-selector": (
         _v(EXISTING, {"routing": {"mode": "traefik"}, "discovery": {"namespaceSelector": "gitlab-workspaces=true,team!=legacy"}}),
         True,

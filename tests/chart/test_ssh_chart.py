@@ -137,8 +137,9 @@ def test_existing_host_key_secret_is_mounted_and_every_entry_offered():
 
 def test_the_install_guide_recipe_needs_only_the_secret_name():
     """`kubectl create secret generic ... --from-file=host_ed25519` makes the
-    entry the default `existingSecretKeys` names."""
-    objs = render("ingress-nginx-existing-secrets", {"ssh": {"enabled": True, "hostKeys": {"existingSecret": "workspace-gate-ssh-host-keys"}}})
+    entry the default `existingSecretKeys` names, so the guide's
+    values-ssh.yaml names just the Secret."""
+    objs = render("ssh-install-guide")
     vol = volumes(objs)["ssh-host-keys"]["secret"]
     assert (vol["secretName"], [i["key"] for i in vol["items"]]) == ("workspace-gate-ssh-host-keys", ["host_ed25519"])
 
