@@ -21,11 +21,24 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # unshare: Traefik's ingress-nginx provider test gives Traefik a private
 # /etc/hosts in its own mount namespace, standing for cluster DNS.
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+# sshd stands for a workspace's own sshd in the SSH gateway tests (started
+# by the test on loopback); the OpenSSH client, scp and sftp drive them.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start their services (openssh-server would listen on
+  # every address at port 22): tests start what they need themselves.
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  [ -z "$policy_added" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 if [ ! -x "$venv/bin/python" ]; then

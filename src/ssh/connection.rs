@@ -77,6 +77,9 @@ pub(super) struct Connection {
     authenticated: Arc<AtomicBool>,
     /// Dropped with the connection: the supervisor stops.
     alive: tokio::sync::watch::Sender<()>,
+    /// The last refused attempt (user name, method, reason), logged when a
+    /// connection ends without a login.
+    refused: std::sync::Mutex<Option<(String, &'static str, &'static str)>>,
 }
 
 impl Connection {
@@ -102,6 +105,7 @@ impl Connection {
             ended: Arc::default(),
             authenticated: Arc::default(),
             alive: tokio::sync::watch::channel(()).0,
+            refused: std::sync::Mutex::new(None),
         }
     }
 
@@ -127,15 +131,26 @@ impl Connection {
         }
     }
 
+    /// Counts an authentication result; remembers a refusal for the log.
+    fn outcome(&self, user: &str, method: &'static str, result: &'static str) {
+        self.gate.metrics.auth(method, result);
+        if result != "allowed"
+            && let Ok(mut last) = self.refused.lock()
+        {
+            let user: String = user.chars().take(64).collect();
+            *last = Some((user, method, result));
+        }
+    }
+
     /// The workspace the user name names, with an SSH side.
     fn workspace(&self, user: &str) -> Result<Arc<Workspace>, String> {
         let snap = self.gate.index.current();
         let ws = user::resolve(user, &snap, &self.gate.workspace_domain).map_err(|e| {
-            self.gate.metrics.auth("none", e.metric_label());
+            self.outcome(user, "none", e.metric_label());
             e.to_string()
         })?;
         if ws.ssh.is_none() {
-            self.gate.metrics.auth("none", "no_ssh");
+            self.outcome(user, "none", "no_ssh");
             return Err(format!("workspace {} has no SSH port", ws.name));
         }
         Ok(ws)
@@ -148,14 +163,14 @@ impl Connection {
         match self.gate.keys.holds(&ws, key).await {
             Ok(true) => {}
             Ok(false) => {
-                if verified {
-                    self.gate.metrics.auth("publickey", "denied");
-                }
+                // Counted at the offer: a client never signs with a key
+                // the server did not accept when offered.
+                self.outcome(user, "publickey", "denied");
                 return Self::reject();
             }
             Err(e) => {
                 tracing::warn!(workspace = %ws.name, error = %e, "ssh: cannot read the owner's keys");
-                self.gate.metrics.auth("publickey", "error");
+                self.outcome(user, "publickey", "error");
                 return Self::reject();
             }
         }
@@ -171,7 +186,7 @@ impl Connection {
         };
         match owner::check_identity(&who, &ws) {
             Outcome::Allowed(who) => {
-                self.gate.metrics.auth("publickey", "allowed");
+                self.outcome(user, "publickey", "allowed");
                 self.admitted = Some(Admitted {
                     ws,
                     who,
@@ -180,7 +195,7 @@ impl Connection {
                 Auth::Accept
             }
             _ => {
-                self.gate.metrics.auth("publickey", "denied");
+                self.outcome(user, "publickey", "denied");
                 Self::reject()
             }
         }
@@ -191,12 +206,12 @@ impl Connection {
             return Self::reject();
         };
         if token.is_empty() {
-            self.gate.metrics.auth(method, "invalid_token");
+            self.outcome(user, method, "invalid_token");
             return Self::reject();
         }
         match self.gate.authz.bearer(token, &ws).await {
             Ok(Outcome::Allowed(who)) => {
-                self.gate.metrics.auth(method, "allowed");
+                self.outcome(user, method, "allowed");
                 self.admitted = Some(Admitted {
                     ws,
                     who,
@@ -205,16 +220,16 @@ impl Connection {
                 Auth::Accept
             }
             Ok(Outcome::Denied) => {
-                self.gate.metrics.auth(method, "denied");
+                self.outcome(user, method, "denied");
                 Self::reject()
             }
             Ok(Outcome::InvalidToken) => {
-                self.gate.metrics.auth(method, "invalid_token");
+                self.outcome(user, method, "invalid_token");
                 Self::reject()
             }
             Err(e) => {
                 tracing::warn!(workspace = %ws.name, error = %e, "ssh: authorization failed");
-                self.gate.metrics.auth(method, "error");
+                self.outcome(user, method, "error");
                 Self::reject()
             }
         }
@@ -526,12 +541,15 @@ impl Drop for Connection {
                     .await;
             });
         }
-        let Some(a) = &self.admitted else {
+        let logged_in = self.towards.user.get().is_some();
+        let (Some(a), true) = (&self.admitted, logged_in) else {
+            // One line per connection that never logged in: which
+            // workspace it asked for and why it was refused.
+            if let Some((user, method, reason)) = self.refused.lock().ok().and_then(|l| l.clone()) {
+                tracing::info!(peer = ?self.peer, user = %user, method, reason, "ssh login refused");
+            }
             return;
         };
-        if self.towards.user.get().is_none() {
-            return;
-        }
         self.gate.metrics.closed();
         let duration = self.activity.started().elapsed();
         let ended = self

@@ -35,6 +35,9 @@ pub struct GateConfig {
     /// Workspaces from discovery (`workspaces.source: kubernetes`) instead
     /// of the file.
     pub discovery: Option<GateDiscovery>,
+    /// Serve `listen.ssh` on a free loopback port, with this `ssh:`
+    /// section (YAML, indented under `ssh:`).
+    pub ssh: Option<String>,
 }
 
 /// The gate's discovery: the API server it reads and its YAML sections.
@@ -53,6 +56,8 @@ pub struct Gate {
     pub grpc: Option<SocketAddr>,
     /// `listen.https` and the CA file that its certificate chains to.
     pub https: Option<(SocketAddr, PathBuf)>,
+    /// `listen.ssh`, when [`GateConfig::ssh`] was given.
+    pub ssh: Option<SocketAddr>,
     pub config_file: PathBuf,
     /// The running process; replaced by [`Gate::restart`].
     pub proc: std::sync::Mutex<Proc>,
@@ -128,7 +133,19 @@ impl Gate {
             ("gitlab", Some(url)) => format!("  mode: gitlab\n  gitlab_url: {url}\n"),
             (mode, _) => format!("  mode: {mode}\n"),
         };
-        let grpc_line = grpc.map(|g| format!("  grpc: {g}\n")).unwrap_or_default();
+        let mut grpc_line = grpc.map(|g| format!("  grpc: {g}\n")).unwrap_or_default();
+        let ssh: Option<SocketAddr> = cfg
+            .ssh
+            .as_ref()
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse())
+            .transpose()?;
+        let ssh_section = match (&cfg.ssh, ssh) {
+            (Some(section), Some(addr)) => {
+                grpc_line.push_str(&format!("  ssh: {addr}\n"));
+                format!("ssh:\n{section}")
+            }
+            _ => String::new(),
+        };
         let workspaces = match &cfg.discovery {
             Some(d) => format!(
                 "workspaces:\n  source: kubernetes\n{}",
@@ -150,7 +167,7 @@ listen:\n  http: {http}\n  admin: {admin}\n{grpc_line}{https_lines}\
 oidc:\n  issuer: {issuer}\n  client_id: {client_id}\n  client_secret_file: {secret}\n  scopes: [openid, profile, offline_access, read_api]\n  username_claim: preferred_username\n\
 keys:\n  files: [{key}]\n\
 session:\n  pass_ttl: {pass_ttl}\n  login_ttl: 7d\n  transfer: {transfer}\n\
-{workspaces}\
+{workspaces}{ssh_section}\
 authorization:\n{authz}\
 log:\n  format: json\n  level: info,workspace_gate=debug\n",
             auth = cfg.auth_host,
@@ -182,6 +199,7 @@ log:\n  format: json\n  level: info,workspace_gate=debug\n",
             admin,
             grpc,
             https: https.map(|(a, ca)| (a, ca.ca_file)),
+            ssh,
             config_file,
             proc: std::sync::Mutex::new(proc),
             binary: binary.to_path_buf(),

@@ -10,23 +10,34 @@
 //! answers `null` there), so the gate's id comparison is what is tested.
 //! Not emulated: query parsing beyond these fields, variables typing,
 //! rate limits, token scopes.
+//!
+//! Also `GET /api/v4/users/:id/keys` (public, as on GitLab): the SSH keys a
+//! test gave a user with [`GitlabDouble::set_keys`]; an unknown user gets
+//! 404. Not emulated: pagination beyond the first page, key titles and
+//! dates, expired keys.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 #[derive(Clone)]
 pub struct GitlabDouble {
     pub addr: SocketAddr,
     pub calls: Arc<Mutex<Vec<Call>>>,
+    keys: Keys,
 }
+
+/// User id -> OpenSSH public key lines.
+type Keys = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -41,6 +52,7 @@ struct Ctx {
     workspaces_file: PathBuf,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<Call>>>,
+    keys: Keys,
 }
 
 impl GitlabDouble {
@@ -49,19 +61,22 @@ impl GitlabDouble {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let calls: Arc<Mutex<Vec<Call>>> = Default::default();
+        let keys: Keys = Default::default();
         let ctx = Ctx {
             issuer: issuer.to_string(),
             workspaces_file,
             http: reqwest::Client::builder().no_proxy().build()?,
             calls: calls.clone(),
+            keys: keys.clone(),
         };
         let app = Router::new()
             .route("/api/graphql", post(graphql))
+            .route("/api/v4/users/{id}/keys", get(user_keys))
             .with_state(ctx);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(GitlabDouble { addr, calls })
+        Ok(GitlabDouble { addr, calls, keys })
     }
 
     pub fn url(&self) -> String {
@@ -70,6 +85,40 @@ impl GitlabDouble {
 
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// The SSH keys GitLab publishes for `user_id` from now on (an empty
+    /// list: a known user without keys).
+    pub fn set_keys(&self, user_id: &str, keys: &[String]) {
+        self.keys
+            .lock()
+            .unwrap()
+            .insert(user_id.to_string(), keys.to_vec());
+    }
+}
+
+/// `GET /api/v4/users/:id/keys`, shaped like GitLab's answer.
+async fn user_keys(State(ctx): State<Ctx>, Path(id): Path<String>) -> Response {
+    let found = ctx.keys.lock().unwrap().get(&id).cloned();
+    ctx.calls.lock().unwrap().push(Call {
+        authorization: None,
+        query: format!("GET /api/v4/users/{id}/keys"),
+        status: if found.is_some() { 200 } else { 404 },
+    });
+    match found {
+        Some(list) => {
+            let body: Vec<Value> = list
+                .iter()
+                .enumerate()
+                .map(|(i, k)| json!({"id": i + 1, "title": format!("key {i}"), "key": k}))
+                .collect();
+            axum::Json(body).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "404 User Not Found"})),
+        )
+            .into_response(),
     }
 }
 

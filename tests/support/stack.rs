@@ -206,6 +206,7 @@ impl Stack {
                 grpc: options.controller.needs_grpc(),
                 https: options.controller.needs_https(),
                 discovery: kube.as_ref().map(|(_, d)| d.clone()),
+                ssh: None,
             },
         )
         .await
