@@ -106,6 +106,16 @@ pub struct NetworkPolicyConfig {
     pub controller_namespace: String,
     /// Labels all of which the controller's pods carry.
     pub controller_pod_labels: BTreeMap<String, String>,
+    /// The gate's own pods, admitted to the workspace's SSH port when the
+    /// SSH gateway is on (`listen.ssh`); `None` when it is off.
+    pub gate_peer: Option<PodPeer>,
+}
+
+/// Pods in one namespace that carry all of some labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPeer {
+    pub namespace: String,
+    pub pod_labels: BTreeMap<String, String>,
 }
 
 impl NetworkPolicyConfig {
@@ -134,6 +144,7 @@ impl NetworkPolicyConfig {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            gate_peer: None,
         }
     }
 }
@@ -246,7 +257,7 @@ pub(super) fn read(r: &mut Reader, env: &dyn Fn(&str) -> Option<String>) -> Disc
             "only used with routing.gate_service.https_port",
         );
     }
-    let network_policy = network_policy(r, mode);
+    let network_policy = network_policy(r, mode, &gate.namespace);
     let gw = mode == RoutingMode::GatewayApi;
     let gw_name = r.name("routing.gateway.name", gw);
     let gw_namespace = r.name("routing.gateway.namespace", gw);
@@ -284,8 +295,15 @@ pub(super) fn read(r: &mut Reader, env: &dyn Fn(&str) -> Option<String>) -> Disc
     }
 }
 
+/// Labels of the gate's own pods as its chart sets them.
+const DEFAULT_GATE_POD_LABELS: &str = "app.kubernetes.io/name=workspace-gate";
+
 /// `discovery.network_policy.*`; empty keys take the mode's defaults.
-fn network_policy(r: &mut Reader, mode: RoutingMode) -> Option<NetworkPolicyConfig> {
+fn network_policy(
+    r: &mut Reader,
+    mode: RoutingMode,
+    gate_namespace: &str,
+) -> Option<NetworkPolicyConfig> {
     let enabled = r.one_of(
         "discovery.network_policy.enabled",
         &[("true", true), ("false", false)],
@@ -301,6 +319,22 @@ fn network_policy(r: &mut Reader, mode: RoutingMode) -> Option<NetworkPolicyConf
             Ok(l) => np.controller_pod_labels = l,
             Err(e) => r.problem("discovery.network_policy.controller_pod_labels", e),
         }
+    }
+    let gate_labels = r.string("discovery.network_policy.gate_pod_labels");
+    let gate_labels = if gate_labels.is_empty() {
+        DEFAULT_GATE_POD_LABELS.to_string()
+    } else {
+        gate_labels
+    };
+    match parse_labels(&gate_labels) {
+        Ok(pod_labels) if !r.string("listen.ssh").is_empty() => {
+            np.gate_peer = Some(PodPeer {
+                namespace: gate_namespace.to_string(),
+                pod_labels,
+            })
+        }
+        Ok(_) => {}
+        Err(e) => r.problem("discovery.network_policy.gate_pod_labels", e),
     }
     (enabled && mode != RoutingMode::None).then_some(np)
 }
@@ -472,6 +506,28 @@ mod tests {
         } else {
             Err(r.problems.into_iter().map(|p| (p.key, p.reason)).collect())
         }
+    }
+
+    #[test]
+    fn the_gate_is_a_peer_of_the_policy_only_with_the_ssh_gateway() {
+        let off = with_discovery("ingress-nginx", "{}\n").unwrap();
+        assert_eq!(off.routing.network_policy.unwrap().gate_peer, None);
+        let mut r = Reader::from_text(
+            "listen:\n  ssh: 0.0.0.0:2222\nrouting:\n  mode: ingress-nginx\n  gate_service:\n    name: gate\n    namespace: gate-ns\n\
+             discovery:\n  network_policy:\n    gate_pod_labels: app.kubernetes.io/name=workspace-gate,app.kubernetes.io/instance=wg\n",
+        );
+        let on = read(&mut r, &|_| None);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let peer = on
+            .routing
+            .network_policy
+            .unwrap()
+            .gate_peer
+            .expect("gate peer");
+        assert_eq!(peer.namespace, "gate-ns");
+        assert_eq!(peer.pod_labels["app.kubernetes.io/instance"], "wg");
+        let problems = with_discovery("traefik", "gate_pod_labels: nope\n").unwrap_err();
+        assert_eq!(problems[0].0, "discovery.network_policy.gate_pod_labels");
     }
 
     #[test]

@@ -275,6 +275,11 @@ pub const KEYS: &[KeyDoc] = &[
         "Labels of the controller's pods (`k=v`, comma-separated, all must match); empty: `app.kubernetes.io/name=ingress-nginx`, `app.kubernetes.io/name=traefik`, or `app.kubernetes.io/name=envoy,app.kubernetes.io/component=proxy` (Envoy Gateway's proxies).",
     ),
     k(
+        "discovery.network_policy.gate_pod_labels",
+        "",
+        "Labels of the gate's own pods (`k=v`, comma-separated), admitted to each workspace's SSH port (`routing.ssh_port`'s target port) when `listen.ssh` is set; empty: `app.kubernetes.io/name=workspace-gate`, in `routing.gate_service.namespace`.",
+    ),
+    k(
         "routing.mode",
         "none",
         "Routing objects to write: `none`, `ingress-nginx`, `traefik` or `gateway-api` (Envoy Gateway).",

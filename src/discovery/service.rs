@@ -146,6 +146,7 @@ pub fn workspace_from_service(
     let mut hosts: Vec<HostPort> = Vec::with_capacity(ports.len());
     let mut ssh = None;
     let mut target_ports: Vec<TargetPort> = Vec::with_capacity(ports.len());
+    let mut ssh_target_port = None;
     for p in ports {
         let port = u16::try_from(p.port)
             .ok()
@@ -153,6 +154,15 @@ pub fn workspace_from_service(
             .ok_or(ServiceError::BadPort(p.port))?;
         if port == rules.ssh_port {
             // sshd speaks no HTTP: no host, no route, no controller access.
+            ssh_target_port = Some(match &p.target_port {
+                Some(IntOrString::String(n)) if !n.is_empty() => TargetPort::Name(n.clone()),
+                Some(IntOrString::Int(t)) => u16::try_from(*t)
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .map(TargetPort::Number)
+                    .ok_or(ServiceError::BadPort(*t))?,
+                _ => TargetPort::Number(port),
+            });
             ssh = Some(WorkspaceSsh {
                 backend: format!("{name}.{namespace}.svc.{}:{port}", rules.cluster_domain),
                 owner_keys: Vec::new(),
@@ -206,6 +216,7 @@ pub fn workspace_from_service(
                 .and_then(|s| s.selector.clone())
                 .unwrap_or_default(),
             target_ports,
+            ssh_target_port,
         }),
         ssh,
     })
@@ -382,5 +393,30 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_ssh_port_gets_no_http_host_and_names_the_sshd() {
+        let ws = workspace_from_service(
+            &svc(
+                gitlab_annotations(),
+                serde_json::json!([
+                    {"name": "ide", "port": 60001, "targetPort": 60001},
+                    {"name": "ssh", "port": 60022, "targetPort": "sshd"},
+                ]),
+            ),
+            &rules(),
+        )
+        .unwrap();
+        let hosts: Vec<&str> = ws.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(hosts, ["60001-ws-1.workspaces.test"]);
+        let ssh = ws.ssh.expect("an SSH side");
+        assert_eq!(ssh.backend, "ws-1.team.svc.cluster.local:60022");
+        let svc_ref = ws.service.unwrap();
+        assert_eq!(svc_ref.target_ports, vec![TargetPort::Number(60001)]);
+        assert_eq!(
+            svc_ref.ssh_target_port,
+            Some(TargetPort::Name("sshd".into()))
+        );
     }
 }

@@ -38,6 +38,11 @@ pub struct ServiceRef {
     /// NetworkPolicy admits the controller to them), in Service port order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_ports: Vec<TargetPort>,
+    /// Target port of the Service's SSH port (`routing.ssh_port`), where
+    /// the workspace's sshd listens: discovery's NetworkPolicy admits the
+    /// gate's own pods to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_target_port: Option<TargetPort>,
 }
 
 /// A Service's `targetPort`: a number or the name of a container port.

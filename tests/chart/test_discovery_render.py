@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import chart_support as cs
-from scenarios import EXISTING_SECRETS, SCENARIOS
+from scenarios import EXISTING_CONFIG_MAPS, EXISTING_SECRETS, SCENARIOS
 
 WORKSPACE_NS = "gl-rd-ns-4-1-abcdef"
 
@@ -87,11 +87,11 @@ def values_for(scenario):
     return values
 
 
-def render_workspace(binary, scenario, tmp_path):
+def render_workspace(binary, scenario, tmp_path, service=SERVICE):
     chart_objs = cs.objects(cs.render(values_for(scenario)))
-    pod = cs.PodFiles(tmp_path / "pod", chart_objs, EXISTING_SECRETS)
+    pod = cs.PodFiles(tmp_path / "pod", chart_objs, EXISTING_SECRETS, EXISTING_CONFIG_MAPS)
     service_file = tmp_path / "service.yaml"
-    service_file.write_text(yaml.safe_dump(SERVICE))
+    service_file.write_text(yaml.safe_dump(service))
     argv = pod.argv(binary)
     argv[1] = "render"
     argv += ["--service", str(service_file)]
@@ -217,3 +217,25 @@ def test_rendered_routing_points_at_the_chart_services(binary, scenario, tmp_pat
             (parent,) = route["spec"]["parentRefs"]
             assert (parent["name"], parent["namespace"]) == (gw["name"], gw["namespace"])
     assert "9090" not in text, "routing must never point at the admin port"
+
+
+def test_with_ssh_the_gate_pods_reach_the_sshd_port_and_no_route_carries_it(binary, tmp_path):
+    """A workspace with GitLab's SSH port: discovery writes no HTTP host for
+    it, and its NetworkPolicy admits this release's own pods (the labels the
+    chart gives them, in the release namespace) to the sshd's target port."""
+    service = yaml.safe_load(yaml.safe_dump(SERVICE))
+    service["spec"]["ports"].append({"name": "ssh", "port": 60022, "targetPort": 60022})
+    chart_objs, written = render_workspace(binary, "ssh-existing-secrets", tmp_path, service)
+    assert "60022-" not in yaml.safe_dump_all(written), "the SSH port got an HTTP host"
+    policy = next(o for o in written if o["kind"] == "NetworkPolicy")
+    rules = policy["spec"]["ingress"]
+    assert len(rules) == 2, rules
+    assert all(p["port"] != 60022 for p in rules[0]["ports"]), "the controller may reach sshd"
+    gate_rule = rules[1]
+    assert gate_rule["ports"] == [{"protocol": "TCP", "port": 60022}]
+    peer = gate_rule["from"][0]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": cs.NAMESPACE}
+    pod_labels = cs.one(chart_objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for k, v in peer["podSelector"]["matchLabels"].items():
+        assert pod_labels.get(k) == v, f"the gate's pods do not carry {k}={v}: {pod_labels}"
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == cs.RELEASE

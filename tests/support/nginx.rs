@@ -150,6 +150,7 @@ pub fn discovery_annotations(setup: &ControllerSetup) -> anyhow::Result<IngressA
             uid: "uid-1".into(),
             selector: [("workspace".to_string(), "ws-1".to_string())].into(),
             target_ports: vec![TargetPort::Number(80)],
+            ssh_target_port: None,
         }),
         ssh: None,
     };

@@ -217,6 +217,11 @@ of the ConfigMap or Secret holding them (the chart's own ConfigMap for
 {{- range $k, $val := . }}{{ $pairs = append $pairs (printf "%s=%s" $k $val) }}{{ end -}}
 {{- $_ := set $np "controller_pod_labels" (join "," $pairs) -}}
 {{- end -}}
+{{- if $v.ssh.enabled -}}
+{{- $pairs := list -}}
+{{- range $k, $val := (include "workspace-gate.selectorLabels" . | fromYaml) }}{{ $pairs = append $pairs (printf "%s=%s" $k $val) }}{{ end -}}
+{{- $_ := set $np "gate_pod_labels" (join "," $pairs) -}}
+{{- end -}}
 {{- $_ := set $discovery "network_policy" $np -}}
 {{- $routing := dict "mode" $v.routing.mode -}}
 {{- if ne $v.routing.mode "none" -}}

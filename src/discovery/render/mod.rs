@@ -370,6 +370,7 @@ pub(crate) mod tests {
                 uid: "uid-1".into(),
                 selector: [("workspace".to_string(), "ws-1".to_string())].into(),
                 target_ports: vec![TargetPort::Number(60001), TargetPort::Number(3000)],
+                ssh_target_port: None,
             }),
             ssh: None,
         }

@@ -2,7 +2,8 @@
 //! pods. GitLab's agent gives every workspace a policy that admits only
 //! GitLab's own workspaces proxy; policies add up, so this one opens the
 //! workspace's target ports to the controller that routes to them and to
-//! nothing else.
+//! nothing else. With the SSH gateway on, a second rule admits the gate's
+//! own pods to the workspace's sshd port.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{ObjectKind, RenderContext, RenderError, RoutingObject, object_name, owned_meta};
+use crate::config::discovery::PodPeer;
 use crate::workspaces::{TargetPort, Workspace};
 
 /// The label every namespace carries with its own name (Kubernetes sets it
@@ -34,12 +36,46 @@ pub(super) fn render(
         .service
         .as_ref()
         .ok_or_else(|| RenderError::NoService(ws.id.clone()))?;
-    if svc.selector.is_empty() || svc.target_ports.is_empty() {
+    let ssh = np
+        .gate_peer
+        .as_ref()
+        .zip(ws.ssh.as_ref().and(svc.ssh_target_port.as_ref()));
+    if svc.selector.is_empty() || (svc.target_ports.is_empty() && ssh.is_none()) {
         return Ok(None);
     }
     let name = object_name(&svc.name, "wg-allow");
-    let ports = svc
-        .target_ports
+    let mut ingress = Vec::with_capacity(2);
+    if !svc.target_ports.is_empty() {
+        ingress.push(rule(
+            &PodPeer {
+                namespace: np.controller_namespace.clone(),
+                pod_labels: np.controller_pod_labels.clone(),
+            },
+            &svc.target_ports,
+        ));
+    }
+    if let Some((gate, port)) = ssh {
+        // The SSH gateway reaches the workspace's sshd itself.
+        ingress.push(rule(gate, std::slice::from_ref(port)));
+    }
+    let policy = NetworkPolicy {
+        metadata: owned_meta(ws, name.clone(), None)?,
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(svc.selector.clone()),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_string()]),
+            ingress: Some(ingress),
+            ..Default::default()
+        }),
+    };
+    RoutingObject::new(ObjectKind::NetworkPolicy, &svc.namespace, &name, policy).map(Some)
+}
+
+/// Admits `peer`'s pods to `ports`.
+fn rule(peer: &PodPeer, ports: &[TargetPort]) -> NetworkPolicyIngressRule {
+    let ports = ports
         .iter()
         .map(|p| NetworkPolicyPort {
             protocol: Some("TCP".to_string()),
@@ -50,36 +86,22 @@ pub(super) fn render(
             ..Default::default()
         })
         .collect();
-    let namespace_labels = BTreeMap::from([(
-        NAMESPACE_NAME_LABEL.to_string(),
-        np.controller_namespace.clone(),
-    )]);
-    let policy = NetworkPolicy {
-        metadata: owned_meta(ws, name.clone(), None)?,
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(svc.selector.clone()),
+    let namespace_labels =
+        BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), peer.namespace.clone())]);
+    NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(namespace_labels),
                 ..Default::default()
             }),
-            policy_types: Some(vec!["Ingress".to_string()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(LabelSelector {
-                        match_labels: Some(namespace_labels),
-                        ..Default::default()
-                    }),
-                    pod_selector: Some(LabelSelector {
-                        match_labels: Some(np.controller_pod_labels.clone()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
-                ports: Some(ports),
-            }]),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(peer.pod_labels.clone()),
+                ..Default::default()
+            }),
             ..Default::default()
-        }),
-    };
-    RoutingObject::new(ObjectKind::NetworkPolicy, &svc.namespace, &name, policy).map(Some)
+        }]),
+        ports: Some(ports),
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +198,7 @@ mod tests {
                 ("app".to_string(), "envoy".to_string()),
                 ("tier".to_string(), "edge".to_string()),
             ]),
+            gate_peer: None,
         });
         let p = policy(&c, &ws());
         let peer = &p["spec"]["ingress"][0]["from"][0];
@@ -187,5 +210,49 @@ mod tests {
             peer["podSelector"]["matchLabels"],
             serde_json::json!({"app": "envoy", "tier": "edge"})
         );
+    }
+
+    #[test]
+    fn the_gate_reaches_the_ssh_port_only_when_the_ssh_gateway_is_on() {
+        let mut w = ws();
+        w.ssh = Some(crate::workspaces::WorkspaceSsh {
+            backend: "ws-1.team.svc.cluster.local:60022".into(),
+            owner_keys: vec![],
+        });
+        w.service.as_mut().unwrap().ssh_target_port = Some(TargetPort::Number(60022));
+        // SSH gateway off: the controller's rule only, sshd closed.
+        let p = policy(&ctx(RoutingMode::IngressNginx), &w);
+        assert_eq!(p["spec"]["ingress"].as_array().unwrap().len(), 1);
+        assert!(!p.to_string().contains("60022"));
+
+        let mut c = ctx(RoutingMode::IngressNginx);
+        let np = c.routing.network_policy.as_mut().unwrap();
+        np.gate_peer = Some(PodPeer {
+            namespace: "gate".into(),
+            pod_labels: BTreeMap::from([(
+                "app.kubernetes.io/name".to_string(),
+                "workspace-gate".to_string(),
+            )]),
+        });
+        let p = policy(&c, &w);
+        let rules = p["spec"]["ingress"].as_array().unwrap();
+        assert_eq!(rules.len(), 2);
+        // The controller still cannot reach sshd; the gate reaches only it.
+        assert!(!rules[0].to_string().contains("60022"));
+        assert_eq!(
+            rules[1]["from"][0]["namespaceSelector"]["matchLabels"][NAMESPACE_NAME_LABEL],
+            "gate"
+        );
+        assert_eq!(
+            rules[1]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+            "workspace-gate"
+        );
+        assert_eq!(
+            rules[1]["ports"],
+            serde_json::json!([{"protocol": "TCP", "port": 60022}])
+        );
+        // A workspace without an SSH port gets no gate rule.
+        let p = policy(&c, &ws());
+        assert_eq!(p["spec"]["ingress"].as_array().unwrap().len(), 1);
     }
 }
