@@ -101,7 +101,7 @@ struct Rig {
     _provider: Provider,
     gitlab: GitlabDouble,
     gate: Gate,
-    _sshd: Proc,
+    sshd: std::sync::Mutex<Proc>,
     sshd_port: u16,
     workspaces_file: PathBuf,
     known_hosts: PathBuf,
@@ -233,7 +233,7 @@ LogLevel VERBOSE\n",
             _provider: provider,
             gitlab,
             gate,
-            _sshd: sshd,
+            sshd: std::sync::Mutex::new(sshd),
             sshd_port,
             workspaces_file,
             known_hosts,
@@ -271,6 +271,26 @@ LogLevel VERBOSE\n",
                 backend: None,
             },
         ]
+    }
+
+    /// Restarts the workspace's sshd on the same port with a new host key,
+    /// as a workspace restarted from an image that makes its key at start.
+    fn new_sshd_host_key(&self) -> anyhow::Result<()> {
+        let d = &self.dir.path;
+        self.sshd.lock().unwrap().kill();
+        std::fs::remove_file(d.join("sshd_host_ed25519"))?;
+        std::fs::remove_file(d.join("sshd_host_ed25519.pub"))?;
+        keygen(&d.join("sshd_host_ed25519"))?;
+        let mut cmd = Command::new(need("sshd", "openssh-server")?);
+        cmd.arg("-D").arg("-e").arg("-f").arg(d.join("sshd_config"));
+        let mut sshd = Proc::spawn("sshd-run2", d, cmd)?;
+        wait_port(
+            format!("127.0.0.1:{}", self.sshd_port).parse()?,
+            "sshd",
+            &mut sshd,
+        )?;
+        *self.sshd.lock().unwrap() = sshd;
+        Ok(())
     }
 
     fn port(&self) -> u16 {
@@ -985,5 +1005,29 @@ async fn agent_forwarding_reaches_the_workspace_when_asked() -> anyhow::Result<(
         .arg("-a")
         .arg("ssh-add -L"))?;
     assert!(!text(&out.stdout).contains(bob_material));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_sshd_host_key_is_refused_after_the_first_use() -> anyhow::Result<()> {
+    let rig = Rig::start("ssh-host-key-pin", "").await?;
+    let out = run(rig.ssh_key(&rig.alice_key, "ws-1").arg("echo first"))?;
+    assert_eq!(text(&out.stdout), "first\n", "{}", text(&out.stderr));
+    rig.new_sshd_host_key()?;
+    let out = run(rig.ssh_key(&rig.alice_key, "ws-1").arg("echo second"))?;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stdout).contains("second"),
+        "the gate used an sshd with another key"
+    );
+    said(
+        &out,
+        "presented a host key other than the one it had before",
+    );
+    rig.counted(
+        "workspace_gate_ssh_backend_failures_total{reason=\"host_key\"",
+        1.0,
+    )
+    .await;
     Ok(())
 }
