@@ -86,6 +86,11 @@ fn texts(page: Page) -> (&'static str, &'static str, &'static str) {
             "Sign-in required",
             "This workspace needs you to sign in: reload the page, or open it in your browser, to sign in again. Scripts and CLIs send a personal access token as a Bearer token.",
         ),
+        Page::FormNotSent => (
+            "form_not_sent",
+            "Form not sent",
+            "Your sign-in on this workspace had expired, so the form you sent was not delivered and nothing was changed. Sign in again, then open the page and send the form once more.",
+        ),
         Page::NotAllowed => (
             "forbidden",
             "Not allowed",
@@ -129,7 +134,9 @@ fn action(page: Page) -> &'static str {
     match page {
         // A workspace host's own login start: lands on its root once
         // signed in again (the page may be a fetch's, with no URL to keep).
-        Page::SignInRequired => "<p><a href=\"/.workspace-gate/start\">Sign in again</a></p>",
+        Page::SignInRequired | Page::FormNotSent => {
+            "<p><a href=\"/.workspace-gate/start\">Sign in again</a></p>"
+        }
         // A workspace host's own sign-out: clears its pass, then ends the
         // login on the auth host, so the next visit can pick another account.
         Page::NotAllowed => {
@@ -246,7 +253,7 @@ fn with_body(page: Page, (ctype, body): (&'static str, String)) -> Answer {
         ("cache-control", "no-store".to_string()),
         ("x-content-type-options", "nosniff".to_string()),
     ];
-    if page == Page::SignInRequired {
+    if matches!(page, Page::SignInRequired | Page::FormNotSent) {
         headers.push(("www-authenticate", WWW_AUTHENTICATE.to_string()));
     }
     Answer {
@@ -376,7 +383,9 @@ pub(crate) fn bare(status: u16) -> Answer {
 /// handshake.
 pub(crate) fn for_nginx(decision: &Decision) -> Answer {
     match decision {
-        Decision::SignIn { .. } => bare(401),
+        // A form is sent to the sign-in start too (`auth-signin` carries
+        // `m=$request_method`), which then shows the form-not-sent page.
+        Decision::SignIn { .. } | Decision::Deny(Page::FormNotSent) => bare(401),
         _ => bare(403),
     }
 }
@@ -465,6 +474,7 @@ mod tests {
     fn every_page_carries_one_type_and_the_security_headers() {
         for p in [
             Page::SignInRequired,
+            Page::FormNotSent,
             Page::NotAllowed,
             Page::WorkspaceNotFound,
             Page::SignInFailed,
@@ -482,7 +492,7 @@ mod tests {
                 assert!(a.body.contains("ref-1"), "{p:?} {json}");
                 assert_eq!(
                     header(&a, "www-authenticate").len(),
-                    usize::from(p == Page::SignInRequired)
+                    usize::from(matches!(p, Page::SignInRequired | Page::FormNotSent))
                 );
             }
         }

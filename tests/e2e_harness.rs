@@ -180,7 +180,8 @@ async fn nginx_fixture_behaves_like_ingress_nginx_auth_url() {
     let b = Browser::new(Some(&ca.ca_der), DOMAIN).unwrap();
     let ws = format!("https://ws-1.{DOMAIN}:{port}");
 
-    // 401 -> auth-signin redirect with the escaped original URL ($request_uri is
+    // 401 -> auth-signin redirect with the method nginx expanded
+    // (`m=$request_method`) and the escaped original URL ($request_uri is
     // the raw, still percent-encoded request target), Set-Cookie relayed.
     let r = b
         .get(&format!("{ws}/src/a b?x=1&y=%2F"), Mode::Navigate, &[])
@@ -191,7 +192,7 @@ async fn nginx_fixture_behaves_like_ingress_nginx_auth_url() {
     assert_eq!(
         loc,
         format!(
-            "https://ws-1.{DOMAIN}:{port}/.workspace-gate/start?rd=https://ws-1.{DOMAIN}:{port}%2Fsrc%2Fa%2520b%3Fx%3D1%26y%3D%252F"
+            "https://ws-1.{DOMAIN}:{port}/.workspace-gate/start?m=GET&rd=https://ws-1.{DOMAIN}:{port}%2Fsrc%2Fa%2520b%3Fx%3D1%26y%3D%252F"
         )
     );
     let rd = reqwest::Url::parse(&loc)

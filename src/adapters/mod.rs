@@ -169,6 +169,7 @@ pub(crate) fn refusal_reason(page: crate::core::Page) -> &'static str {
     use crate::core::Page;
     match page {
         Page::SignInRequired => "no valid pass or credential for this host",
+        Page::FormNotSent => "a form was sent without a valid pass for this host",
         Page::NotAllowed => "the user may not use this workspace",
         Page::WorkspaceNotFound => "no workspace has this host",
         Page::SignInFailed => "the transfer token is invalid, expired or used",

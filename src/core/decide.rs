@@ -78,6 +78,11 @@ pub fn decide(
             location: reserved::start_url(settings, &host, &rd),
         };
     }
+    if req.is_form_submission() {
+        // Never sent through a login: a redirect would replay it as a GET
+        // without its fields.
+        return Decision::Deny(Page::FormNotSent);
+    }
     Decision::Deny(Page::SignInRequired)
 }
 

@@ -29,6 +29,9 @@ pub struct Allow {
 pub enum Page {
     /// Not signed in (401).
     SignInRequired,
+    /// A form was sent without a valid pass (one that expired while the
+    /// tab sat unused): it was not delivered, and the page says so (401).
+    FormNotSent,
     /// Signed in, but this workspace belongs to someone else (403).
     NotAllowed,
     /// No workspace serves this host (403 at the check, 404 on the auth host).
@@ -49,7 +52,7 @@ pub enum Page {
 impl Page {
     pub fn status(self) -> u16 {
         match self {
-            Page::SignInRequired => 401,
+            Page::SignInRequired | Page::FormNotSent => 401,
             Page::NotAllowed | Page::WorkspaceNotFound => 403,
             Page::SignInFailed => 400,
             Page::SignedOut => 200,
@@ -61,6 +64,7 @@ impl Page {
     pub fn label(self) -> &'static str {
         match self {
             Page::SignInRequired => "unauthorized",
+            Page::FormNotSent => "form_not_sent",
             Page::NotAllowed => "forbidden",
             Page::WorkspaceNotFound => "unknown_host",
             Page::SignInFailed => "sign_in_failed",

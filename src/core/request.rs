@@ -24,6 +24,15 @@ impl CheckRequest<'_> {
     pub fn is_navigation(&self) -> bool {
         is_navigation(self.method, self.accept, self.sec_fetch_mode, self.upgrade)
     }
+
+    /// A form submitted by a browser: a top-level navigation with another
+    /// method than GET or HEAD. `fetch()` and XHR send another
+    /// `Sec-Fetch-Mode`; without one, only a client that asks for HTML.
+    pub fn is_form_submission(&self) -> bool {
+        is_navigation("GET", self.accept, self.sec_fetch_mode, self.upgrade)
+            && !self.method.eq_ignore_ascii_case("GET")
+            && !self.method.eq_ignore_ascii_case("HEAD")
+    }
 }
 
 pub(crate) fn is_navigation(

@@ -37,6 +37,11 @@ pub(crate) fn answer(
 ) -> Decision {
     let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
     match path {
+        // ingress-nginx sends every refusal it was told to sign in for
+        // here with `m=<method>`: a form is not replayed through a login.
+        START_PATH if query_param(query, "m").is_some_and(|m| is_form_method(&m)) => {
+            Decision::Deny(Page::FormNotSent)
+        }
         START_PATH => start(settings, host, query_param(query, "rd").as_deref()),
         CALLBACK_PATH => {
             if let Some(token) = query_param(query, "token") {
@@ -64,6 +69,12 @@ pub(crate) fn answer(
         ),
         _ => Decision::Deny(Page::NotFound),
     }
+}
+
+/// A method a form may be sent with (not GET or HEAD, which a login may
+/// replay as they were).
+fn is_form_method(m: &str) -> bool {
+    !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) && m != "GET" && m != "HEAD"
 }
 
 /// `<host origin>/.workspace-gate/start?rd=<url-encoded rd>`: where a

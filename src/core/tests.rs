@@ -345,6 +345,30 @@ fn fetch_and_websocket_without_pass_get_401_not_redirect() {
 }
 
 #[test]
+fn a_form_without_pass_is_refused_as_not_sent_never_sent_to_a_login() {
+    let mut r = req("ws-1.workspaces.test", "/submit", None);
+    r.method = "POST";
+    r.sec_fetch_mode = Some("navigate");
+    assert_eq!(run(&r).label(), "form_not_sent");
+    // fetch() with POST stays a plain refusal.
+    r.sec_fetch_mode = Some("cors");
+    assert_eq!(run(&r).label(), "unauthorized");
+    // The sign-in start that ingress-nginx sends it to says so too, and
+    // starts a login for GET.
+    let start = |m: &str| {
+        let path =
+            format!("/.workspace-gate/start?m={m}&rd=https%3A%2F%2Fws-1.workspaces.test%2Fsubmit");
+        let r = req("ws-1.workspaces.test", &path, None);
+        super::reserved::answer(&keyring(), &settings(), NOW, "ws-1.workspaces.test", &r).label()
+    };
+    assert_eq!(start("POST"), "form_not_sent");
+    assert_eq!(start("PUT"), "form_not_sent");
+    for m in ["GET", "HEAD", "$request_method", ""] {
+        assert_eq!(start(m), "redirect", "m={m}");
+    }
+}
+
+#[test]
 fn unknown_host_and_foreign_port_are_refused() {
     assert_eq!(
         run(&req("ws-9.workspaces.test", "/", None)).label(),

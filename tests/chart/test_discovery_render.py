@@ -187,7 +187,7 @@ def test_rendered_routing_points_at_the_chart_services(binary, scenario, tmp_pat
         ann = ing["metadata"]["annotations"]
         assert ann["nginx.ingress.kubernetes.io/auth-url"] == f"http://{in_cluster}:{ports['http']['port']}/check/nginx?host=$host&buffer=32k"
         # The login starts on the workspace host (nginx expands $host), which binds it to the browser.
-        assert ann["nginx.ingress.kubernetes.io/auth-signin"] == "https://$host/.workspace-gate/start"
+        assert ann["nginx.ingress.kubernetes.io/auth-signin"] == "https://$host/.workspace-gate/start?m=$request_method"
         (ext,) = [o for o in written if o["kind"] == "Service"]
         assert ext["spec"]["externalName"] == in_cluster
         assert ext["spec"]["ports"][0]["port"] == ports["http"]["port"]

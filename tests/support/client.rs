@@ -254,6 +254,18 @@ impl Browser {
         self.follow(Method::GET, url, Mode::Fetch, None).await
     }
 
+    /// Submits a form (`POST`, `Sec-Fetch-Mode: navigate`) and follows
+    /// what comes back as a browser does: after a 302 or 303 the form is
+    /// gone and the next request is a `GET`.
+    pub async fn submit(&self, url: &str, fields: &[(&str, &str)]) -> anyhow::Result<Resp> {
+        let form = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.follow(Method::POST, url, Mode::Navigate, Some(form))
+            .await
+    }
+
     async fn follow(
         &self,
         mut method: Method,

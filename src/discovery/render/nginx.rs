@@ -53,10 +53,12 @@ pub(super) fn render(
         "nginx.ingress.kubernetes.io/proxy-buffer-size".to_string(),
         PROXY_BUFFER_SIZE.to_string(),
     );
-    // nginx appends `?rd=<original URL>` itself.
+    // nginx appends `&rd=<original URL>` itself, and expands the method:
+    // a form sent with an expired pass is shown a page, not replayed as a
+    // GET through a login.
     auth.insert(
         "nginx.ingress.kubernetes.io/auth-signin".to_string(),
-        ctx.signin_url.clone(),
+        format!("{}?m=$request_method", ctx.signin_url),
     );
     // Listed headers replace the client's copy, or remove it when the gate
     // omits them: identity cannot be forged and the gate's own cookies and
@@ -192,7 +194,7 @@ mod tests {
         assert_eq!(a["nginx.ingress.kubernetes.io/proxy-buffer-size"], "32k");
         assert_eq!(
             a["nginx.ingress.kubernetes.io/auth-signin"],
-            "https://$host/.workspace-gate/start"
+            "https://$host/.workspace-gate/start?m=$request_method"
         );
         assert_eq!(
             a["nginx.ingress.kubernetes.io/auth-response-headers"],

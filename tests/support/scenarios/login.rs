@@ -32,10 +32,15 @@ pub async fn login_lands_on_original_url_with_query(kind: ControllerKind) -> any
         // The login starts on the workspace host itself (which binds it to
         // this browser), and reaches the auth host with the bind digest: no
         // detour through an unbound start.
+        // Behind ingress-nginx the start also carries the method
+        // (`m=GET`), which auth-signin asks nginx to add.
         ensure!(
             hops[1]
                 .url
-                .starts_with(&s.url(WS1, "/.workspace-gate/start?rd=")),
+                .starts_with(&s.url(WS1, "/.workspace-gate/start?rd="))
+                || hops[1]
+                    .url
+                    .starts_with(&s.url(WS1, "/.workspace-gate/start?m=GET&rd=")),
             "the second hop is not the workspace host's login start:\n{}",
             hops_text(&b)
         );
@@ -275,4 +280,53 @@ fn expiry(pass: &str) -> anyhow::Result<u64> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?;
     let v: serde_json::Value = serde_json::from_slice(&raw)?;
     v["exp"].as_u64().context("no exp")
+}
+
+/// A form sent from a tab whose pass has expired (a tab left alone past
+/// `session.pass_ttl`, so no renewal came) is never replayed: without care
+/// ingress-nginx's sign-in redirect turns it into a `GET` of the form's
+/// address after a silent re-login, its fields lost. Through every
+/// controller the browser ends on a page that says the form was not
+/// delivered and offers to sign in again; the form's address never reaches
+/// the workspace, and the offered link signs in again.
+pub async fn a_form_sent_after_the_pass_expired_is_never_replayed(
+    kind: ControllerKind,
+) -> anyhow::Result<()> {
+    let mut options = StackOptions::new(kind, "form-after-expiry");
+    options.pass_ttl = Some("2s".into());
+    run_with(options, |s| async move {
+        let b = s.browser("alice");
+        visit(&s, &b, WS1, "/").await?;
+        // Past the pass's whole lifetime (whole seconds), unused.
+        tokio::time::sleep(Duration::from_millis(3_200)).await;
+        b.clear_hops();
+        let r = b
+            .submit(&s.url(WS1, "/submit"), &[("note", "written before lunch")])
+            .await?;
+        ensure!(
+            !s.echo
+                .seen()
+                .iter()
+                .any(|seen| seen.uri.starts_with("/submit")),
+            "the form's address reached the workspace:\n{}",
+            hops_text(&b)
+        );
+        ensure!(
+            r.status == 401
+                && r.body.contains("was not delivered")
+                && r.body.contains("href=\"/.workspace-gate/start\""),
+            "the browser did not land on the form-not-sent page: {}\nhops:\n{}",
+            r.describe(),
+            hops_text(&b)
+        );
+        // The way back works: signed in again, on the workspace.
+        let r = b.navigate(&s.url(WS1, "/.workspace-gate/start")).await?;
+        ensure!(
+            r.status == 200 && r.url.as_str() == s.url(WS1, "/"),
+            "signing in again from the page did not land on the workspace: {}",
+            r.describe()
+        );
+        Ok(())
+    })
+    .await
 }

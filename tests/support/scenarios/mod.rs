@@ -71,6 +71,7 @@ macro_rules! scenario_tests {
             owner_annotation_mode_allows_the_owner_only,
             query_transfer_mode_completes_the_login,
             a_pass_in_use_is_renewed_before_it_expires,
+            a_form_sent_after_the_pass_expired_is_never_replayed,
             transfer_tokens_stay_out_of_access_logs_and_bound_to_their_browser,
             a_transfer_token_copied_from_an_access_log_is_refused,
             reserved_prefix_never_lets_a_request_through,
