@@ -892,7 +892,7 @@ async fn a_removed_key_is_refused_and_ends_open_sessions() -> anyhow::Result<()>
     // alice removes the key in GitLab.
     rig.gitlab.set_keys(ALICE, &[]);
     let out = ended(open, "the removed key").await?;
-    said(&out, "workspace-gate");
+    said(&out, "the SSH key you logged in with was removed");
     let out = run(rig.ssh_key(&rig.alice_key, "ws-1").arg("true"))?;
     assert_refused(&out, "a removed key");
     rig.counted("workspace_gate_ssh_ended_total", 1.0).await;
@@ -910,11 +910,7 @@ async fn removing_the_workspace_ends_its_sessions() -> anyhow::Result<()> {
         .collect();
     rig.write(&rest)?;
     let out = ended(open, "its workspace").await?;
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("workspace-gate") && stderr.contains("ws-1"),
-        "the user was not told the workspace is gone: {stderr}"
-    );
+    said(&out, "workspace ws-1 was removed");
     // And it cannot be reached again.
     let out = run(rig.ssh_key(&rig.alice_key, "ws-1").arg("true"))?;
     assert_refused(&out, "a removed workspace");
@@ -1029,5 +1025,30 @@ async fn a_changed_sshd_host_key_is_refused_after_the_first_use() -> anyhow::Res
         1.0,
     )
     .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_change_ends_the_old_owners_sessions() -> anyhow::Result<()> {
+    let rig = Rig::start("ssh-owner-change", "").await?;
+    let open = rig.open_session("ws-1")?;
+    // ws-1 now belongs to bob.
+    let moved: Vec<Ws> = Rig::default_workspaces(rig.sshd_port)
+        .into_iter()
+        .map(|w| {
+            if w.name == "ws-1" {
+                Ws { owner: BOB, ..w }
+            } else {
+                w
+            }
+        })
+        .collect();
+    rig.write(&moved)?;
+    let out = ended(open, "the owner change").await?;
+    said(&out, "workspace ws-1 has a new owner");
+    let out = run(rig.ssh_key(&rig.alice_key, "ws-1").arg("true"))?;
+    assert_refused(&out, "the old owner's key");
+    let out = run(rig.ssh_key(&rig.bob_key, "ws-1").arg("echo new-owner"))?;
+    assert_eq!(text(&out.stdout), "new-owner\n", "{}", text(&out.stderr));
     Ok(())
 }
