@@ -16,7 +16,7 @@
 #   WORKSPACE_GATE_BIN: the gate binary (default
 #     target/release/workspace-gate: cargo build --release --bin workspace-gate)
 #   CIPHER: a cipher for the client to ask for (ssh -c) on both paths; the
-#     gate's own hop to sshd keeps its SSH library's default
+#     gate chooses its own hop to sshd (AES-GCM first, src/ssh/backend.rs)
 #   PERF=1: afterwards, one more (untimed) upload through the gate under
 #     `perf record`, and the gate's hottest symbols.
 set -euo pipefail
