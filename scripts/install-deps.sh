@@ -66,3 +66,5 @@ fi
 # kube-controller-manager) and released CRDs for the discovery tests, built
 # with Go from the module proxy and cached; a second run builds nothing.
 "$root/scripts/build-control-plane.sh" >/dev/null
+# Envoy Gateway's controller for the gateway-api tests, built the same way.
+"$root/scripts/build-envoy-gateway.sh" >/dev/null

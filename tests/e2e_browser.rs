@@ -254,3 +254,8 @@ async fn chromium_completes_login_through_traefik_reading_discoverys_objects_fro
 async fn chromium_completes_login_through_traefiks_ingress_nginx_provider_reading_the_api_server() {
     chromium_logs_in_through(ControllerKind::TraefikIngressNginx).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_completes_login_through_envoy_gateway_translating_discoverys_objects() {
+    chromium_logs_in_through(ControllerKind::EnvoyGateway).await;
+}

@@ -30,4 +30,5 @@ per_controller! {
     envoy_grpc_routes_and_checks_the_same_host => ControllerKind::EnvoyGrpc,
     envoy_grpc_raw_headers_routes_and_checks_the_same_host => ControllerKind::EnvoyGrpcRaw,
     envoy_http_routes_and_checks_the_same_host => ControllerKind::EnvoyHttp,
+    envoy_gateway_routes_and_checks_the_same_host => ControllerKind::EnvoyGateway,
 }

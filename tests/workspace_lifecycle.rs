@@ -1,12 +1,13 @@
-//! A workspace's whole life on a real control plane, through real Traefik
-//! reading the API server: GitLab's agent creates the workspace Service,
-//! the gate (its discovery, in the gate's own process) indexes it and
-//! writes its routing objects, Traefik routes them, a user logs in and uses
-//! the workspace (a WebSocket included); the Service is deleted, the next
-//! request with the same pass is refused and the real garbage collector
-//! removes the objects. Once per routing mode Traefik can read:
-//! `traefik` (kubernetesIngress + kubernetesCRD) and `ingress-nginx`
-//! (kubernetesIngressNGINX).
+//! A workspace's whole life on a real control plane, through a real
+//! controller reading the API server: GitLab's agent creates the workspace
+//! Service, the gate (its discovery, in the gate's own process) indexes it
+//! and writes its routing objects, the controller routes them, a user logs
+//! in and uses the workspace (a WebSocket included); the Service is
+//! deleted, the next request with the same pass is refused and the real
+//! garbage collector removes the objects. Once per routing mode: `traefik`
+//! (Traefik's kubernetesIngress + kubernetesCRD), `ingress-nginx` (Traefik's
+//! kubernetesIngressNGINX) and `gateway-api` (Envoy Gateway, with a real
+//! Envoy running what it translated).
 
 mod support;
 
@@ -23,6 +24,7 @@ use support::ws::{self, Handshake};
 
 const HOST: &str = "ws-4.workspaces.test";
 const NET: &str = "networking.k8s.io/v1";
+const GW: &str = "gateway.networking.k8s.io/v1";
 
 /// Polls `cond` every 100 ms; fails with `what` after `limit` (a bound
 /// against hangs only).
@@ -48,6 +50,15 @@ fn objects_of(kind: ControllerKind) -> Vec<(&'static str, &'static str, &'static
         ControllerKind::TraefikKubernetes => vec![
             (NET, "ingresses", "ws-4-wg"),
             ("traefik.io/v1alpha1", "middlewares", "ws-4-wg-auth"),
+            (NET, "networkpolicies", "ws-4-wg-allow"),
+        ],
+        ControllerKind::EnvoyGateway => vec![
+            (GW, "httproutes", "ws-4-8080-wg"),
+            (
+                "gateway.envoyproxy.io/v1alpha1",
+                "securitypolicies",
+                "ws-4-wg-auth",
+            ),
             (NET, "networkpolicies", "ws-4-wg-allow"),
         ],
         _ => vec![
@@ -102,8 +113,8 @@ async fn life(s: &Stack, kind: ControllerKind) -> anyhow::Result<()> {
         );
     }
 
-    // Traefik picks them up: alice logs in and lands on the new
-    // workspace's own upstream. Until Traefik has the routes, the host
+    // The controller picks them up: alice logs in and lands on the new
+    // workspace's own upstream. Until it has the routes, the host
     // meets the catch-all (the sample workspace, or a refused login where
     // the reserved path is not routed yet).
     let b = s.browser("alice");
@@ -116,7 +127,7 @@ async fn life(s: &Stack, kind: ControllerKind) -> anyhow::Result<()> {
         if tokio::time::Instant::now() > deadline {
             return landed
                 .and_then(|_| bail!("only the catch-all answered"))
-                .context("Traefik did not route the new workspace within 60 s");
+                .context("the controller did not route the new workspace within 60 s");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -193,6 +204,11 @@ async fn run(kind: ControllerKind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workspace_lives_and_ends_through_traefik_reading_the_api_server() {
     run(ControllerKind::TraefikKubernetes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_lives_and_ends_through_envoy_gateway_reading_the_api_server() {
+    run(ControllerKind::EnvoyGateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

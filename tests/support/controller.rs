@@ -51,6 +51,9 @@ pub enum ControllerKind {
     /// reading what discovery wrote in `traefik` mode (Ingresses and
     /// forwardAuth Middlewares) into the test control plane's API server.
     TraefikKubernetes,
+    /// Envoy Gateway (its Kubernetes provider) translating what discovery
+    /// wrote in `gateway-api` mode into a real Envoy's configuration.
+    EnvoyGateway,
     /// Envoy with ext_authz over gRPC.
     EnvoyGrpc,
     /// The same, with `encode_raw_headers: true`: Envoy sends the headers
@@ -68,6 +71,7 @@ impl ControllerKind {
             ControllerKind::TraefikHttps => "traefik-https",
             ControllerKind::TraefikIngressNginx => "traefik-ingress-nginx",
             ControllerKind::TraefikKubernetes => "traefik-kubernetes",
+            ControllerKind::EnvoyGateway => "envoy-gateway",
             ControllerKind::EnvoyGrpc => "envoy-grpc",
             ControllerKind::EnvoyGrpcRaw => "envoy-grpc-raw-headers",
             ControllerKind::EnvoyHttp => "envoy-http",
@@ -87,7 +91,7 @@ impl ControllerKind {
     pub fn needs_grpc(self) -> bool {
         matches!(
             self,
-            ControllerKind::EnvoyGrpc | ControllerKind::EnvoyGrpcRaw
+            ControllerKind::EnvoyGrpc | ControllerKind::EnvoyGrpcRaw | ControllerKind::EnvoyGateway
         )
     }
 
@@ -108,6 +112,9 @@ impl ControllerKind {
             ControllerKind::TraefikIngressNginx | ControllerKind::TraefikKubernetes => Ok(
                 Box::new(super::traefik_kubernetes::TraefikKubernetes::start(self, setup).await?),
             ),
+            ControllerKind::EnvoyGateway => Ok(Box::new(
+                super::envoy_gateway::EnvoyGateway::start(setup).await?,
+            )),
             ControllerKind::EnvoyGrpc
             | ControllerKind::EnvoyGrpcRaw
             | ControllerKind::EnvoyHttp => {

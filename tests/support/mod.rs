@@ -27,6 +27,7 @@ pub mod controller;
 pub mod discovery_env;
 pub mod echo;
 pub mod envoy;
+pub mod envoy_gateway;
 pub mod failure;
 pub mod gate;
 pub mod gitlab;

@@ -53,10 +53,10 @@ use super::traefik::venv_bin;
 use super::workspaces::WorkspaceSpec;
 
 /// The gate's Service (the chart's fullname).
-const GATE_SERVICE: &str = "workspace-gate";
+pub const GATE_SERVICE: &str = "workspace-gate";
 /// What every EndpointSlice names; Traefik's hosts file maps it to loopback.
-const ENDPOINTS_HOST: &str = "endpoints.wg.test";
-const TLS_SECRET: &str = "wildcard-tls";
+pub const ENDPOINTS_HOST: &str = "endpoints.wg.test";
+pub const TLS_SECRET: &str = "wildcard-tls";
 
 /// What differs between the two routing modes.
 struct Mode {
@@ -119,12 +119,12 @@ pub struct TraefikKubernetes {
 }
 
 /// An EndpointSlice of Service `svc` with one FQDN endpoint on `port`.
-fn endpoint_slice(ns: &str, svc: &str, port_name: &str, port: u16) -> Value {
+pub fn endpoint_slice(ns: &str, svc: &str, port_name: &str, port: u16) -> Value {
     endpoint_slice_ports(ns, svc, &[(port_name.to_string(), port)])
 }
 
 /// The same with several named ports.
-fn endpoint_slice_ports(ns: &str, svc: &str, ports: &[(String, u16)]) -> Value {
+pub fn endpoint_slice_ports(ns: &str, svc: &str, ports: &[(String, u16)]) -> Value {
     let ports: Vec<Value> = ports
         .iter()
         .map(|(name, port)| json!({"name": name, "port": port, "protocol": "TCP"}))
@@ -141,7 +141,7 @@ fn endpoint_slice_ports(ns: &str, svc: &str, ports: &[(String, u16)]) -> Value {
     })
 }
 
-fn tls_secret(ns: &str, setup: &ControllerSetup) -> anyhow::Result<Value> {
+pub fn tls_secret(ns: &str, setup: &ControllerSetup) -> anyhow::Result<Value> {
     use base64::Engine;
     let b64 = |p: &PathBuf| -> anyhow::Result<String> {
         Ok(base64::engine::general_purpose::STANDARD.encode(std::fs::read(p)?))
@@ -188,6 +188,18 @@ pub fn discovery_sections(
     identity: &str,
     gate_port: &str,
 ) -> anyhow::Result<String> {
+    if kind == ControllerKind::EnvoyGateway {
+        return Ok(format!(
+            "discovery:\n  identity: {identity}\n  lease_namespace: {gate}\n  namespaces: [{ws}]\n\
+             routing:\n  mode: gateway-api\n\
+             \x20 gateway: {{name: {gw}, namespace: {gate}, section_name: workspaces}}\n\
+             \x20 gate_service: {{name: {GATE_SERVICE}, namespace: {gate}, http_port: {gate_port}, grpc_port: {grpc}}}\n",
+            gate = ns.gate,
+            ws = ns.workspaces,
+            gw = super::envoy_gateway::GATEWAY,
+            grpc = super::envoy_gateway::GATE_GRPC_SERVICE_PORT,
+        ));
+    }
     let mode = Mode::of(kind)?;
     Ok(format!(
         "discovery:\n  identity: {identity}\n  lease_namespace: {gate}\n  namespaces: [{ws}]\n\
@@ -307,19 +319,8 @@ impl TraefikKubernetes {
 
         // Discovery, as the gate's leader runs it, writes the rest: the
         // stack's gate itself, or here in this process.
-        let config_dir = discovery_env::TempDir::new("tk");
-        let discovery = if gate_discovers {
-            None
-        } else {
-            let sections = format!(
-                "public_port: {}\n{}",
-                setup.port,
-                discovery_sections(kind, &ns, "fixture", &gate_port.to_string())?
-            );
-            let config = discovery_env::gate_config_result(&config_dir, &sections)
-                .map_err(|e| anyhow::anyhow!("discovery configuration: {e}"))?;
-            Some(discovery_env::Gate::start(cp.admin().await, &config))
-        };
+        let (config_dir, discovery) =
+            fixture_discovery(cp, kind, setup, &ns, gate_port, !gate_discovers).await?;
 
         // The host without a workspace: the provider's catch-all, with the
         // auth annotations discovery writes, to the sample workspace.
@@ -442,6 +443,32 @@ impl TraefikKubernetes {
     }
 }
 
+/// Discovery for a fixture whose stack's gate does not run it: in this
+/// process, writing `kind`'s routing objects for the test's namespaces
+/// (`run` false: none, the stack's gate does).
+pub async fn fixture_discovery(
+    cp: &ControlPlane,
+    kind: ControllerKind,
+    setup: &ControllerSetup,
+    ns: &KubeNamespaces,
+    gate_port: u16,
+    run: bool,
+) -> anyhow::Result<(discovery_env::TempDir, Option<discovery_env::Gate>)> {
+    let config_dir = discovery_env::TempDir::new(kind.name());
+    if !run {
+        return Ok((config_dir, None));
+    }
+    let sections = format!(
+        "public_port: {}\n{}",
+        setup.port,
+        discovery_sections(kind, ns, "fixture", &gate_port.to_string())?
+    );
+    let config = discovery_env::gate_config_result(&config_dir, &sections)
+        .map_err(|e| anyhow::anyhow!("discovery configuration: {e}"))?;
+    let gate = discovery_env::Gate::start(cp.admin().await, &config);
+    Ok((config_dir, Some(gate)))
+}
+
 /// How Traefik's providers write a host in a rule: `Host("h")` (the
 /// ingress-nginx provider) or ``Host(`h`)`` (the Ingress provider).
 fn routes_host(rule: &str, host: &str) -> bool {
@@ -463,7 +490,7 @@ async fn wait_for_ingress(cp: &ControlPlane, ns: &str, name: &str) -> anyhow::Re
 }
 
 /// A program from the system, or an error naming its package.
-fn which(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+pub fn which(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
