@@ -503,6 +503,77 @@ async fn an_api_server_restart_keeps_the_index_and_the_watch_resumes() {
     gate.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumed_from_a_compacted_version_relists_without_emptying_the_index() {
+    captured_logs();
+    // A control plane of its own: this test stops its API server.
+    let cp = ControlPlane::start().await.expect("control plane");
+    let c = Corner::new(&cp, "compact").await;
+    let dir = TempDir::new("cp-compact");
+    let cfg = c.config(&dir, "none", "a");
+    let admin = cp.admin().await;
+    for i in 0..20u64 {
+        create_service(
+            &admin,
+            &workspace_service(&c.ws, &format!("ws-{i}"), i + 1, &[60001], "1"),
+        )
+        .await;
+    }
+    let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
+    until("20 indexed", SOON, || async {
+        gate.reader.current().len() == 20
+    })
+    .await;
+    let restarts = gate.metrics.watch_restarts_total();
+
+    // Every snapshot published from now on.
+    let smallest = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let mut r = gate.reader.clone();
+    let s2 = smallest.clone();
+    let observer = tokio::spawn(async move {
+        while r.changed().await {
+            s2.fetch_min(r.current().len(), std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+
+    // While the API server is away, etcd's history is compacted past the
+    // resource version the gate's watch resumes from. The restarted API
+    // server answers that watch with 410 Gone ("too old resource
+    // version"); its fresh watch cache, which starts at the current
+    // revision, would answer so even without the compaction.
+    let gone_before = log_lines_with("too old resource version");
+    cp.stop_apiserver();
+    cp.etcd_write_and_compact().await.expect("etcd compaction");
+    cp.restart_apiserver().await.expect("restart");
+    let admin = cp.admin().await;
+    create_service(&admin, &workspace_service(&c.ws, "late", 99, &[60001], "1")).await;
+    until("watch resumed", Duration::from_secs(120), || async {
+        gate.has_host("60001-late.workspaces.test")
+    })
+    .await;
+    assert!(
+        log_lines_with("too old resource version") > gone_before,
+        "the resumed watch was not answered with 410 Gone; watch log lines:\n{}",
+        String::from_utf8_lossy(&captured_logs().0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("watch"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        gate.metrics.watch_restarts_total() > restarts,
+        "the 410 must cause a new list"
+    );
+    assert_eq!(gate.reader.current().len(), 21);
+    let smallest = smallest.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        smallest >= 20,
+        "the index shrank to {smallest} while relisting"
+    );
+    observer.abort();
+    gate.stop().await;
+}
+
 /// The library's logs, captured for the whole test binary.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

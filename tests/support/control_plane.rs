@@ -326,6 +326,35 @@ impl ControlPlane {
         }
     }
 
+    /// Writes one key outside the API server's prefix straight into etcd
+    /// (through its HTTP gateway) and compacts etcd's history up to that
+    /// revision: every resource version before it is gone, as after
+    /// etcd's periodic compaction on a busy cluster. Returns the revision.
+    pub async fn etcd_write_and_compact(&self) -> anyhow::Result<i64> {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let http = reqwest::Client::new();
+        let put: Value = http
+            .post(format!("{}/v3/kv/put", self.etcd_url))
+            .json(&json!({"key": b64("/workspace-gate-tests/compaction"), "value": b64("x")}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let revision: i64 = put["header"]["revision"]
+            .as_str()
+            .context("etcd put: no revision")?
+            .parse()?;
+        http.post(format!("{}/v3/kv/compaction", self.etcd_url))
+            .json(&json!({"revision": revision.to_string(), "physical": true}))
+            .send()
+            .await?
+            .error_for_status()
+            .context("etcd compaction")?;
+        Ok(revision)
+    }
+
     /// Stops the API server (etcd and the controller-manager keep running).
     pub fn stop_apiserver(&self) {
         if let Some(mut p) = self.procs.lock().unwrap().apiserver.take() {
