@@ -460,13 +460,13 @@ async fn gateway_and_traefik_objects_are_admitted_with_the_released_crds() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_server_restart_keeps_the_index_and_the_watch_resumes() {
-    // A control plane of its own: this test stops its API server.
+/// A control plane of the test's own (the callers stop its API server)
+/// with 20 workspace Services, and a gate in `mode` that has indexed them.
+async fn twenty_indexed(tag: &str, mode: &str) -> (ControlPlane, Corner, TempDir, Gate) {
     let cp = ControlPlane::start().await.expect("control plane");
-    let c = Corner::new(&cp, "restart").await;
-    let dir = TempDir::new("cp-restart");
-    let cfg = c.config(&dir, "ingress-nginx", "a");
+    let c = Corner::new(&cp, tag).await;
+    let dir = TempDir::new(&format!("cp-{tag}"));
+    let cfg = c.config(&dir, mode, "a");
     let admin = cp.admin().await;
     for i in 0..20u64 {
         create_service(
@@ -480,6 +480,12 @@ async fn an_api_server_restart_keeps_the_index_and_the_watch_resumes() {
         gate.reader.current().len() == 20
     })
     .await;
+    (cp, c, dir, gate)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_restart_keeps_the_index_and_the_watch_resumes() {
+    let (cp, c, _dir, gate) = twenty_indexed("restart", "ingress-nginx").await;
 
     cp.stop_apiserver();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -506,24 +512,7 @@ async fn an_api_server_restart_keeps_the_index_and_the_watch_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumed_from_a_compacted_version_relists_without_emptying_the_index() {
     captured_logs();
-    // A control plane of its own: this test stops its API server.
-    let cp = ControlPlane::start().await.expect("control plane");
-    let c = Corner::new(&cp, "compact").await;
-    let dir = TempDir::new("cp-compact");
-    let cfg = c.config(&dir, "none", "a");
-    let admin = cp.admin().await;
-    for i in 0..20u64 {
-        create_service(
-            &admin,
-            &workspace_service(&c.ws, &format!("ws-{i}"), i + 1, &[60001], "1"),
-        )
-        .await;
-    }
-    let gate = Gate::start(cp.client_with_token(&c.token).await, &cfg);
-    until("20 indexed", SOON, || async {
-        gate.reader.current().len() == 20
-    })
-    .await;
+    let (cp, c, _dir, gate) = twenty_indexed("compact", "none").await;
     let restarts = gate.metrics.watch_restarts_total();
 
     // Every snapshot published from now on.

@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 use super::control_plane::{ControlPlane, Supervised};
 use super::controller::{ControllerFixture, ControllerKind, ControllerSetup};
 use super::discovery_env;
-use super::process::{Proc, free_port};
+use super::process::{Proc, free_port, tail};
 use super::traefik::venv_bin;
 use super::traefik_kubernetes::{
     ENDPOINTS_HOST, GATE_SERVICE, KubeNamespaces, TLS_SECRET, endpoint_slice, endpoint_slice_ports,
@@ -243,12 +243,6 @@ impl Controller {
         out.push_str(&tail(&self.dir.join("envoy-gateway.stdout")));
         out
     }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(80)..].join("\n")
 }
 
 pub struct EnvoyGateway {
